@@ -1,0 +1,26 @@
+"""One family of exceptions, with messages written for users.
+
+The CLI prints any :class:`DctqaError` as ``error: <message>`` and exits non-zero
+without a traceback; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class DctqaError(Exception):
+    """Base class of every error dctqa raises on purpose."""
+
+
+class InputError(DctqaError, ValueError):
+    """Frames, arrays or arguments that do not satisfy the documented contract."""
+
+
+class VideoError(DctqaError):
+    """A file that cannot be opened, decoded or encoded."""
+
+
+class BackboneError(DctqaError):
+    """Unknown backbone name or a model file that cannot be used."""
+
+
+class WeightsError(BackboneError):
+    """Detector weights that are missing or do not fit the model."""
