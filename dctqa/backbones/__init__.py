@@ -1,0 +1,72 @@
+"""Backbones: a detector's first-layer filter bank and its preprocessing, by name.
+
+Names: ``pixel``; the torchvision detectors in :data:`TORCHVISION_DETECTORS`
+(``fasterrcnn_resnet50_fpn`` is the paper's and the default); ``onnx:PATH``.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from ..errors import BackboneError
+from .base import IMAGENET, Backbone, Preprocess, Stem
+from .onnx_model import YOLOX_PREPROCESS
+from .torchvision_models import DETECTORS as TORCHVISION_DETECTORS
+
+__all__ = ["Backbone", "Preprocess", "Stem", "IMAGENET", "YOLOX_PREPROCESS", "get_backbone",
+           "backbone_names", "TORCHVISION_DETECTORS"]
+
+PIXEL = "pixel"
+_cache: dict[tuple, Backbone] = {}
+_lock = threading.Lock()
+
+
+def backbone_names() -> list[str]:
+    """Names accepted by :func:`get_backbone` (``onnx:PATH`` stands for any ONNX file)."""
+    return [PIXEL, *TORCHVISION_DETECTORS, "onnx:PATH"]
+
+
+def pixel_backbone() -> Backbone:
+    """Identity bank, K = 3, 1 x 1, on RGB scaled to [0, 1] (METRIC.md, domain "pixel")."""
+    filters = np.zeros((3, 3, 1, 1))
+    for c in range(3):
+        filters[c, c, 0, 0] = 1.0
+    return Backbone(name=PIXEL, filters=filters, preprocess=Preprocess("RGB", 1.0 / 255.0),
+                    stem=None, source="identity")
+
+
+def get_backbone(name: str, weights: str | os.PathLike | None = None,
+                 preprocess: Preprocess | None = None) -> Backbone:
+    """Load backbone ``name``; results are cached per (name, weights, preprocess).
+
+    Raises :class:`BackboneError` for unknown names and
+    :class:`~dctqa.errors.WeightsError` when weights are missing or do not fit.
+    """
+    if not isinstance(name, str) or not name:
+        raise BackboneError(f"backbone must be a non-empty name, got {name!r}")
+    key = (name, None if weights is None else os.path.abspath(weights), preprocess)
+    with _lock:
+        hit = _cache.get(key)
+    if hit is not None:
+        return hit
+    if name == PIXEL:
+        if weights is not None:
+            raise BackboneError("backbone 'pixel' takes no weights")
+        bb = pixel_backbone()
+    elif name.startswith("onnx:"):
+        if weights is not None:
+            raise BackboneError("onnx:PATH backbones read their weights from PATH; drop --weights")
+        from . import onnx_model
+
+        bb = onnx_model.load(name[5:], preprocess)
+    elif name in TORCHVISION_DETECTORS:
+        from . import torchvision_models
+
+        bb = torchvision_models.load(name, weights)
+    else:
+        raise BackboneError(f"unknown backbone {name!r}; expected one of {backbone_names()}")
+    with _lock:
+        _cache[key] = bb
+    return bb
