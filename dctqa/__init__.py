@@ -1,0 +1,24 @@
+"""dctqa: how much has H.264 compression hurt a frame *for an object detector*?
+
+Full-reference metric of Beniwal, Mantini & Shah ("Image Quality Assessment using
+Deep Features for Object Detection"), computed exactly as ``docs/METRIC.md`` defines
+it: the detector's first-layer filters applied (in the DCT domain) to the original and
+the compressed frame, compared as a per-frequency ratio. ``Q = 1`` for identical frames;
+higher is worse.
+
+    >>> import dctqa
+    >>> m = dctqa.Metric(backbone="onnx:yolox_nano.onnx")   # doctest: +SKIP
+    >>> m.score(ref_frames, dist_frames)                      # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from .constants import EPSILON, METRIC_VERSION
+from .errors import BackboneError, DctqaError, InputError, VideoError, WeightsError
+from .metric import Metric, VideoScore, backends
+from .registry import create_metric, list_metrics
+
+__version__ = "0.1.0"
+
+__all__ = ["Metric", "VideoScore", "backends", "create_metric", "list_metrics", "EPSILON",
+           "METRIC_VERSION", "DctqaError", "InputError", "VideoError", "BackboneError",
+           "WeightsError", "__version__"]
