@@ -1,0 +1,180 @@
+"""Detections of whole videos, cached on disk.
+
+One ``.npz`` per (video content, detector, settings, frame stride) under ``cache_dir``;
+the file name is the sha256 of that key, so renaming or copying a video keeps its cache
+and changing any detector setting misses it. Files are written atomically.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import InputError, VideoError
+from .hashing import file_sha256
+from .types import Detections, Detector
+
+#: Bumped when the layout of the cache files changes.
+CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    """``$DCTQA_CACHE_DIR/detections``, else ``$XDG_CACHE_HOME/dctqa/detections`` (``~/.cache``)."""
+    root = os.environ.get("DCTQA_CACHE_DIR")
+    if root:
+        return Path(root) / "detections"
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "dctqa" / "detections"
+
+
+def _iter_frames_av(path: Path, stride: int) -> Iterator[np.ndarray]:
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(f"cannot open video {str(path)!r}: {exc}") from None
+    with container:
+        if not container.streams.video:
+            raise VideoError(f"{str(path)!r} has no video stream")
+        try:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i % stride == 0:
+                    yield frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"cannot decode {str(path)!r}: {exc}") from None
+
+
+def _frames(path: Path, stride: int) -> Iterator[np.ndarray]:
+    try:
+        from ..io import iter_frames  # the project's reader, when present
+    except ImportError:
+        return _iter_frames_av(path, stride)
+    return iter_frames(path, stride)
+
+
+def _frame_count(path: Path) -> int | None:
+    try:
+        import av
+
+        with av.open(str(path)) as c:
+            n = c.streams.video[0].frames
+        return int(n) or None
+    except Exception:  # only for the progress bar's total
+        return None
+
+
+def cache_key(video_sha256: str, detector: Detector, frame_stride: int) -> str:
+    """Hex sha256 of everything that determines the cached detections."""
+    doc = {"format": CACHE_FORMAT, "video_sha256": video_sha256, "detector": detector.name,
+           "settings": detector.settings(), "frame_stride": int(frame_stride)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def save_detections(path: Path, frame_indices: np.ndarray, dets: list[Detections], meta: dict) -> None:
+    """Write detections to ``path`` (.npz) through a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    counts = np.array([len(d) for d in dets], dtype=np.int64)
+    cat = (lambda xs, shape, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dt))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, frame_indices=np.asarray(frame_indices, dtype=np.int64), counts=counts,
+                     boxes=cat([d.boxes for d in dets], (0, 4), np.float32),
+                     scores=cat([d.scores for d in dets], (0,), np.float32),
+                     labels=cat([d.labels for d in dets], (0,), np.int64),
+                     meta=np.array(json.dumps(meta, sort_keys=True)))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def load_detections(path: Path) -> tuple[np.ndarray, list[Detections], dict]:
+    """Read a file written by :func:`save_detections`: (frame_indices, detections, meta)."""
+    with np.load(path, allow_pickle=False) as z:
+        fi, counts = z["frame_indices"], z["counts"]
+        boxes, scores, labels = z["boxes"], z["scores"], z["labels"]
+        meta = json.loads(str(z["meta"]))
+    if len(fi) != len(counts) or not (counts.sum() == len(boxes) == len(scores) == len(labels)):
+        raise ValueError("inconsistent array lengths")
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    dets = [Detections(boxes[a:b], scores[a:b], labels[a:b]) for a, b in zip(starts, ends)]
+    return fi, dets, meta
+
+
+def cached_detect(detector: Detector, video_path: str | os.PathLike, frame_stride: int = 1,
+                  cache_dir: str | os.PathLike | None = None, progress: bool = False,
+                  batch_size: int = 8) -> tuple[np.ndarray, list[Detections]]:
+    """Detections on every ``frame_stride``-th frame of a video, from the cache when present.
+
+    Returns ``frame_indices`` (F,) int64, the 0-based decode-order numbers of the sampled
+    frames (0, stride, 2*stride, ...), and one :class:`Detections` per sampled frame.
+    The cache key is the sha256 of the video's bytes (hashed once per path, size and
+    mtime), ``detector.name``, ``detector.settings()`` and the stride; ``cache_dir``
+    defaults to :func:`default_cache_dir`. An unreadable cache file is recomputed.
+    Raises VideoError for videos that cannot be decoded, InputError for a bad stride.
+    """
+    if int(frame_stride) != frame_stride or frame_stride < 1:
+        raise InputError(f"frame_stride must be a positive integer, got {frame_stride!r}")
+    frame_stride = int(frame_stride)
+    video_path = Path(video_path)
+    if not video_path.is_file():
+        raise VideoError(f"video {str(video_path)!r} does not exist")
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    video_sha = file_sha256(video_path, memo_dir=cache_dir)
+    key = cache_key(video_sha, detector, frame_stride)
+    target = cache_dir / f"{key}.npz"
+    if target.is_file():
+        try:
+            fi, dets, meta = load_detections(target)
+            if meta.get("key") == key:
+                return fi, dets
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # unreadable or foreign file: recompute and overwrite
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        n = _frame_count(video_path)
+        bar = tqdm(total=None if n is None else -(-n // frame_stride), unit="frame",
+                   desc=f"detect {video_path.name}", leave=False)
+    dets: list[Detections] = []
+    batch: list[np.ndarray] = []
+
+    def flush() -> None:
+        out = detector.detect(batch)
+        if len(out) != len(batch):
+            raise RuntimeError(f"detector {detector.name} returned {len(out)} results for {len(batch)} frames")
+        dets.extend(out)
+        if bar is not None:
+            bar.update(len(batch))
+        batch.clear()
+
+    try:
+        for frame in _frames(video_path, frame_stride):
+            batch.append(frame)
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
+            flush()
+    finally:
+        if bar is not None:
+            bar.close()
+    if not dets:
+        raise VideoError(f"{str(video_path)!r} yielded no frames")
+    fi = np.arange(len(dets), dtype=np.int64) * frame_stride
+    meta = {"key": key, "video": str(video_path), "video_sha256": video_sha, "detector": detector.name,
+            "settings": detector.settings(), "frame_stride": frame_stride, "format": CACHE_FORMAT}
+    save_detections(target, fi, dets, meta)
+    return fi, dets
