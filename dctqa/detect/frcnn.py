@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,6 +47,24 @@ def _read_state_dict(path: Path) -> dict:
         raise WeightsError(f"weights file {str(path)!r} holds a {type(obj).__name__}, expected a state_dict "
                            f"(dict of parameter name -> tensor) of {NAME}")
     return obj
+
+
+def _is_file_of(sha256: str, url: str) -> bool:
+    """Whether a file with this sha256 is the one published at ``url`` (torch hub names carry
+    the hash's first hex digits: ``name-<sha256 prefix>.pth``)."""
+    m = re.search(r"-([0-9a-f]{8,})\.[^.]+$", os.path.basename(url))
+    return bool(m) and sha256.startswith(m.group(1))
+
+
+def _zero_bn_eps(model) -> None:
+    """Set batch-norm eps to 0: torchvision's COCO_V1 Faster R-CNN weights come from a
+    frozen batch norm without eps, and torchvision's builder runs them that way."""
+    import torch
+    from torchvision.ops import FrozenBatchNorm2d
+
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d)):
+            m.eps = 0.0
 
 
 class FasterRCNNDetector(Detector):
@@ -129,7 +148,10 @@ class FasterRCNNDetector(Detector):
                 raise WeightsError(f"weights file {str(path)!r} does not fit {NAME} with 91 classes: "
                                    f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} "
                                    f"unexpected keys (e.g. {unexpected[:3]})")
-            self.weights_id = f"file-sha256:{file_sha256(path)}"
+            sha = file_sha256(path)
+            if _is_file_of(sha, FasterRCNN_ResNet50_FPN_Weights.COCO_V1.url):
+                _zero_bn_eps(model)  # as torchvision runs COCO_V1
+            self.weights_id = f"file-sha256:{sha}"
         self.model = model.eval().to(self.device)
 
     def settings(self) -> dict[str, Any]:
