@@ -1,0 +1,353 @@
+"""H.264 encode sweeps (PyAV + libx264): the paper's CRF x bandwidth grid.
+
+Each source is decoded once (:func:`dctqa.io.iter_frames`, RGB), converted once per
+frame to yuv420p and fed to every variant's encoder.  A variant is CRF rate control,
+optionally capped by x264's VBV (``vbv-maxrate`` / ``vbv-bufsize``): "capped CRF".
+
+Default caps scale with the pixel rate.  A cap is given in bits per pixel (per frame),
+``maxrate = bpp * width * height * fps`` bit/s, so one ladder binds on every resolution
+and frame rate.  The shared videos at CRF 23 (preset medium) used 0.019 (bottle, easy
+content, 30 fps), 0.071 (car) and 0.124 (vtest) bit/pixel; the default ladder
+:data:`DEFAULT_CAP_BPP` = 0.0025, 0.005, 0.01, 0.02 bit/pixel (vtest: 11, 22, 44, 88
+kbit/s) therefore binds at the low CRFs of every video, and the tightest caps also bind at
+CRF 35-41.  Absolute caps (kbit/s) can be given instead.
+
+Every written variant is decoded again and checked: it must hold exactly the source's
+number of frames with strictly increasing, gap-free timestamps (a dropped or duplicated
+frame raises :class:`~dctqa.errors.VideoError`).  Its real bitrate is the sum of the
+encoded video packets' sizes (bits) divided by the duration ``frames / fps``.
+Files appear atomically (temporary file in the same folder, then ``os.replace``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from .errors import InputError, VideoError
+
+#: The paper's CRF values.
+DEFAULT_CRFS: tuple[int, ...] = (23, 29, 35, 41, 47)
+#: Default VBV caps in bits per pixel per frame (see the module docstring).
+DEFAULT_CAP_BPP: tuple[float, ...] = (0.0025, 0.005, 0.01, 0.02)
+#: x264 presets accepted by :class:`EncodeSettings`.
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+           "veryslow", "placebo")
+MANIFEST = "variants.json"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One encoded version of a source.
+
+    name: file stem, e.g. ``crf35`` or ``crf35_cap44k``; crf: 0..51;
+    maxrate_kbps: the VBV cap in kbit/s, ``None`` for uncapped CRF;
+    path: the .mp4 file; bitrate_kbps: measured video-stream bitrate (kbit/s);
+    frames: decoded frame count (equals the source's).
+    """
+
+    name: str
+    crf: int
+    maxrate_kbps: float | None
+    path: Path
+    bitrate_kbps: float
+    frames: int
+    cap_bpp: float | None = None
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """What to encode.
+
+    crfs: CRF values (0..51). cap_bpp: VBV caps in bit/pixel/frame, or caps_kbps: absolute
+    caps in kbit/s (takes precedence when given). include_uncapped: also write plain CRF.
+    preset: x264 preset. gop: keyframe interval in frames (``None``: x264's default, 250).
+    bufsize_s: VBV buffer = ``bufsize_s * maxrate``. threads: x264 threads per encoder
+    (0 = x264's automatic choice). max_frames: encode only the first frames (tests).
+    """
+
+    crfs: tuple[int, ...] = DEFAULT_CRFS
+    cap_bpp: tuple[float, ...] = DEFAULT_CAP_BPP
+    caps_kbps: tuple[float, ...] | None = None
+    include_uncapped: bool = True
+    preset: str = "medium"
+    gop: int | None = None
+    bufsize_s: float = 1.0
+    threads: int = 0
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.crfs:
+            raise InputError("at least one CRF value is needed")
+        for c in self.crfs:
+            if not isinstance(c, int) or not 0 <= c <= 51:
+                raise InputError(f"CRF must be an integer in 0..51, got {c!r}")
+        if self.preset not in PRESETS:
+            raise InputError(f"unknown x264 preset {self.preset!r}; expected one of {PRESETS}")
+        caps = self.caps_kbps if self.caps_kbps is not None else self.cap_bpp
+        for v in caps:
+            if not v > 0:
+                raise InputError(f"bandwidth caps must be > 0, got {v!r}")
+        if self.gop is not None and self.gop < 1:
+            raise InputError(f"gop must be >= 1 frame, got {self.gop}")
+        if not self.bufsize_s > 0:
+            raise InputError(f"bufsize_s must be > 0 seconds, got {self.bufsize_s}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise InputError(f"max_frames must be >= 1, got {self.max_frames}")
+
+    def to_dict(self) -> dict:
+        """JSON-able settings (used in cache keys)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    name: str
+    crf: int
+    maxrate_kbps: float | None
+    cap_bpp: float | None
+
+
+def cap_kbps(width: int, height: int, fps: float, bpp: float) -> float:
+    """VBV cap in kbit/s for ``bpp`` bits per pixel per frame at ``width x height`` and ``fps``."""
+    return bpp * width * height * fps / 1000.0
+
+
+def plan_variants(settings: EncodeSettings, width: int, height: int, fps: float) -> list[_Plan]:
+    """Names and rate-control settings of every variant, in a fixed order (CRF, then cap)."""
+    plans: list[_Plan] = []
+    for crf in settings.crfs:
+        if settings.include_uncapped:
+            plans.append(_Plan(f"crf{crf}", crf, None, None))
+        if settings.caps_kbps is not None:
+            caps = [(float(k), None) for k in settings.caps_kbps]
+        else:
+            caps = [(cap_kbps(width, height, fps, b), float(b)) for b in settings.cap_bpp]
+        for kbps, bpp in caps:
+            plans.append(_Plan(f"crf{crf}_cap{_kbps_label(kbps)}k", crf, kbps, bpp))
+    names = [p.name for p in plans]
+    if len(set(names)) != len(names):
+        raise InputError(f"two variants would share a name: {names}; use distinct caps")
+    return plans
+
+
+def _kbps_label(kbps: float) -> str:
+    return f"{kbps:.0f}" if kbps >= 10 else f"{kbps:.1f}".replace(".", "p")
+
+
+def _x264_params(plan: _Plan, settings: EncodeSettings) -> str:
+    parts = []
+    if plan.maxrate_kbps is not None:
+        maxrate = max(1, int(round(plan.maxrate_kbps)))
+        bufsize = max(1, int(round(plan.maxrate_kbps * settings.bufsize_s)))
+        parts += [f"vbv-maxrate={maxrate}", f"vbv-bufsize={bufsize}"]
+    if settings.gop is not None:
+        parts += [f"keyint={settings.gop}", f"min-keyint={min(settings.gop, max(1, settings.gop // 10))}"]
+    return ":".join(parts)
+
+
+class _Encoder:
+    """One libx264 output written to a temporary file next to its final path."""
+
+    def __init__(self, plan: _Plan, path: Path, settings: EncodeSettings, width: int, height: int,
+                 rate: Fraction) -> None:
+        import av
+
+        self.plan, self.path = plan, path
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4.tmp", dir=path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.bytes = 0
+        self.count = 0
+        options = {"crf": str(plan.crf), "preset": settings.preset}
+        params = _x264_params(plan, settings)
+        if params:
+            options["x264-params"] = params
+        try:
+            self.container = av.open(str(self.tmp), mode="w", format="mp4")
+            self.stream = self.container.add_stream("libx264", rate=rate, options=options)
+        except Exception:
+            self.tmp.unlink(missing_ok=True)
+            raise
+        self.stream.width, self.stream.height = width, height
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.time_base = Fraction(1, 1) / rate
+        self.stream.codec_context.thread_count = settings.threads
+
+    def send(self, frame) -> None:
+        for packet in self.stream.encode(frame):
+            self.bytes += packet.size
+            self.container.mux(packet)
+        self.count += 1 if frame is not None else 0
+
+    def finish(self) -> None:
+        self.send(None)
+        self.container.close()
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        except Exception:
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+
+def count_frames(path: str | os.PathLike) -> tuple[int, bool]:
+    """Decode ``path`` and return (frame count, timestamps strictly increase with no gap).
+
+    Gap-free means consecutive presentation timestamps differ by exactly one frame
+    duration, so a dropped or duplicated frame shows.  Raises :class:`VideoError`.
+    """
+    import av
+
+    p = Path(path)
+    if not p.is_file():
+        raise VideoError(f"{str(p)!r}: no such file")
+    try:
+        with av.open(str(p)) as c:
+            if not c.streams.video:
+                raise VideoError(f"{str(p)!r} has no video stream")
+            s = c.streams.video[0]
+            rate = s.average_rate or s.guessed_rate
+            step = None if not rate else Fraction(1, 1) / Fraction(rate) / s.time_base
+            n, ok, last = 0, True, None
+            for frame in c.decode(s):
+                pts = frame.pts
+                if pts is None or (last is not None and (step is None or pts - last != step)):
+                    ok = False
+                last = pts
+                n += 1
+            return n, ok
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{str(p)!r}: cannot decode ({exc.strerror or exc})") from None
+
+
+def stream_bitrate_kbps(path: str | os.PathLike, frames: int, fps: float) -> float:
+    """Bits of the first video stream's packets divided by ``frames / fps`` seconds, in kbit/s."""
+    import av
+
+    total = 0
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        for packet in c.demux(s):
+            if packet.size:
+                total += packet.size
+    return total * 8.0 / (frames / fps) / 1000.0
+
+
+def _rate(fps: float) -> Fraction:
+    return Fraction(fps).limit_denominator(1001)
+
+
+def encode_sweep(src: str | os.PathLike, out_dir: str | os.PathLike,
+                 settings: EncodeSettings = EncodeSettings(),
+                 progress: Callable[[int], None] | None = None) -> list[Variant]:
+    """Encode every variant of ``settings`` for ``src`` into ``out_dir`` (created if needed).
+
+    Files: ``out_dir/<name>.mp4`` per variant and ``out_dir/variants.json`` (the returned
+    list plus the settings).  ``progress(n)`` is called after each source frame with the
+    number of frames just encoded (1).  Width and height must be even (yuv420p);
+    odd sizes raise :class:`InputError` rather than being padded, because a padded variant
+    would no longer align pixel-for-pixel with its reference.
+    Raises :class:`VideoError` for unreadable sources, sources with no frame, and variants
+    whose decoded frame count or timestamps do not match the source.
+    """
+    import av
+
+    from .io import iter_frames, probe
+
+    info = probe(src)
+    if info.is_image:
+        raise VideoError(f"{str(src)!r} is a still image; encode sweeps need a video")
+    if info.width % 2 or info.height % 2:
+        raise InputError(f"{str(src)!r} is {info.width}x{info.height}; yuv420p H.264 needs even width "
+                         f"and height. Crop the source first (e.g. ffmpeg -vf crop=trunc(iw/2)*2:trunc(ih/2)*2)")
+    fps = info.fps or 25.0
+    rate = _rate(fps)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plans = plan_variants(settings, info.width, info.height, float(rate))
+    encoders: list[_Encoder] = []
+    n = 0
+    try:
+        for plan in plans:
+            encoders.append(_Encoder(plan, out / f"{plan.name}.mp4", settings, info.width, info.height, rate))
+        for rgb in iter_frames(src, max_frames=settings.max_frames):
+            if rgb.shape[:2] != (info.height, info.width):
+                raise VideoError(f"{str(src)!r}: frame {n} is {rgb.shape[1]}x{rgb.shape[0]}, the stream "
+                                 f"says {info.width}x{info.height}; size changes are not supported")
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            frame.pts = n
+            frame.time_base = Fraction(1, 1) / rate
+            for enc in encoders:
+                enc.send(frame)
+            n += 1
+            if progress is not None:
+                progress(1)
+        for enc in encoders:
+            enc.finish()
+        variants = []
+        for enc in encoders:
+            got, gap_free = count_frames(enc.tmp)
+            if got != n or not gap_free:
+                raise VideoError(f"variant {enc.plan.name}: decoded {got} frames "
+                                 f"({'gap-free' if gap_free else 'dropped/duplicated timestamps'}) from "
+                                 f"{n} source frames; the encoder must keep every frame once, in order")
+            kbps = stream_bitrate_kbps(enc.tmp, n, float(rate))
+            os.replace(enc.tmp, enc.path)
+            variants.append(Variant(enc.plan.name, enc.plan.crf, enc.plan.maxrate_kbps, enc.path, kbps, n,
+                                    enc.plan.cap_bpp))
+    except BaseException:
+        for enc in encoders:
+            enc.abort()
+        raise
+    if n == 0:  # iter_frames raises first; kept as a guard
+        raise VideoError(f"{str(src)!r} holds no decodable frame")
+    write_manifest(out / MANIFEST, variants, settings, src, float(rate))
+    return variants
+
+
+def write_manifest(path: Path, variants: Sequence[Variant], settings: EncodeSettings,
+                   src: str | os.PathLike, fps: float) -> None:
+    """Write the variant list as JSON, atomically."""
+    doc = {"source": str(src), "fps": fps, "settings": settings.to_dict(),
+           "variants": [dict(asdict(v), path=v.path.name) for v in variants]}
+    atomic_write_text(path, json.dumps(doc, indent=1))
+
+
+def read_manifest(path: str | os.PathLike) -> list[Variant]:
+    """Variants listed in a ``variants.json`` written by :func:`encode_sweep`."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+        return [Variant(name=v["name"], crf=int(v["crf"]), maxrate_kbps=v["maxrate_kbps"],
+                        path=p.parent / v["path"], bitrate_kbps=float(v["bitrate_kbps"]),
+                        frames=int(v["frames"]), cap_bpp=v.get("cap_bpp")) for v in doc["variants"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise VideoError(f"{str(p)!r}: not a readable variant manifest ({exc})") from None
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def parse_floats(values: Iterable[str] | str) -> tuple[float, ...]:
+    """``"0.1,0.2"`` or ``["0.1", "0.2"]`` -> ``(0.1, 0.2)``; raises :class:`InputError`."""
+    items = values.split(",") if isinstance(values, str) else list(values)
+    try:
+        return tuple(float(v) for v in items if str(v).strip())
+    except ValueError:
+        raise InputError(f"expected comma-separated numbers, got {values!r}") from None
