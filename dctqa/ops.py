@@ -1,39 +1,170 @@
 """The one place that knows whether the compiled ops exist for a device.
 
-(Initial version by the lead: torch fallbacks only. The kernels' owner extends it.)
+The extension ``dctqa._C`` registers two torch ops (schemas in ``csrc/*/*.cpp``):
+
+* ``torch.ops.dctqa.spectral_qk(co, cc, filters, epsilon) -> Tensor[N, K] float64``
+* ``torch.ops.dctqa.ratio_qk(ao, ac, epsilon) -> Tensor[N, K] float64``
+
+each with a CPU kernel and, in a CUDA build, a CUDA kernel; fake (meta) kernels are
+registered here so that both work under ``torch.compile``. :func:`spectral_qk` and
+:func:`ratio_qk` call the op when it has a kernel for the tensors' device and fall back
+to the torch path otherwise (or when ``DCTQA_DISABLE_OPS=1``).
 """
 from __future__ import annotations
 
 import os
+import threading
 
 import torch
 
+from .errors import InputError
 
-def _ext_error() -> str | None:
+_OPS = ("spectral_qk", "ratio_qk")
+_lock = threading.Lock()
+_state: dict | None = None
+
+
+def _load() -> dict:
+    """Imports ``dctqa._C`` once; returns {"loaded": bool, "error": str | None}."""
+    global _state
+    with _lock:
+        if _state is not None:
+            return _state
+        try:
+            from . import _C  # noqa: F401  (registers torch.ops.dctqa.*)
+        except ImportError as exc:  # extension not built, or built against another torch
+            _state = {"loaded": False, "error": f"{type(exc).__name__}: {exc}"}
+            return _state
+        except OSError as exc:  # e.g. a missing shared library of the CUDA runtime
+            _state = {"loaded": False, "error": f"{type(exc).__name__}: {exc}"}
+            return _state
+        _register_fakes()
+        _state = {"loaded": True, "error": None}
+        return _state
+
+
+def _register_fakes() -> None:
+    """Shape-only kernels for FakeTensor / meta tensors (torch.compile, opcheck)."""
+
+    def _spectral_fake(co, cc, filters, epsilon):
+        torch._check(co.dim() == 4 and filters.dim() == 4, lambda: "co and filters must be 4-D")
+        return co.new_empty((co.shape[0], filters.shape[0]), dtype=torch.float64)
+
+    def _ratio_fake(ao, ac, epsilon):
+        torch._check(ao.dim() == 3, lambda: "ao must be 3-D [N, K, M]")
+        return ao.new_empty((ao.shape[0], ao.shape[1]), dtype=torch.float64)
+
+    for name, fn in (("spectral_qk", _spectral_fake), ("ratio_qk", _ratio_fake)):
+        try:
+            torch.library.register_fake(f"dctqa::{name}", fn)
+        except RuntimeError as exc:  # already registered (module reloaded)
+            if "already" not in str(exc).lower():
+                raise
+
+
+def _disabled() -> bool:
+    return os.environ.get("DCTQA_DISABLE_OPS", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _has_kernel(op: str, dispatch_key: str) -> bool:
+    if not _load()["loaded"]:
+        return False
     try:
-        from . import _C  # noqa: F401
-    except ImportError as exc:
-        return str(exc)
-    return None
+        return bool(torch._C._dispatch_has_kernel_for_dispatch_key(f"dctqa::{op}", dispatch_key))
+    except RuntimeError:  # op not registered at all
+        return False
 
 
 def available() -> dict:
-    err = _ext_error()
-    return {"reference": True, "torch": True, "cpp": False, "cuda": False,
-            "cuda_device": torch.cuda.is_available(), "extension_error": err}
+    """Which implementations exist in this process.
+
+    Returns ``{"reference": True, "torch": True, "cpp": bool, "cuda": bool,
+    "cuda_device": bool, "extension_error": str | None}``: ``cpp``/``cuda`` say whether
+    the compiled ops have CPU/CUDA kernels (``cuda`` is about the build, ``cuda_device``
+    about the hardware); ``extension_error`` says why the extension did not load.
+    ``DCTQA_DISABLE_OPS=1`` does not change this report, only :func:`implementation_for`.
+    """
+    st = _load()
+    return {
+        "reference": True,
+        "torch": True,
+        "cpp": all(_has_kernel(op, "CPU") for op in _OPS),
+        "cuda": all(_has_kernel(op, "CUDA") for op in _OPS),
+        "cuda_device": torch.cuda.is_available(),
+        "extension_error": st["error"],
+    }
 
 
 def implementation_for(device: torch.device | str, op: str = "spectral_qk") -> str:
+    """``"cuda-op"``, ``"cpp-op"`` or ``"torch"``: what :func:`spectral_qk` /
+    :func:`ratio_qk` (``op="ratio_qk"``) run for tensors on ``device``."""
+    if op not in _OPS:
+        raise InputError(f"unknown op {op!r}; expected one of {_OPS}")
+    if _disabled():
+        return "torch"
+    dev = torch.device(device)
+    if dev.type == "cuda" and _has_kernel(op, "CUDA"):
+        return "cuda-op"
+    if dev.type == "cpu" and _has_kernel(op, "CPU"):
+        return "cpp-op"
     return "torch"
 
 
+def _check_float_tensor(name: str, t: object, dim: int) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise InputError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != dim:
+        raise InputError(f"{name} must have {dim} dimensions, got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise InputError(f"{name} must be a floating tensor, got {t.dtype}")
+
+
 def spectral_qk(co: torch.Tensor, cc: torch.Tensor, filters: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Per-filter ``Q_k`` of METRIC.md's spectral domain, ``[N, K]`` float64.
+
+    co, cc: ``[N, C, H, W]`` unnormalised 2-D DCT-II of the preprocessed reference /
+    distorted frames (float32 for the ops; other float dtypes go to the torch path);
+    filters: ``[K, C, kh, kw]`` (cross-correlation convention); epsilon: relative floor.
+    """
+    _check_float_tensor("co", co, 4)
+    _check_float_tensor("cc", cc, 4)
+    _check_float_tensor("filters", filters, 4)
+    if co.shape != cc.shape:
+        raise InputError(f"co and cc differ in shape: {tuple(co.shape)} vs {tuple(cc.shape)}")
+    if filters.shape[1] != co.shape[1]:
+        raise InputError(f"filters have {filters.shape[1]} input channels, frames have {co.shape[1]}")
+    if co.device != cc.device:
+        raise InputError(f"co and cc are on different devices: {co.device} vs {cc.device}")
+    if co.shape[2] == 0 or co.shape[3] == 0 or filters.shape[2] == 0 or filters.shape[3] == 0:
+        raise InputError(f"empty frames or filters: {tuple(co.shape)}, {tuple(filters.shape)}")
+    impl = implementation_for(co.device, "spectral_qk")
+    if impl != "torch" and co.shape[0] > 0 and co.dtype == torch.float32 and cc.dtype == torch.float32:
+        f = filters.detach().to(device=co.device, dtype=torch.float32)
+        return torch.ops.dctqa.spectral_qk(co, cc, f, float(epsilon))
     from .domains.spectral import spectral_qk_torch
 
     return spectral_qk_torch(co, cc, filters, epsilon)
 
 
 def ratio_qk(ao: torch.Tensor, ac: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Per-filter ``Q_k`` from magnitudes, ``[N, K]`` float64.
+
+    ao, ac: ``[N, K, ...]`` magnitudes (>= 0) of the reference / distorted responses,
+    same shape; the trailing dims are the frequencies. ``eps_k = epsilon *
+    lower_median(ao[n, k]) + 1e-12``; ``Q_k = mean((ao + eps_k) / (ac + eps_k))``.
+    """
+    if not isinstance(ao, torch.Tensor) or not isinstance(ac, torch.Tensor):
+        raise InputError("ao and ac must be torch tensors")
+    if ao.shape != ac.shape:
+        raise InputError(f"ao and ac differ in shape: {tuple(ao.shape)} vs {tuple(ac.shape)}")
+    if ao.dim() < 3:
+        raise InputError(f"ao must be [N, K, ...] with at least one frequency dim, got {tuple(ao.shape)}")
+    if ao.numel() == 0 and ao.shape[0] * ao.shape[1] != 0:
+        raise InputError(f"ao has no frequencies: {tuple(ao.shape)}")
+    impl = implementation_for(ao.device, "ratio_qk")
+    if impl != "torch" and ao.numel() > 0 and ao.dtype == torch.float32 and ac.dtype == torch.float32 and ao.device == ac.device:
+        n, k = ao.shape[:2]
+        return torch.ops.dctqa.ratio_qk(ao.reshape(n, k, -1), ac.reshape(n, k, -1), float(epsilon))
     from .reduction import ratio_qk_torch
 
     return ratio_qk_torch(ao, ac, epsilon)

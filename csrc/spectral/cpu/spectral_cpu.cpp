@@ -1,0 +1,149 @@
+// CPU kernel of dctqa::spectral_qk.
+//
+// For every filter k and every chunk of frames the kernel walks the rows of the
+// spectrum in mirrored pairs (u, H-u), builds the filter spectrum G[k, :, u, :] for
+// both rows from its separable form (one row costs C*kh*W complex multiply-adds, and
+// the mirrored row comes for free), applies it to every frame of the chunk, and keeps
+// the magnitudes A^o, A^c of one filter for the chunk only. Then per frame: radix
+// selection of the lower median of A^o, eps_k, and the ratio mean.
+// Working memory: C*kh*W complex values per filter (Hv) plus, per worker thread,
+// 2 * chunk * H * W floats, where chunk is sized to a fixed byte budget: it grows
+// linearly with H*W and not with the number of frames.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <vector>
+
+#include "../../common/checks.h"
+#include "../../common/cpu_kernels.h"
+
+namespace dctqa {
+namespace {
+
+// Byte budget of the per-worker magnitude buffers (env DCTQA_CPU_CHUNK_MB overrides).
+int64_t chunk_budget_bytes() {
+  static const int64_t bytes = [] {
+    const char* s = std::getenv("DCTQA_CPU_CHUNK_MB");
+    int64_t mb = s ? std::atoll(s) : 64;
+    if (mb < 1) mb = 1;
+    return mb << 20;
+  }();
+  return bytes;
+}
+
+at::Tensor spectral_qk_cpu(const at::Tensor& co_in, const at::Tensor& cc_in,
+                           const at::Tensor& filters_in, double epsilon) {
+  check_spectral_args(co_in, cc_in, filters_in);
+  TORCH_CHECK(co_in.device().is_cpu() && filters_in.device().is_cpu(),
+              "dctqa: spectral_qk CPU kernel got non-CPU tensors");
+  const at::Tensor co = co_in.contiguous();
+  const at::Tensor cc = cc_in.contiguous();
+  const at::Tensor filt = filters_in.contiguous();
+  const int64_t N = co.size(0), C = co.size(1), H = co.size(2), W = co.size(3);
+  const int64_t K = filt.size(0), kh = filt.size(2), kw = filt.size(3);
+  at::Tensor out = at::empty({N, K}, co.options().dtype(at::kDouble));
+  if (N == 0 || K == 0) return out;
+
+  const int Wp = cpu::padded_width((int)W);
+  const int64_t HW = H * W;
+  const double pi = 3.14159265358979323846;
+
+  // Row phases p_u^i = exp(-i pi u i / H), i < kh (angles reduced exactly mod 2H).
+  std::vector<float> pre(H * kh), pim(H * kh);
+  for (int64_t u = 0; u < H; ++u)
+    for (int64_t i = 0; i < kh; ++i) {
+      const double a = pi * (double)((u * i) % (2 * H)) / (double)H;
+      pre[u * kh + i] = (float)std::cos(a);
+      pim[u * kh + i] = (float)-std::sin(a);
+    }
+
+  // Hv[k][c][i][v] = sum_j h[k,c,i,j] exp(-i pi v j / W), in double, stored as float.
+  std::vector<double> zr(W * kw), zi(W * kw);
+  for (int64_t v = 0; v < W; ++v)
+    for (int64_t j = 0; j < kw; ++j) {
+      const double a = pi * (double)((v * j) % (2 * W)) / (double)W;
+      zr[v * kw + j] = std::cos(a);
+      zi[v * kw + j] = -std::sin(a);
+    }
+  const int64_t hv_per_k = C * kh * Wp;
+  std::vector<float> hre(K * hv_per_k, 0.f), him(K * hv_per_k, 0.f);
+  const float* h = filt.data_ptr<float>();
+  at::parallel_for(0, K * C * kh, 1, [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; ++row) {  // row = (k*C + c)*kh + i
+      const float* hr = h + row * kw;
+      float* outr = hre.data() + row * Wp;
+      float* outi = him.data() + row * Wp;
+      for (int64_t v = 0; v < W; ++v) {
+        double sr = 0.0, si = 0.0;
+        for (int64_t j = 0; j < kw; ++j) {
+          sr += hr[j] * zr[v * kw + j];
+          si += hr[j] * zi[v * kw + j];
+        }
+        outr[v] = (float)sr;
+        outi[v] = (float)si;
+      }
+    }
+  });
+
+  int64_t chunk = chunk_budget_bytes() / (int64_t)(2 * sizeof(float) * HW);
+  if (chunk < 1) chunk = 1;
+  if (chunk > N) chunk = N;
+  const int64_t nchunks = (N + chunk - 1) / chunk;
+
+  const float* pco = co.data_ptr<float>();
+  const float* pcc = cc.data_ptr<float>();
+  double* pout = out.data_ptr<double>();
+
+  at::parallel_for(0, K * nchunks, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> ao(chunk * HW), ac(chunk * HW);
+    std::vector<float> g(4 * C * Wp);
+    float* g0re = g.data();
+    float* g0im = g0re + C * Wp;
+    float* g1re = g0im + C * Wp;
+    float* g1im = g1re + C * Wp;
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t ci = item / K, k = item % K;
+      const int64_t n0 = ci * chunk;
+      const int64_t nn = (N - n0) < chunk ? (N - n0) : chunk;
+      const float* hk_re = hre.data() + k * hv_per_k;
+      const float* hk_im = him.data() + k * hv_per_k;
+      for (int64_t u = 0; u <= H / 2; ++u) {
+        const int64_t u2 = H - u;
+        const bool pair = (u2 < H) && (u2 != u);
+        cpu::filter_spectrum_rows(hk_re, hk_im, pre.data() + u * kh, pim.data() + u * kh,
+                                  (int)C, (int)kh, Wp, pair, g0re, g0im, g1re, g1im);
+        for (int64_t t = 0; t < nn; ++t) {
+          const int64_t fo = (n0 + t) * C * HW;
+          cpu::magnitude_row(pco + fo + u * W, HW, g0re, g0im, (int)C, (int)W, Wp,
+                             ao.data() + t * HW + u * W);
+          cpu::magnitude_row(pcc + fo + u * W, HW, g0re, g0im, (int)C, (int)W, Wp,
+                             ac.data() + t * HW + u * W);
+          if (pair) {
+            cpu::magnitude_row(pco + fo + u2 * W, HW, g1re, g1im, (int)C, (int)W, Wp,
+                               ao.data() + t * HW + u2 * W);
+            cpu::magnitude_row(pcc + fo + u2 * W, HW, g1re, g1im, (int)C, (int)W, Wp,
+                               ac.data() + t * HW + u2 * W);
+          }
+        }
+      }
+      for (int64_t t = 0; t < nn; ++t) {
+        const float* a = ao.data() + t * HW;
+        const double m = (double)cpu::lower_median(a, (size_t)HW);
+        const float eps = (float)(epsilon * m + 1e-12);
+        pout[(n0 + t) * K + k] =
+            cpu::ratio_sum(a, ac.data() + t * HW, (size_t)HW, eps) / (double)HW;
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dctqa, CPU, m) { m.impl("spectral_qk", &spectral_qk_cpu); }
+
+}  // namespace dctqa
