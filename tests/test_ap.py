@@ -110,7 +110,11 @@ def test_mapping_gt_evaluates_only_annotated_frames():
 def _independent_ap(gt, pred, thr):
     """Plain single-category COCO-style AP: per-frame greedy matching in score order,
     global ranking, precision envelope sampled at 101 recall points."""
-    from tests.test_detect import _iou
+    import torch
+    from torchvision.ops import box_iou
+
+    def _iou(a, b):
+        return box_iou(torch.from_numpy(a).double(), torch.from_numpy(b).double()).numpy()
 
     records, n_gt = [], 0
     for g, p in zip(gt, pred):

@@ -59,13 +59,12 @@ def _frames(path: Path, stride: int) -> Iterator[np.ndarray]:
 
 
 def _frame_count(path: Path) -> int | None:
+    """Frame count from the container header (for the progress bar only; may be absent)."""
     try:
-        import av
+        from ..io import probe
 
-        with av.open(str(path)) as c:
-            n = c.streams.video[0].frames
-        return int(n) or None
-    except Exception:  # only for the progress bar's total
+        return int(probe(path).frames) or None
+    except Exception:  # a missing count only costs the bar its total
         return None
 
 
