@@ -105,10 +105,18 @@ SPECTRA_CACHE = SpectraCache(int(float(os.environ.get("DCTQA_SPECTRA_CACHE_MB", 
 
 
 def _combine(gr: torch.Tensor, gi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``4 |sum_c x_c conj(G_kc)|`` for x ``[B, 3, r, W]`` and G tile ``[K, 3, r, W]`` -> ``[B, K, r, W]``."""
-    re = torch.einsum("bcuv,kcuv->bkuv", x, gr)
-    im = torch.einsum("bcuv,kcuv->bkuv", x, gi)
-    return 4.0 * torch.hypot(re, im)
+    """``4 |sum_c x_c conj(G_kc)|`` for x ``[B, 3, r, W]`` and G tile ``[K, 3, r, W]`` -> ``[B, K, r, W]``.
+
+    Written as three fused multiply-adds per part (the sign of the imaginary part does
+    not matter for the magnitude); an einsum here becomes a batched matmul of 1 x 3 by
+    3 x K blocks, several times slower.
+    """
+    re = x[:, 0, None] * gr[None, :, 0]
+    im = x[:, 0, None] * gi[None, :, 0]
+    for c in range(1, x.shape[1]):
+        re.addcmul_(x[:, c, None], gr[None, :, c])
+        im.addcmul_(x[:, c, None], gi[None, :, c])
+    return torch.hypot(re, im).mul_(4.0)
 
 
 def spectral_magnitudes_torch(c: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
