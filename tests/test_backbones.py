@@ -116,7 +116,7 @@ def test_bad_weights_files(tmp_path, tv_weights):
     with pytest.raises(WeightsError, match="cannot read weights file"):
         get_backbone("fasterrcnn_resnet50_fpn", junk)
     # weights of another detector
-    with pytest.raises(WeightsError, match="do not fit"):
+    with pytest.raises(WeightsError, match="does not fit"):
         get_backbone("fasterrcnn_resnet50_fpn", tv_weights[1])
 
 
