@@ -1,0 +1,84 @@
+"""Reading frames: real files, strides, resizing, and every kind of bad file."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dctqa import io
+from dctqa.errors import InputError, VideoError
+from tests.helpers import make_video
+
+
+def test_probe_and_read_real_video(vtest_path):
+    info = io.probe(vtest_path)
+    assert (info.width, info.height, info.frames, info.fps) == (768, 576, 795, 10.0)
+    frames = io.read_frames(vtest_path, max_frames=6)
+    assert frames.shape == (6, 576, 768, 3) and frames.dtype == np.uint8
+    strided = io.read_frames(vtest_path, stride=2, max_frames=6)
+    np.testing.assert_array_equal(strided, frames[::2])
+    small = next(io.iter_frames(vtest_path, size=(288, 384)))
+    assert small.shape == (288, 384, 3)
+
+
+def test_png_roundtrip_is_exact(tmp_path, rng):
+    from PIL import Image
+
+    a = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    Image.fromarray(a).save(tmp_path / "a.png")
+    info = io.probe(tmp_path / "a.png")
+    assert info.is_image and info.frames == 1
+    np.testing.assert_array_equal(io.read_frames(tmp_path / "a.png")[0], a)
+
+
+def test_grayscale_and_alpha_files_are_refused(tmp_path, rng):
+    from PIL import Image
+
+    Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "g.png")
+    Image.fromarray(rng.integers(0, 256, (8, 8, 4), dtype=np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(InputError, match="grayscale"):
+        next(io.iter_frames(tmp_path / "g.png"))
+    with pytest.raises(InputError, match="alpha"):
+        next(io.iter_frames(tmp_path / "a.png"))
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(VideoError, match="no such file"):
+        io.probe(tmp_path / "missing.mp4")
+    with pytest.raises(VideoError, match="directory"):
+        io.probe(tmp_path)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(VideoError, match="cannot read"):
+        io.probe(junk)
+    with pytest.raises(InputError, match="stride"):
+        next(io.iter_frames(junk, stride=0))
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_zero_length_video(tmp_path, ext):
+    """A container with a video stream but no frame, and a zero-byte file."""
+    import av
+
+    path = tmp_path / f"empty.{ext}"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 16, 16, "yuv420p"
+        out.start_encoding()
+    assert path.stat().st_size > 0
+    with pytest.raises(VideoError, match="no decodable frame|no video stream"):
+        list(io.iter_frames(path))
+    zero = tmp_path / f"zero.{ext}"
+    zero.write_bytes(b"")
+    with pytest.raises(VideoError, match="cannot read"):
+        list(io.iter_frames(zero))
+
+
+def test_truncated_video(tmp_path, rng):
+    """A file cut in the middle either decodes fewer frames or raises VideoError, never crashes."""
+    path = tmp_path / "v.mp4"
+    make_video(path, rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), crf=10)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 3])
+    with pytest.raises(VideoError):
+        list(io.iter_frames(cut))
