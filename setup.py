@@ -46,7 +46,7 @@ def _torch_cuda_include_dirs() -> list[str]:
     import torch
 
     site = os.path.dirname(os.path.dirname(torch.__file__))
-    return sorted(d for d in glob.glob(os.path.join(site, "nvidia", "cu*", "include")) if os.path.isdir(d))
+    return sorted(d for d in glob.glob(os.path.join(site, "nvidia", "cu[0-9]*", "include")) if os.path.isdir(d))
 
 
 def _extensions():

@@ -122,18 +122,23 @@ void magnitude_row(const float* x, std::ptrdiff_t cstride, const float* gre,
 
 DCTQA_CLONES
 double ratio_sum(const float* ao, const float* ac, std::size_t n, float eps) {
-  // Float partial sums over blocks of 1024 terms (each term is O(1..100)), double across
-  // blocks: relative error ~1e-6 at worst, far inside METRIC.md's 1e-4.
+  // 16 independent float lanes (vectorisable without reassociation), each summing at
+  // most 64 terms before the lanes are added into a double: relative error ~1e-7.
+  constexpr std::size_t L = 16, B = 64 * L;
   const float* __restrict a = ao;
   const float* __restrict b = ac;
   double total = 0.0;
-  constexpr std::size_t B = 1024;
-  for (std::size_t j0 = 0; j0 < n; j0 += B) {
-    const std::size_t m = (n - j0) < B ? (n - j0) : B;
-    float s = 0.f;
-    for (std::size_t j = 0; j < m; ++j) s += (a[j0 + j] + eps) / (b[j0 + j] + eps);
+  std::size_t j0 = 0;
+  for (; j0 + B <= n; j0 += B) {
+    float lane[L] = {};
+    for (std::size_t q = 0; q < B; q += L)
+      for (std::size_t t = 0; t < L; ++t)
+        lane[t] += (a[j0 + q + t] + eps) / (b[j0 + q + t] + eps);
+    double s = 0.0;
+    for (std::size_t t = 0; t < L; ++t) s += lane[t];
     total += s;
   }
+  for (; j0 < n; ++j0) total += (double)((a[j0] + eps) / (b[j0] + eps));
   return total;
 }
 

@@ -1,0 +1,369 @@
+"""The compiled ops (torch.ops.dctqa.*) against the literal float64 reference.
+
+METRIC.md's tolerance: ``|Q_fast - Q_ref| <= 1e-4 * Q_ref`` (Q = mean_k Q_k per frame).
+CPU-op tests skip, saying why, when the extension is not built; CUDA tests skip
+without a GPU or without a CUDA build of the extension.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dctqa import ops, reference
+from dctqa.constants import EPSILON
+from dctqa.dct import dct2
+
+from .conftest import shared_file
+
+_AVAIL = ops.available()
+needs_cpp = pytest.mark.skipif(not _AVAIL["cpp"], reason=f"dctqa._C CPU kernels not built: {_AVAIL['extension_error']}")
+needs_cuda = pytest.mark.skipif(
+    not (_AVAIL["cuda"] and _AVAIL["cuda_device"]),
+    reason=("no CUDA device" if not _AVAIL["cuda_device"] else "dctqa._C built without CUDA kernels"),
+)
+TOL = 1e-4  # METRIC.md, relative, on Q
+
+
+# ---------------------------------------------------------------- helpers
+def _filters(k: int, size: int, seed: int) -> np.ndarray:
+    """Random ``k x 3 x size x size`` filter bank with some smooth, some edge-like filters."""
+    g = np.random.default_rng(seed)
+    f = g.normal(size=(k, 3, size, size))
+    f[::2] = np.cumsum(f[::2], axis=-1) / size  # low-pass-ish half
+    return f
+
+
+def _blur(x: np.ndarray, passes: int = 3) -> np.ndarray:
+    """Separable [1, 2, 1]/4 box blur with edge replication, ``3 x H x W``."""
+    for _ in range(passes):
+        p = np.pad(x, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        x = (p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]) / 4
+        x = (x[:, :, :-2] + 2 * x[:, :, 1:-1] + x[:, :, 2:]) / 4
+    return x
+
+
+def _mixed_batch(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three pairs (``3 x 3 x H x W`` float64 each): identical, noisy, heavily blurred.
+
+    Content: a smooth random field plus texture, scaled like an ImageNet-normalised frame.
+    """
+    g = np.random.default_rng(seed)
+    base = g.normal(size=(3, 3, h, w))
+    ref = np.stack([_blur(b, 1) * 2.0 + 0.3 * g.normal(size=(3, h, w)) for b in base])
+    dist = ref.copy()
+    dist[1] = ref[1] + 0.2 * g.normal(size=(3, h, w))
+    dist[2] = _blur(ref[2], 6)
+    return ref, dist
+
+
+def _ref_qk(xo: np.ndarray, xc: np.ndarray, filters: np.ndarray) -> np.ndarray:
+    """``[N, K]`` Q_k by the literal reference (float64) for preprocessed frames ``N x 3 x H x W``."""
+    return np.stack([reference.ratio_reduce(reference.spectral_magnitudes(o, filters),
+                                            reference.spectral_magnitudes(c, filters), EPSILON)
+                     for o, c in zip(xo, xc)])
+
+
+def _op_qk(xo: np.ndarray, xc: np.ndarray, filters: np.ndarray, device: str = "cpu") -> torch.Tensor:
+    co = dct2(torch.from_numpy(xo).float().to(device))
+    cc = dct2(torch.from_numpy(xc).float().to(device))
+    f = torch.from_numpy(filters).float().to(device)
+    return torch.ops.dctqa.spectral_qk(co, cc, f, EPSILON)
+
+
+def _assert_q_close(q_fast: np.ndarray, q_ref: np.ndarray, tol: float = TOL) -> None:
+    q_fast, q_ref = np.asarray(q_fast, np.float64), np.asarray(q_ref, np.float64)
+    err = np.abs(q_fast - q_ref) / q_ref
+    assert np.all(err <= tol), f"relative Q error {err.max():.3g} > {tol}: fast {q_fast}, ref {q_ref}"
+
+
+# ---------------------------------------------------------------- spectral op, CPU
+@needs_cpp
+@pytest.mark.parametrize("h,w,k,ks", [(1, 1, 16, 6), (7, 5, 16, 6), (33, 65, 16, 6), (64, 64, 16, 6),
+                                      (7, 5, 64, 7), (33, 65, 64, 7), (64, 64, 64, 7)])
+def test_spectral_op_matches_reference(h: int, w: int, k: int, ks: int) -> None:
+    xo, xc = _mixed_batch(h, w, seed=h * 1000 + w + k)
+    filters = _filters(k, ks, seed=k + ks)
+    q_ref = _ref_qk(xo, xc, filters)
+    q_op = _op_qk(xo, xc, filters)
+    assert q_op.dtype == torch.float64 and q_op.shape == (3, k)
+    _assert_q_close(q_op.mean(1).numpy(), q_ref.mean(1))
+    # Per-filter values agree too (looser: a single filter's mean is not averaged over K).
+    np.testing.assert_allclose(q_op.numpy(), q_ref, rtol=1e-3)
+    # Identical pair: A^o and A^c are the same floats, so every ratio is exactly 1.
+    assert abs(float(q_op[0].mean()) - 1.0) <= 1e-6
+    if h * w > 1:
+        assert float(q_op[2].mean()) > 1.0 + 1e-3  # blur removes high frequencies
+
+
+@needs_cpp
+def test_spectral_op_filters_larger_than_frame_wrap_around() -> None:
+    """kh > 2H: the filter wraps around the 2H x 2W torus (METRIC.md's formula)."""
+    xo, xc = _mixed_batch(3, 2, seed=7)
+    filters = _filters(4, 9, seed=3)[:, :, :, :5]  # 9 x 5 taps on a 6 x 4 torus
+    _assert_q_close(_op_qk(xo, xc, filters).mean(1).numpy(), _ref_qk(xo, xc, filters).mean(1))
+
+
+def _vtest_pairs(vtest_path, crop: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Two real frames of vtest.avi and degraded versions (libx264 CRF 45; 8x8 block-DCT quantiser).
+
+    Returns ``ref, dist`` as ``N x 3 x H x W`` float64, ImageNet-normalised RGB.
+    """
+    import scipy.fft
+
+    from dctqa.io import read_frames
+
+    from .helpers import h264_roundtrip
+
+    frames = read_frames(vtest_path, max_frames=12)[[0, 11]]
+    if crop is not None:
+        frames = np.ascontiguousarray(frames[:, 100:100 + crop[0], 200:200 + crop[1]])
+    x264 = h264_roundtrip(frames, crf=45)
+    # JPEG-like: 8x8 orthonormal block DCT, uniform quantiser with step 40.
+    n, h, w, _ = frames.shape
+    blocks = frames[:, : h // 8 * 8, : w // 8 * 8].astype(np.float64).reshape(n, h // 8, 8, w // 8, 8, 3)
+    coef = scipy.fft.dctn(blocks, axes=(2, 4), norm="ortho")
+    quant = scipy.fft.idctn(np.round(coef / 40) * 40, axes=(2, 4), norm="ortho")
+    jpeg = frames.copy()
+    jpeg[:, : h // 8 * 8, : w // 8 * 8] = np.clip(np.round(quant), 0, 255).reshape(n, h // 8 * 8, w // 8 * 8, 3)
+    ref = np.concatenate([frames, frames])
+    dist = np.concatenate([x264, jpeg])
+    mean = np.array([0.485, 0.456, 0.406])[:, None, None]
+    std = np.array([0.229, 0.224, 0.225])[:, None, None]
+    pre = lambda f: (f.transpose(0, 3, 1, 2) / 255.0 - mean) / std  # noqa: E731
+    return pre(ref), pre(dist)
+
+
+@needs_cpp
+def test_spectral_op_matches_reference_on_real_frames(vtest_path) -> None:
+    ref, dist = _vtest_pairs(vtest_path, crop=(96, 128))
+    filters = _filters(16, 6, seed=11)
+    q_ref = _ref_qk(ref, dist, filters).mean(1)
+    q_op = _op_qk(ref, dist, filters).mean(1).numpy()
+    _assert_q_close(q_op, q_ref)
+    assert np.all(q_ref > 1.0)
+
+
+@needs_cpp
+def test_spectral_op_matches_torch_path_full_frame(vtest_path) -> None:
+    """576 x 768, K = 64 (7 x 7): the op against the float64 torch fallback of the same identity."""
+    from dctqa.domains.spectral import spectral_qk_torch
+
+    ref, dist = _vtest_pairs(vtest_path, crop=None)
+    ref, dist = ref[:2], dist[[0, 3]]  # one H.264 pair, one block-quantised pair
+    filters = _filters(64, 7, seed=5)
+    co, cc = dct2(torch.from_numpy(ref)), dct2(torch.from_numpy(dist))  # float64 DCTs
+    q_t = spectral_qk_torch(co, cc, torch.from_numpy(filters), EPSILON).mean(1).numpy()
+    q_op = torch.ops.dctqa.spectral_qk(co.float(), cc.float(), torch.from_numpy(filters).float(),
+                                       EPSILON).mean(1).numpy()
+    _assert_q_close(q_op, q_t, tol=2e-5)
+
+
+@needs_cpp
+def test_spectral_op_batch_independent_of_chunking(monkeypatch) -> None:
+    """Frames scored in one batch equal the same frames scored one at a time."""
+    xo, xc = _mixed_batch(20, 24, seed=9)
+    f = _filters(5, 3, seed=1)
+    full = _op_qk(xo, xc, f)
+    single = torch.cat([_op_qk(xo[i:i + 1], xc[i:i + 1], f) for i in range(3)])
+    torch.testing.assert_close(full, single, rtol=1e-12, atol=0)
+
+
+# ---------------------------------------------------------------- ratio op, CPU
+def _ref_ratio(ao: np.ndarray, ac: np.ndarray) -> np.ndarray:
+    return np.stack([reference.ratio_reduce(a, c, EPSILON) for a, c in zip(ao.astype(np.float64), ac.astype(np.float64))])
+
+
+@needs_cpp
+@pytest.mark.parametrize("m", [1, 2, 5, 8192, 8193, 100_000])
+@pytest.mark.parametrize("kind", ["random", "sorted", "ties", "constant", "heavy_tail"])
+def test_ratio_op_exact_lower_median(m: int, kind: str) -> None:
+    """``ac = 0`` makes Q_k = 1 + mean(ao) / eps_k, so a wrong median rank shows at once."""
+    g = np.random.default_rng(m + len(kind))
+    n, k = 2, 3
+    if kind == "random":
+        ao = g.random((n, k, m))
+    elif kind == "sorted":  # adversarial for the sample-bracket selection
+        ao = np.sort(g.random((n, k, m)), axis=-1) ** 8
+    elif kind == "ties":
+        ao = g.integers(0, 4, (n, k, m)).astype(np.float64)
+    elif kind == "constant":
+        ao = np.full((n, k, m), 2.5)
+    else:
+        ao = g.pareto(0.7, (n, k, m))
+    ao = ao.astype(np.float32)
+    ac = np.zeros_like(ao)
+    got = torch.ops.dctqa.ratio_qk(torch.from_numpy(ao), torch.from_numpy(ac), EPSILON).numpy()
+    want = _ref_ratio(ao, ac)
+    np.testing.assert_allclose(got, want, rtol=2e-6)
+
+
+@needs_cpp
+def test_ratio_op_matches_reference_and_torch() -> None:
+    from dctqa.reduction import ratio_qk_torch
+
+    g = np.random.default_rng(0)
+    ao = (g.gamma(0.5, 10.0, (4, 16, 3000))).astype(np.float32)
+    ac = (ao * g.uniform(0.2, 1.5, ao.shape)).astype(np.float32)
+    ac[0] = ao[0]
+    got = ops.ratio_qk(torch.from_numpy(ao), torch.from_numpy(ac), EPSILON)
+    assert ops.implementation_for("cpu", "ratio_qk") == "cpp-op"
+    np.testing.assert_allclose(got.numpy(), _ref_ratio(ao, ac), rtol=1e-6)
+    np.testing.assert_allclose(got.numpy(), ratio_qk_torch(torch.from_numpy(ao), torch.from_numpy(ac), EPSILON).numpy(),
+                               rtol=1e-6)
+    assert np.all(got.numpy()[0] == 1.0)
+    # Trailing frequency dims are flattened: [N, K, H, W] == [N, K, H*W].
+    got4 = ops.ratio_qk(torch.from_numpy(ao).reshape(4, 16, 50, 60), torch.from_numpy(ac).reshape(4, 16, 50, 60), EPSILON)
+    torch.testing.assert_close(got4, got, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------- dispatch layer
+def test_available_report_shape() -> None:
+    a = ops.available()
+    assert set(a) == {"reference", "torch", "cpp", "cuda", "cuda_device", "extension_error"}
+    assert a["reference"] is True and a["torch"] is True
+    assert isinstance(a["cpp"], bool) and isinstance(a["cuda"], bool)
+    assert a["cuda_device"] == torch.cuda.is_available()
+    assert (a["extension_error"] is None) == (a["cpp"] or a["cuda"])
+    assert ops.implementation_for("cpu") == ("cpp-op" if a["cpp"] else "torch")
+
+
+def test_disable_env_forces_torch_path(monkeypatch) -> None:
+    xo, xc = _mixed_batch(9, 11, seed=2)
+    f = _filters(4, 5, seed=2)
+    co, cc = dct2(torch.from_numpy(xo).float()), dct2(torch.from_numpy(xc).float())
+    ft = torch.from_numpy(f).float()
+    fast = ops.spectral_qk(co, cc, ft, EPSILON)
+    monkeypatch.setenv("DCTQA_DISABLE_OPS", "1")
+    assert ops.implementation_for("cpu") == "torch"
+    assert ops.implementation_for("cuda", "ratio_qk") == "torch"
+    slow = ops.spectral_qk(co, cc, ft, EPSILON)
+    assert slow.dtype == torch.float64 and slow.shape == (3, 4)
+    _assert_q_close(fast.mean(1).numpy(), slow.mean(1).numpy(), tol=1e-5)
+
+
+def test_bad_input_raises_input_error() -> None:
+    from dctqa.errors import InputError
+
+    x = torch.zeros(1, 3, 4, 4)
+    f = torch.zeros(2, 3, 3, 3)
+    with pytest.raises(InputError, match="same shape|differ in shape"):
+        ops.spectral_qk(x, torch.zeros(1, 3, 4, 5), f, EPSILON)
+    with pytest.raises(InputError, match="input channels"):
+        ops.spectral_qk(x, x, torch.zeros(2, 1, 3, 3), EPSILON)
+    with pytest.raises(InputError, match="4 dimensions"):
+        ops.spectral_qk(x[0], x[0], f, EPSILON)
+    with pytest.raises(InputError, match="differ in shape"):
+        ops.ratio_qk(torch.zeros(1, 2, 3), torch.zeros(1, 2, 4), EPSILON)
+    with pytest.raises(InputError, match="unknown op"):
+        ops.implementation_for("cpu", "nope")
+
+
+@needs_cpp
+def test_op_rejects_bad_dtype_directly() -> None:
+    x = torch.zeros(1, 3, 4, 4, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="float32"):
+        torch.ops.dctqa.spectral_qk(x, x, torch.zeros(2, 3, 3, 3), EPSILON)
+
+
+def test_metric_uses_op_and_matches_torch_path(monkeypatch) -> None:
+    """dctqa.Metric (pixel backbone, spectral and pixel domains) with and without the ops."""
+    import dctqa
+
+    g = np.random.default_rng(4)
+    ref = g.integers(0, 256, (2, 40, 56, 3), dtype=np.uint8)
+    dist = np.clip(ref.astype(int) + g.integers(-20, 21, ref.shape), 0, 255).astype(np.uint8)
+    for domain in ("spectral", "pixel"):
+        m = dctqa.Metric(backbone="pixel", domain=domain)
+        fast = m.score(ref, dist)
+        monkeypatch.setenv("DCTQA_DISABLE_OPS", "1")
+        slow = m.score(ref, dist)
+        monkeypatch.delenv("DCTQA_DISABLE_OPS")
+        _assert_q_close(fast, slow, tol=1e-5)
+        _assert_q_close(fast, [reference.score(r, d, backbone="pixel", domain=domain) for r, d in zip(ref, dist)])
+
+
+# ---------------------------------------------------------------- fake kernels / torch.compile
+@needs_cpp
+def test_opcheck_spectral_and_ratio() -> None:
+    xo, xc = _mixed_batch(6, 8, seed=1)
+    co, cc = dct2(torch.from_numpy(xo).float()), dct2(torch.from_numpy(xc).float())
+    f = torch.from_numpy(_filters(3, 3, seed=1)).float()
+    torch.library.opcheck(torch.ops.dctqa.spectral_qk.default, (co, cc, f, EPSILON))
+    ao, ac = torch.rand(2, 3, 17), torch.rand(2, 3, 17)
+    torch.library.opcheck(torch.ops.dctqa.ratio_qk.default, (ao, ac, EPSILON))
+
+
+@needs_cpp
+def test_ops_under_torch_compile() -> None:
+    def q(co, cc, f, ao, ac):
+        return torch.ops.dctqa.spectral_qk(co, cc, f, EPSILON).mean(1) + torch.ops.dctqa.ratio_qk(ao, ac, EPSILON).sum(1)
+
+    xo, xc = _mixed_batch(6, 8, seed=3)
+    args = (dct2(torch.from_numpy(xo).float()), dct2(torch.from_numpy(xc).float()),
+            torch.from_numpy(_filters(3, 3, seed=3)).float(), torch.rand(3, 2, 9), torch.rand(3, 2, 9))
+    compiled = torch.compile(q, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(*args), q(*args))
+
+
+# ---------------------------------------------------------------- CUDA
+@needs_cuda
+@pytest.mark.parametrize("h,w,k,ks", [(1, 1, 16, 6), (7, 5, 16, 6), (33, 65, 64, 7), (64, 64, 64, 7)])
+def test_cuda_spectral_matches_reference(h: int, w: int, k: int, ks: int) -> None:
+    xo, xc = _mixed_batch(h, w, seed=h + w + k)
+    filters = _filters(k, ks, seed=k)
+    q = _op_qk(xo, xc, filters, device="cuda")
+    assert q.is_cuda and q.dtype == torch.float64
+    _assert_q_close(q.mean(1).cpu().numpy(), _ref_qk(xo, xc, filters).mean(1))
+    assert abs(float(q[0].mean()) - 1.0) <= 1e-6
+
+
+@needs_cuda
+def test_cuda_spectral_matches_cpu_op_full_frame(vtest_path) -> None:
+    ref, dist = _vtest_pairs(vtest_path, crop=None)
+    f = _filters(64, 7, seed=8)
+    q_cpu = _op_qk(ref, dist, f).mean(1).numpy()
+    q_gpu = _op_qk(ref, dist, f, device="cuda").mean(1).cpu().numpy()
+    _assert_q_close(q_gpu, q_cpu, tol=1e-5)
+
+
+@needs_cuda
+def test_cuda_ratio_matches_cpu_op() -> None:
+    g = np.random.default_rng(1)
+    for m in (1, 2, 7, 8193, 300_000):
+        ao = g.gamma(0.5, 10.0, (3, 5, m)).astype(np.float32)
+        ac = (ao * g.uniform(0.2, 1.5, ao.shape)).astype(np.float32)
+        a, c = torch.from_numpy(ao), torch.from_numpy(ac)
+        got = torch.ops.dctqa.ratio_qk(a.cuda(), c.cuda(), EPSILON).cpu()
+        torch.testing.assert_close(got, torch.ops.dctqa.ratio_qk(a, c, EPSILON), rtol=1e-6, atol=0)
+        assert ops.implementation_for("cuda", "ratio_qk") == "cuda-op"
+
+
+@needs_cuda
+def test_cuda_memory_bounded_in_batch() -> None:
+    """Peak extra memory of the spectral op is bounded by its workspace budget, not by N."""
+    h, w, k = 288, 384, 64
+    f = torch.randn(k, 3, 7, 7, device="cuda")
+    peaks = []
+    for n in (2, 16):
+        co = torch.randn(n, 3, h, w, device="cuda")
+        cc = torch.randn(n, 3, h, w, device="cuda")
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        torch.ops.dctqa.spectral_qk(co, cc, f, EPSILON)
+        torch.cuda.synchronize()
+        peaks.append(torch.cuda.max_memory_allocated() - base)
+    # A^o of the whole batch would be 16 x 64 x 288 x 384 floats = 453 MB; the op keeps at
+    # most its default 256 MiB budget of them (plus small per-block partial sums).
+    assert peaks[1] <= (256 << 20) + (32 << 20)
+    assert peaks[1] < 16 * k * h * w * 4
+
+
+@needs_cuda
+def test_cuda_ops_under_torch_compile() -> None:
+    xo, xc = _mixed_batch(6, 8, seed=3)
+    co, cc = dct2(torch.from_numpy(xo).float().cuda()), dct2(torch.from_numpy(xc).float().cuda())
+    f = torch.from_numpy(_filters(3, 3, seed=3)).float().cuda()
+    fn = torch.compile(lambda a, b, c: torch.ops.dctqa.spectral_qk(a, b, c, EPSILON), backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(fn(co, cc, f), torch.ops.dctqa.spectral_qk(co, cc, f, EPSILON))
