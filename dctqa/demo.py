@@ -1,0 +1,130 @@
+"""``dctqa demo``: the whole idea in one minute on a fresh machine.
+
+Builds a short clip (a slow pan over a real photograph bundled with scikit-image),
+encodes it with libx264 at CRF 23/29/35/41/47, scores every version against the clip
+with the best backbone available offline, and writes a table and a plot.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .backbones import get_backbone
+from .errors import DctqaError, WeightsError
+
+PAPER_BACKBONE = "fasterrcnn_resnet50_fpn"
+
+
+def shared_dir() -> Path:
+    """``$DCTQA_SHARED``, else ``../shared`` beside the current folder."""
+    return Path(os.environ.get("DCTQA_SHARED", Path.cwd().parent / "shared"))
+
+
+def choose_backbone() -> tuple[str, str]:
+    """(backbone name, why): the paper's detector if its COCO weights are in torchvision's
+    cache, else YOLOX-Nano from the shared folder, else the CNN-free pixel domain."""
+    from .weights import TORCHVISION_DETECTORS, hub_cache_path
+
+    import torchvision.models.detection as det
+
+    enum = getattr(det, TORCHVISION_DETECTORS[PAPER_BACKBONE][1]).DEFAULT
+    if hub_cache_path(enum.url).is_file():
+        try:
+            get_backbone(PAPER_BACKBONE)
+            return PAPER_BACKBONE, "the paper's detector; its COCO weights are in torchvision's cache"
+        except WeightsError:
+            pass
+    yolox = shared_dir() / "models" / "yolox_nano.onnx"
+    if yolox.is_file():
+        return (f"onnx:{yolox}", "a real COCO detector available offline (YOLOX-Nano); the paper's Faster R-CNN "
+                "weights are not in torchvision's cache (see README: detector weights offline)")
+    return "pixel", ("no detector weights found offline (neither torchvision's cache nor "
+                     f"{yolox}); the pixel domain needs none")
+
+
+def make_clip(path: Path, frames: int = 40, size: tuple[int, int] = (288, 384), fps: int = 10) -> np.ndarray:
+    """A slow pan over scikit-image's ``coffee`` photograph, written losslessly (FFV1); returns the frames."""
+    import av
+    from skimage import data
+
+    photo = data.coffee()  # 400 x 600 RGB, a real photograph
+    h, w = size
+    xs = np.linspace(0, photo.shape[1] - w, frames).round().astype(int)
+    ys = np.linspace(0, photo.shape[0] - h, frames).round().astype(int)
+    clip = np.stack([photo[y:y + h, x:x + w] for x, y in zip(xs, ys)])
+    tmp = path.with_name(f".{path.name}.tmp.mkv")
+    with av.open(str(tmp), "w") as out:
+        s = out.add_stream("ffv1", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "bgr0"
+        for f in clip:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    os.replace(tmp, path)
+    return clip
+
+
+def run_demo(out_dir: str | os.PathLike = "demo_out", frames: int = 40, progress: bool = False,
+             backbone: str | None = None) -> list[dict]:
+    """Run the demo; returns the table rows (also in ``out_dir/results.json``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .baselines import compute_baselines, global_psnr
+    from .codec import DEFAULT_CRFS, EncodeSettings, encode_sweep
+    from .io import read_frames
+    from .metric import Metric
+    from .report import write_json
+
+    if frames < 2:
+        raise DctqaError(f"--frames must be at least 2, got {frames}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name, why = (backbone, "chosen by the caller") if backbone else choose_backbone()
+    print(f"backbone: {name}\n  why: {why}")
+    src = out / "source.mkv"
+    make_clip(src, frames)
+    ref = read_frames(src)
+    print(f"clip: {len(ref)} frames {ref.shape[2]}x{ref.shape[1]}, a pan over scikit-image's 'coffee' photo "
+          f"(lossless FFV1: {src})")
+    variants = encode_sweep(src, out / "h264", EncodeSettings(crfs=DEFAULT_CRFS, cap_bpp=(), include_uncapped=True))
+    metric = Metric(name)
+    rows = []
+    for v in sorted(variants, key=lambda v: v.crf):
+        dist = read_frames(v.path)
+        q = metric.score(ref, dist)
+        base = compute_baselines(ref, dist, ["psnr", "ssim"])
+        rows.append({"crf": v.crf, "bitrate_kbps": round(v.bitrate_kbps, 1),
+                     "psnr_db": float(np.mean(base["psnr"])), "psnr_global_db": float(global_psnr(base["mse"])),
+                     "ssim": float(np.mean(base["ssim"])), "q_mean": float(q.mean()), "q_max": float(q.max()),
+                     "file": str(v.path)})
+    print(f"\n{'CRF':>4} {'kbit/s':>9} {'PSNR dB':>8} {'SSIM':>7} {'Q mean':>8} {'Q max':>8}")
+    for r in rows:
+        print(f"{r['crf']:>4} {r['bitrate_kbps']:>9.1f} {r['psnr_db']:>8.2f} {r['ssim']:>7.4f} "
+              f"{r['q_mean']:>8.4f} {r['q_max']:>8.4f}")
+    print("Q = 1 for identical frames; higher = more of what the detector's filters see was lost.")
+    crf = [r["crf"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(crf, [r["q_mean"] for r in rows], "o-", color="tab:red", label="dctqa Q (mean)")
+    ax.set_xlabel("x264 CRF")
+    ax.set_ylabel("dctqa Q (higher = worse)", color="tab:red")
+    ax2 = ax.twinx()
+    ax2.plot(crf, [r["psnr_db"] for r in rows], "s--", color="tab:blue", label="PSNR")
+    ax2.set_ylabel("PSNR (dB)", color="tab:blue")
+    ax.set_title(f"dctqa demo: {Path(name).name if name.startswith('onnx:') else name}")
+    fig.tight_layout()
+    plot = out / "q_psnr_vs_crf.png"
+    fig.savefig(out / ".plot.tmp.png", dpi=110)
+    plt.close(fig)
+    os.replace(out / ".plot.tmp.png", plot)
+    write_json(out / "results.json", {"backbone": name, "why": why, "params": metric.params(), "rows": rows})
+    print(f"\nwrote {plot} and {out / 'results.json'}")
+    sys.stdout.flush()
+    return rows
