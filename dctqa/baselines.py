@@ -296,8 +296,9 @@ def blockiness_torch(y):
 def blur_torch(y, threshold: float | None = None):
     """Per-frame Marziliano edge width (pixels; NaN where no edge) of ``N x H x W`` luma -> ``(N,)``.
 
-    Vectorised form of :func:`blur_np`: all edge pixels walk outwards together, one
-    pixel per step, while the luminance keeps rising (falling) in the edge's direction.
+    Vectorised form of :func:`blur_np`: along each row, the end of the monotonic run to
+    the right of every pixel is a reversed running minimum of run-boundary positions, the
+    start on the left a running maximum; an edge's width is their difference.
     """
     import torch
 
@@ -316,24 +317,20 @@ def blur_torch(y, threshold: float | None = None):
     frame, r, col = torch.nonzero(edge, as_tuple=True)
     col = col + 2                                                  # image column of the edge pixel
     rising = g[frame, r, col - 1] > 0
-    step = y[:, 1:-1, 1:] - y[:, 1:-1, :-1]                        # step[j] = Y[j+1] - Y[j]
-    up = (step > 0).reshape(-1)
-    down = (step < 0).reshape(-1)
-    base = (frame * (h - 2) + r) * (w - 1)                         # offset of the edge's row in step
-    go = lambda j: torch.where(rising, up[base + j], down[base + j])  # noqa: E731  (j in 0..W-2)
-    lo = col.clone()
-    while True:
-        adv = (lo > 0) & go((lo - 1).clamp(min=0))
-        if not bool(adv.any()):
-            break
-        lo = lo - adv.to(lo.dtype)
-    hi = col.clone()
-    while True:
-        adv = (hi < w - 1) & go(hi.clamp(max=w - 2))
-        if not bool(adv.any()):
-            break
-        hi = hi + adv.to(hi.dtype)
-    width = (hi - lo).to(y.dtype)
+    rows = y[:, 1:-1, :]
+    step = rows[:, :, 1:] - rows[:, :, :-1]                        # step[j] = Y[j+1] - Y[j]
+    idx = torch.arange(w, dtype=torch.int32, device=y.device).view(1, 1, w)
+    last = torch.tensor(w - 1, dtype=torch.int32, device=y.device)
+    first = torch.tensor(0, dtype=torch.int32, device=y.device)
+    ones = torch.ones((n, h - 2, 1), dtype=torch.bool, device=y.device)
+    widths = []
+    for going in (step > 0, step < 0):                             # rising, falling runs
+        stop = torch.cat([~going, ones], dim=2)                    # j ends the run (no step j -> j+1)
+        hi = torch.flip(torch.cummin(torch.flip(torch.where(stop, idx, last), [2]), dim=2).values, [2])
+        start = torch.cat([ones, ~going], dim=2)                   # j starts the run (no step j-1 -> j)
+        lo = torch.cummax(torch.where(start, idx, first), dim=2).values
+        widths.append(hi[frame, r, col] - lo[frame, r, col])
+    width = torch.where(rising, widths[0], widths[1]).to(y.dtype)
     count = torch.zeros(n, dtype=y.dtype, device=y.device).index_add_(0, frame, torch.ones_like(width))
     total = torch.zeros(n, dtype=y.dtype, device=y.device).index_add_(0, frame, width)
     return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))

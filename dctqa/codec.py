@@ -351,3 +351,40 @@ def parse_floats(values: Iterable[str] | str) -> tuple[float, ...]:
         return tuple(float(v) for v in items if str(v).strip())
     except ValueError:
         raise InputError(f"expected comma-separated numbers, got {values!r}") from None
+
+
+def write_reference(src: str | os.PathLike, path: str | os.PathLike, max_frames: int | None = None) -> int:
+    """Write the first ``max_frames`` (all when ``None``) decoded frames of ``src`` losslessly
+    (FFV1, bgr0, Matroska) to ``path``, atomically; decoding ``path`` as RGB gives the same
+    frames bit for bit.  Used as the reference of trimmed studies.  Returns the frame count.
+    """
+    import av
+
+    from .io import iter_frames, probe
+
+    info = probe(src)
+    rate = _rate(info.fps or 25.0)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=".mkv.tmp", dir=p.parent)
+    os.close(fd)
+    n = 0
+    try:
+        with av.open(tmp, "w", format="matroska") as c:
+            s = c.add_stream("ffv1", rate=rate)
+            s.width, s.height, s.pix_fmt = info.width, info.height, "bgr0"
+            s.time_base = Fraction(1, 1) / rate
+            for rgb in iter_frames(src, max_frames=max_frames):
+                vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="bgr0")
+                vf.pts = n
+                vf.time_base = s.time_base
+                for pk in s.encode(vf):
+                    c.mux(pk)
+                n += 1
+            for pk in s.encode():
+                c.mux(pk)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n

@@ -1,0 +1,126 @@
+"""``dctqa encode`` and ``dctqa study`` subcommands (plugged into ``dctqa.cli`` via :func:`register`)."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from ..codec import DEFAULT_CAP_BPP, DEFAULT_CRFS, PRESETS, EncodeSettings, parse_floats
+from ..errors import InputError
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _add_encode_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--crf", type=_ints, default=DEFAULT_CRFS, metavar="LIST",
+                   help=f"CRF values (default {','.join(map(str, DEFAULT_CRFS))})")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--cap-bpp", default=",".join(map(str, DEFAULT_CAP_BPP)), metavar="LIST",
+                   help="VBV caps in bits per pixel per frame; cap = bpp*W*H*fps "
+                        f"(default {','.join(map(str, DEFAULT_CAP_BPP))})")
+    g.add_argument("--cap-kbps", default=None, metavar="LIST", help="VBV caps in kbit/s instead of --cap-bpp")
+    p.add_argument("--no-uncapped", action="store_true", help="skip the uncapped CRF variants")
+    p.add_argument("--preset", default="medium", choices=PRESETS, help="x264 preset (default medium)")
+    p.add_argument("--gop", type=int, default=None, help="keyframe interval in frames (default: x264's 250)")
+    p.add_argument("--bufsize", type=float, default=1.0, help="VBV buffer in seconds of the cap (default 1)")
+    p.add_argument("--max-frames", type=int, default=None, help="encode only the first N frames")
+
+
+def _encode_settings(args: argparse.Namespace) -> EncodeSettings:
+    caps_kbps = parse_floats(args.cap_kbps) if args.cap_kbps else None
+    return EncodeSettings(crfs=tuple(args.crf), cap_bpp=parse_floats(args.cap_bpp) if not caps_kbps else (),
+                          caps_kbps=caps_kbps, include_uncapped=not args.no_uncapped, preset=args.preset,
+                          gop=args.gop, bufsize_s=args.bufsize, max_frames=args.max_frames)
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..codec import encode_sweep
+    from ..io import probe
+
+    settings = _encode_settings(args)
+    info = probe(args.src)
+    total = info.frames if settings.max_frames is None or info.frames is None else min(info.frames,
+                                                                                        settings.max_frames)
+    with tqdm(total=total, unit="frame", desc="encode", file=sys.stderr, leave=False,
+              disable=not _progress(args)) as bar:
+        variants = encode_sweep(args.src, args.out, settings, progress=bar.update)
+    print(f"{'variant':20s} {'crf':>4s} {'cap kbit/s':>10s} {'kbit/s':>9s} frames")
+    for v in variants:
+        cap = "-" if v.maxrate_kbps is None else f"{v.maxrate_kbps:.1f}"
+        print(f"{v.name:20s} {v.crf:4d} {cap:>10s} {v.bitrate_kbps:9.1f} {v.frames}")
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from .pipeline import StudyConfig, default_model, run_study
+
+    model = default_model()
+    cfg = StudyConfig(videos=args.videos, out=args.out, encode=_encode_settings(args),
+                      backbones=args.backbone or [model], domains=tuple(args.domain or ("spectral", "feature")),
+                      pixel=not args.no_pixel, baselines=tuple(b for b in args.baselines.split(",") if b),
+                      detector=args.detector or model, detector_weights=args.weights, device=args.device,
+                      frame_stride=args.frame_stride, metric_stride=args.metric_stride, window=args.window,
+                      gt_score_threshold=args.gt_score, n_boot=args.n_boot, seed=args.seed, jobs=args.jobs,
+                      batch_size=args.batch_size, progress=_progress(args),
+                      command="dctqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command
+                      else "")
+    for spec in cfg.backbones + [cfg.detector]:
+        if spec.startswith("onnx:"):
+            from pathlib import Path
+
+            if not Path(spec[5:]).is_file():
+                raise InputError(f"model file {spec[5:]!r} not found; pass --backbone/--detector onnx:PATH")
+    result = run_study(cfg)
+    print(f"report: {result.report}")
+    print(f"windows: {len(result.windows)} rows in {result.out / 'windows.csv'}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``encode`` and ``study`` subcommands to an argparse subparsers object."""
+    p = subparsers.add_parser("encode", help="encode the paper's CRF x bandwidth grid of H.264 variants")
+    p.add_argument("src", help="source video")
+    p.add_argument("--out", required=True, help="output folder (one .mp4 per variant + variants.json)")
+    _add_encode_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_encode)
+
+    p = subparsers.add_parser("study", help="encode, score, detect, AP per window, correlations, report")
+    p.add_argument("videos", nargs="+", help="source videos")
+    p.add_argument("--out", required=True, help="output folder (resumable: finished stages are reused)")
+    _add_encode_options(p)
+    p.add_argument("--backbone", action="append", default=None,
+                   help="backbone for dctqa (repeatable; default onnx:<shared>/models/yolox_nano.onnx)")
+    p.add_argument("--domain", action="append", choices=("spectral", "feature"), default=None,
+                   help="dctqa domain per backbone (repeatable; default spectral and feature)")
+    p.add_argument("--no-pixel", action="store_true", help="skip the pixel-domain ablation")
+    p.add_argument("--baselines", default="psnr,ssim,blockiness,blur,noise,contrast",
+                   help="comma-separated baseline metrics ('' for none)")
+    p.add_argument("--detector", default=None, help="onnx:PATH (YOLOX) or fasterrcnn_resnet50_fpn "
+                                                     "(default: the YOLOX-Nano ONNX of the shared folder)")
+    p.add_argument("--weights", default=None, help="weights for torchvision detectors/backbones")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    p.add_argument("--frame-stride", type=int, default=2, help="detect on every N-th frame (default 2)")
+    p.add_argument("--metric-stride", type=int, default=None,
+                   help="score every N-th frame, a multiple of --frame-stride (default: --frame-stride)")
+    p.add_argument("--window", type=int, default=100, help="AP window in source frames (default 100)")
+    p.add_argument("--gt-score", type=float, default=0.5, help="pseudo ground-truth score threshold (default 0.5)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes for scoring (default 1)")
+    p.add_argument("--batch-size", type=int, default=8, help="frames per scoring batch (default 8)")
+    p.add_argument("--no-record-command", dest="record_command", action="store_false",
+                   help="do not write the command line into report.md")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_study)

@@ -1,0 +1,94 @@
+"""Named, cached pipeline stages: a result is stored under a hash of everything that
+determines it (input content hashes + settings) and reused by any later run.
+
+Layout: ``<root>/<stage>/<sha256 of the key>.npz`` (arrays) or ``.json`` (documents);
+each file embeds its key, so a hash collision or a foreign file is recomputed, never
+trusted. Files are written atomically (temporary file + ``os.replace``).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def key_hash(key: dict) -> str:
+    """sha256 hex of the canonical JSON of ``key`` (sorted keys)."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class StageCache:
+    """Stage results under ``root``; counts hits and misses per stage for the report."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.hits: dict[str, int] = {}
+        self.misses: dict[str, int] = {}
+
+    def _path(self, stage: str, key: dict, ext: str) -> Path:
+        return self.root / stage / f"{key_hash(key)}.{ext}"
+
+    def arrays(self, stage: str, key: dict, compute: Callable[[], dict[str, np.ndarray]]
+               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Cached ``compute()`` -> (arrays, meta); meta holds ``seconds`` (of the first computation)
+        and ``cached`` (whether this call reused it)."""
+        path = self._path(stage, key, "npz")
+        want = json.dumps(key, sort_keys=True, default=str)
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    if str(z["__key__"]) == want:
+                        out = {k: z[k] for k in z.files if not k.startswith("__")}
+                        meta = json.loads(str(z["__meta__"]))
+                        self.hits[stage] = self.hits.get(stage, 0) + 1
+                        return out, dict(meta, cached=True)
+            except (OSError, ValueError, KeyError):
+                pass
+        t0 = time.perf_counter()
+        out = compute()
+        meta = {"seconds": time.perf_counter() - t0}
+        if "__timings__" in out:  # compute() may report a breakdown of its own time
+            meta["timings"] = json.loads(str(out.pop("__timings__")))
+        buf = io.BytesIO()
+        np.savez(buf, __key__=np.array(want), __meta__=np.array(json.dumps(meta)), **out)
+        _atomic_bytes(path, buf.getvalue())
+        self.misses[stage] = self.misses.get(stage, 0) + 1
+        return out, dict(meta, cached=False)
+
+    def document(self, stage: str, key: dict, compute: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
+        """Cached JSON-able ``compute()`` -> (value, meta) as :meth:`arrays`."""
+        path = self._path(stage, key, "json")
+        want = json.loads(json.dumps(key, sort_keys=True, default=str))
+        if path.is_file():
+            try:
+                doc = json.loads(path.read_text())
+                if doc["key"] == want:
+                    self.hits[stage] = self.hits.get(stage, 0) + 1
+                    return doc["value"], dict(doc["meta"], cached=True)
+            except (OSError, ValueError, KeyError):
+                pass
+        t0 = time.perf_counter()
+        value = compute()
+        meta = {"seconds": time.perf_counter() - t0}
+        _atomic_bytes(path, json.dumps({"key": want, "meta": meta, "value": value}).encode())
+        self.misses[stage] = self.misses.get(stage, 0) + 1
+        return value, dict(meta, cached=False)
