@@ -153,6 +153,10 @@ def test_synthetic_study_and_resume(tmp_path):
     assert [p.stat().st_mtime_ns for p in sorted((out / "cache" / "score").iterdir())] == mtimes
     assert res2.timings["metric"]["this_run_s"] == 0.0 and res2.timings["detection"]["this_run_s"] == 0.0
     assert res2.timings["encode"]["computed_s"] > 0
+    # worker processes give the same numbers
+    cfg_jobs = StudyConfig(**{**cfg.__dict__, "out": tmp_path / "study_jobs", "jobs": 2})
+    run_study(cfg_jobs)
+    assert (tmp_path / "study_jobs" / "windows.csv").read_text() == before
 
 
 def test_cli_encode_and_errors(tmp_path, capsys):

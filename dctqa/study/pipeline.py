@@ -300,7 +300,11 @@ def run_study(cfg: StudyConfig) -> StudyResult:
         t0 = time.perf_counter()
 
         def do_encode(video=video, vdir=vdir):
-            bar = _bar(cfg, 0, f"encode {video.name}")
+            from ..io import probe
+
+            n = probe(video).frames or 0
+            bar = _bar(cfg, n if cfg.encode.max_frames is None else min(n, cfg.encode.max_frames),
+                       f"encode {video.name}")
             try:
                 vs = encode_sweep(video, vdir, cfg.encode, progress=bar.update)
             finally:
