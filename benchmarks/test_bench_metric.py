@@ -1,0 +1,81 @@
+"""Whole path from uint8 RGB frames to Q (issue 2's benchmark and the fused ops' targets).
+
+``dctqa.reference.score`` (literal, float64) against ``dctqa.Metric.score`` with the
+compiled op and with the torch fallback (``DCTQA_DISABLE_OPS=1``), same run, same frames.
+Backbone: YOLOX-Nano's first layer as its exact 6 x 6 filter (K = 16) from
+``../shared/models/yolox_nano.onnx``; skipped, with the reason, when that file is absent.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.conftest import run_case, shared_dir
+from dctqa import ops, reference
+
+SIZES = {"384x288": (288, 384), "768x576": (576, 768)}
+
+
+@pytest.fixture(scope="module")
+def yolox() -> str:
+    p = shared_dir() / "models" / "yolox_nano.onnx"
+    if not p.is_file():
+        pytest.skip(f"needs models/yolox_nano.onnx in the shared folder ({p} not found; set DCTQA_SHARED)")
+    return f"onnx:{p}"
+
+
+def _frames(h: int, w: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` real frames of vtest.avi at ``h x w`` when present (else random), and noisy copies."""
+    p = shared_dir() / "videos" / "vtest.avi"
+    g = np.random.default_rng(0)
+    if p.is_file():
+        from dctqa.io import iter_frames
+
+        size = None if (h, w) == (576, 768) else (h, w)
+        ref = np.stack(list(iter_frames(p, size=size, max_frames=n)))
+    else:
+        ref = g.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+    dist = np.clip(ref.astype(np.int16) + g.integers(-12, 13, ref.shape), 0, 255).astype(np.uint8)
+    return ref, dist
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_reference_score(benchmark, yolox: str, size: str) -> None:
+    h, w = SIZES[size]
+    ref, dist = _frames(h, w, 1)
+    run_case(benchmark, lambda: reference.score(ref[0], dist[0], backbone=yolox), family="metric",
+             h=h, w=w, k=16, batch=1, impl="reference", max_rounds=1)
+
+
+@pytest.mark.parametrize("size,batch", [("384x288", 1), ("768x576", 1), ("768x576", 16)])
+@pytest.mark.parametrize("impl", ["op", "torch"])
+def test_metric_score(benchmark, monkeypatch, yolox: str, size: str, batch: int, impl: str) -> None:
+    import dctqa
+
+    if impl == "op" and not ops.available()["cpp"]:
+        pytest.skip(f"C++ op not built: {ops.available()['extension_error']}")
+    if impl == "torch":
+        monkeypatch.setenv("DCTQA_DISABLE_OPS", "1")
+    h, w = SIZES[size]
+    ref, dist = _frames(h, w, batch)
+    m = dctqa.Metric(backbone=yolox)
+    name = ops.implementation_for("cpu", "spectral_qk")
+    run_case(benchmark, lambda: m.score(ref, dist), family="metric", h=h, w=w, k=16, batch=batch,
+             impl=name, max_rounds=10)
+
+
+@pytest.mark.skipif(not (ops.available()["cuda"] and torch.cuda.is_available()),
+                    reason="needs a CUDA device and the CUDA build of dctqa._C")
+@pytest.mark.parametrize("size,batch", [("768x576", 16)])
+def test_metric_score_cuda(benchmark, yolox: str, size: str, batch: int) -> None:
+    """uint8 frames already on the device, ``N x 3 x H x W``."""
+    import dctqa
+
+    h, w = SIZES[size]
+    ref, dist = _frames(h, w, batch)
+    r = torch.from_numpy(ref).permute(0, 3, 1, 2).contiguous().cuda()
+    d = torch.from_numpy(dist).permute(0, 3, 1, 2).contiguous().cuda()
+    m = dctqa.Metric(backbone=yolox, device="cuda")
+    run_case(benchmark, lambda: m.score(r, d), family="metric", h=h, w=w, k=16, batch=batch,
+             impl="cuda-op", device="cuda", max_rounds=20)
