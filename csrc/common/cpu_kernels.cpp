@@ -200,6 +200,67 @@ float select_rank_radix(const float* x, std::size_t n, std::size_t r) {
   return key_value((prefix << 8) | b3);
 }
 
+namespace {
+// below = #{x < lo}; buf[0..cnt) = the x with lo <= x <= hi. buf holds cap + 16 floats.
+// Returns false when more than cap elements fall inside (the caller falls back).
+bool bracket_pass_scalar(const float* x, std::size_t n, float lo, float hi, float* buf,
+                         std::size_t cap, std::size_t* below_out, std::size_t* cnt_out) {
+  std::size_t below = 0, cnt = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    const float v = x[j];
+    below += (v < lo);
+    buf[cnt] = v;  // kept only when inside (unpredictable comparisons: no branch)
+    cnt += (v >= lo) & (v <= hi);
+    if (cnt == cap) return false;
+  }
+  *below_out = below;
+  *cnt_out = cnt;
+  return true;
+}
+
+#ifdef DCTQA_HAVE_AVX512_PATH
+// The same with AVX-512 masks; compress into a register, then a plain store (a
+// compressing store to memory is slow on some cores).
+__attribute__((target("avx512f"))) bool bracket_pass_avx512(
+    const float* x, std::size_t n, float lo, float hi, float* buf, std::size_t cap,
+    std::size_t* below_out, std::size_t* cnt_out) {
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  std::size_t below = 0, cnt = 0, j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 v = _mm512_loadu_ps(x + j);
+    const __mmask16 lt = _mm512_cmp_ps_mask(v, vlo, _CMP_LT_OQ);
+    const __mmask16 in = _mm512_cmp_ps_mask(v, vlo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(v, vhi, _CMP_LE_OQ);
+    below += (std::size_t)__builtin_popcount((unsigned)lt);
+    if (in) {
+      if (cnt + 16 > cap) return false;
+      _mm512_storeu_ps(buf + cnt, _mm512_maskz_compress_ps(in, v));
+      cnt += (std::size_t)__builtin_popcount((unsigned)in);
+    }
+  }
+  for (; j < n; ++j) {
+    const float v = x[j];
+    below += (v < lo);
+    if (v >= lo && v <= hi) {
+      if (cnt == cap) return false;
+      buf[cnt++] = v;
+    }
+  }
+  *below_out = below;
+  *cnt_out = cnt;
+  return true;
+}
+#endif
+
+bool bracket_pass(const float* x, std::size_t n, float lo, float hi, float* buf, std::size_t cap,
+                  std::size_t* below, std::size_t* cnt) {
+#ifdef DCTQA_HAVE_AVX512_PATH
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512) return bracket_pass_avx512(x, n, lo, hi, buf, cap, below, cnt);
+#endif
+  return bracket_pass_scalar(x, n, lo, hi, buf, cap, below, cnt);
+}
+}  // namespace
+
 float select_rank(const float* x, std::size_t n, std::size_t r) {
   // Small inputs: copy and std::nth_element.
   if (n <= 8192) {
@@ -229,27 +290,16 @@ float select_rank(const float* x, std::size_t n, std::size_t r) {
     hi = sample[hi_i];
   }
   if (!has_lo && !has_hi) return select_rank_radix(x, n, r);
-  // Branch-free pass: every element is written at the end of `inside` and kept only
-  // when it lies in the bracket (the comparisons are unpredictable on random data).
+  // Branch-free pass: count the elements below the bracket, gather those inside it.
   const float lo_eff = has_lo ? lo : -INFINITY;
   const float hi_eff = has_hi ? hi : INFINITY;
   const std::size_t cap =
       (std::size_t)(3.0 * (double)(hi_i - lo_i + 1) * (double)n / (double)s) + 256;
-  std::vector<float> inside(cap + 1);
-  float* __restrict buf = inside.data();
+  std::vector<float> inside(cap + 16);
   std::size_t below = 0, cnt = 0;
-  bool overflow = false;
-  for (std::size_t j = 0; j < n; ++j) {
-    const float v = x[j];
-    below += (v < lo_eff);
-    buf[cnt] = v;
-    cnt += (v >= lo_eff) & (v <= hi_eff);
-    if (cnt == cap) {  // bracket far wider than expected: stop and fall back
-      overflow = true;
-      break;
-    }
-  }
+  const bool overflow = !bracket_pass(x, n, lo_eff, hi_eff, inside.data(), cap, &below, &cnt);
   if (!overflow && below <= r && r < below + cnt) {
+    float* buf = inside.data();
     std::nth_element(buf, buf + (r - below), buf + cnt);
     return buf[r - below];
   }

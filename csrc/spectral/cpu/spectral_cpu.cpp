@@ -7,13 +7,14 @@
 // the magnitudes A^o, A^c of one filter for the chunk only. Then per frame: radix
 // selection of the lower median of A^o, eps_k, and the ratio mean.
 // Working memory: C*kh*W complex values per filter (Hv) plus, per worker thread,
-// 2 * chunk * H * W floats, where chunk is sized to a fixed byte budget: it grows
-// linearly with H*W and not with the number of frames.
+// 2 * chunk * kb * H * W floats (kb <= 4 filters at a time), where chunk is sized to a
+// fixed byte budget: it grows linearly with H*W and not with the number of frames.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <vector>
@@ -89,7 +90,14 @@ at::Tensor spectral_qk_cpu(const at::Tensor& co_in, const at::Tensor& cc_in,
     }
   });
 
-  int64_t chunk = chunk_budget_bytes() / (int64_t)(2 * sizeof(float) * HW);
+  // Work item = (block of kb filters, chunk of frames). Within an item the rows are
+  // walked once: each pair of filter-spectrum rows is built for the kb filters and
+  // applied to every frame of the chunk, so each row of the frames' DCTs is read once
+  // per item (it stays in L1 across the kb filters). kb keeps >= 2 items per thread.
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  int64_t kb = std::min<int64_t>({K, 4, std::max<int64_t>(1, K / (2 * threads))});
+  const int64_t kblocks = (K + kb - 1) / kb;
+  int64_t chunk = chunk_budget_bytes() / (int64_t)(2 * sizeof(float) * HW * kb);
   if (chunk < 1) chunk = 1;
   if (chunk > N) chunk = N;
   const int64_t nchunks = (N + chunk - 1) / chunk;
@@ -98,44 +106,50 @@ at::Tensor spectral_qk_cpu(const at::Tensor& co_in, const at::Tensor& cc_in,
   const float* pcc = cc.data_ptr<float>();
   double* pout = out.data_ptr<double>();
 
-  at::parallel_for(0, K * nchunks, 1, [&](int64_t b, int64_t e) {
-    std::vector<float> ao(chunk * HW), ac(chunk * HW);
-    std::vector<float> g(4 * C * Wp);
-    float* g0re = g.data();
-    float* g0im = g0re + C * Wp;
-    float* g1re = g0im + C * Wp;
-    float* g1im = g1re + C * Wp;
+  at::parallel_for(0, kblocks * nchunks, 1, [&](int64_t b, int64_t e) {
+    // ao/ac: [chunk][kb][HW]; g: [kb][4][C][Wp] (row u re/im, row H-u re/im).
+    std::vector<float> ao((size_t)(chunk * kb * HW)), ac((size_t)(chunk * kb * HW));
+    std::vector<float> g((size_t)(kb * 4 * C * Wp));
     for (int64_t item = b; item < e; ++item) {
-      const int64_t ci = item / K, k = item % K;
+      const int64_t ci = item / kblocks, k0 = (item % kblocks) * kb;
+      const int64_t kn = std::min(kb, K - k0);
       const int64_t n0 = ci * chunk;
-      const int64_t nn = (N - n0) < chunk ? (N - n0) : chunk;
-      const float* hk_re = hre.data() + k * hv_per_k;
-      const float* hk_im = him.data() + k * hv_per_k;
+      const int64_t nn = std::min(chunk, N - n0);
       for (int64_t u = 0; u <= H / 2; ++u) {
         const int64_t u2 = H - u;
         const bool pair = (u2 < H) && (u2 != u);
-        cpu::filter_spectrum_rows(hk_re, hk_im, pre.data() + u * kh, pim.data() + u * kh,
-                                  (int)C, (int)kh, Wp, pair, g0re, g0im, g1re, g1im);
+        for (int64_t q = 0; q < kn; ++q) {
+          float* gq = g.data() + q * 4 * C * Wp;
+          cpu::filter_spectrum_rows(hre.data() + (k0 + q) * hv_per_k, him.data() + (k0 + q) * hv_per_k,
+                                    pre.data() + u * kh, pim.data() + u * kh, (int)C, (int)kh, Wp,
+                                    pair, gq, gq + C * Wp, gq + 2 * C * Wp, gq + 3 * C * Wp);
+        }
         for (int64_t t = 0; t < nn; ++t) {
-          const int64_t fo = (n0 + t) * C * HW;
-          cpu::magnitude_row(pco + fo + u * W, HW, g0re, g0im, (int)C, (int)W, Wp,
-                             ao.data() + t * HW + u * W);
-          cpu::magnitude_row(pcc + fo + u * W, HW, g0re, g0im, (int)C, (int)W, Wp,
-                             ac.data() + t * HW + u * W);
-          if (pair) {
-            cpu::magnitude_row(pco + fo + u2 * W, HW, g1re, g1im, (int)C, (int)W, Wp,
-                               ao.data() + t * HW + u2 * W);
-            cpu::magnitude_row(pcc + fo + u2 * W, HW, g1re, g1im, (int)C, (int)W, Wp,
-                               ac.data() + t * HW + u2 * W);
+          const float* xo = pco + (n0 + t) * C * HW;
+          const float* xc = pcc + (n0 + t) * C * HW;
+          for (int64_t q = 0; q < kn; ++q) {
+            const float* gq = g.data() + q * 4 * C * Wp;
+            float* aoq = ao.data() + (t * kb + q) * HW;
+            float* acq = ac.data() + (t * kb + q) * HW;
+            cpu::magnitude_row(xo + u * W, HW, gq, gq + C * Wp, (int)C, (int)W, Wp, aoq + u * W);
+            cpu::magnitude_row(xc + u * W, HW, gq, gq + C * Wp, (int)C, (int)W, Wp, acq + u * W);
+            if (pair) {
+              cpu::magnitude_row(xo + u2 * W, HW, gq + 2 * C * Wp, gq + 3 * C * Wp, (int)C, (int)W,
+                                 Wp, aoq + u2 * W);
+              cpu::magnitude_row(xc + u2 * W, HW, gq + 2 * C * Wp, gq + 3 * C * Wp, (int)C, (int)W,
+                                 Wp, acq + u2 * W);
+            }
           }
         }
       }
       for (int64_t t = 0; t < nn; ++t) {
-        const float* a = ao.data() + t * HW;
-        const double m = (double)cpu::lower_median(a, (size_t)HW);
-        const float eps = (float)(epsilon * m + 1e-12);
-        pout[(n0 + t) * K + k] =
-            cpu::ratio_sum(a, ac.data() + t * HW, (size_t)HW, eps) / (double)HW;
+        for (int64_t q = 0; q < kn; ++q) {
+          const float* a = ao.data() + (t * kb + q) * HW;
+          const double m = (double)cpu::lower_median(a, (size_t)HW);
+          const float eps = (float)(epsilon * m + 1e-12);
+          pout[(n0 + t) * K + k0 + q] =
+              cpu::ratio_sum(a, ac.data() + (t * kb + q) * HW, (size_t)HW, eps) / (double)HW;
+        }
       }
     }
   });
