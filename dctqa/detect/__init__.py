@@ -4,6 +4,13 @@ Names for :func:`create_detector`: ``"onnx:PATH"`` (YOLOX exported to ONNX, run 
 onnxruntime) and ``"fasterrcnn_resnet50_fpn"`` (torchvision, the paper's detector).
 Every detector returns, per frame, :class:`Detections` with boxes in pixels of the
 original frame and COCO category ids (1 = person).
+
+Typical use (pseudo ground truth from the reference video)::
+
+    det = create_detector("onnx:yolox_nano.onnx")
+    fi, ref = cached_detect(det, "ref.mp4", frame_stride=2, cache_dir=cache)
+    fi, dist = cached_detect(det, "crf41.mp4", frame_stride=2, cache_dir=cache)
+    windows = window_ap(pseudo_ground_truth(ref), dist, fi, window=100)
 """
 from __future__ import annotations
 
@@ -11,9 +18,13 @@ import os
 from typing import Any
 
 from ..errors import InputError
+from .ap import WindowAP, window_ap
+from .cache import cached_detect
+from .groundtruth import load_coco_gt, load_mot_gt, pseudo_ground_truth
 from .types import Detections, Detector
 
-__all__ = ["Detections", "Detector", "create_detector", "detector_names"]
+__all__ = ["Detections", "Detector", "create_detector", "detector_names", "cached_detect", "WindowAP",
+           "window_ap", "pseudo_ground_truth", "load_mot_gt", "load_coco_gt"]
 
 
 def detector_names() -> list[str]:
