@@ -8,6 +8,10 @@
 #include <algorithm>
 #include <cstring>
 #include <vector>
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(_M_X64))
+#include <immintrin.h>
+#define DCTQA_HAVE_AVX512_PATH 1
+#endif
 
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(_M_X64)) && \
     defined(__linux__)
@@ -254,7 +258,10 @@ __attribute__((target("avx512f"))) bool bracket_pass_avx512(
 bool bracket_pass(const float* x, std::size_t n, float lo, float hi, float* buf, std::size_t cap,
                   std::size_t* below, std::size_t* cnt) {
 #ifdef DCTQA_HAVE_AVX512_PATH
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  static const bool avx512 = [] {
+    __builtin_cpu_init();  // this library may be loaded before libgcc's init ran for it
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
   if (avx512) return bracket_pass_avx512(x, n, lo, hi, buf, cap, below, cnt);
 #endif
   return bracket_pass_scalar(x, n, lo, hi, buf, cap, below, cnt);
@@ -268,25 +275,36 @@ float select_rank(const float* x, std::size_t n, std::size_t r) {
     std::nth_element(buf.begin(), buf.begin() + r, buf.end());
     return buf[r];
   }
+  const std::size_t s = 8192;
+  std::vector<float> sample(s);
+  for (std::size_t j = 0; j < s; ++j) sample[j] = x[(j * n) / s + (j * 7919u) % (n / s)];
+  return select_rank_sampled(x, n, r, sample.data(), s);
+}
+
+float select_rank_sampled(const float* x, std::size_t n, std::size_t r, float* sample_ptr,
+                          std::size_t s) {
+  if (n <= 8192 || s < 64) {
+    std::vector<float> buf(x, x + n);
+    std::nth_element(buf.begin(), buf.begin() + r, buf.end());
+    return buf[r];
+  }
   // Large inputs: bracket rank r between two quantiles of a fixed strided sample
   // (four standard deviations of the sample rank either side), then one pass counts
   // the elements below the bracket and gathers those inside it, and nth_element on
   // the few gathered ones gives the exact value. A bracket that misses (very rare)
   // falls back to radix selection, so the result is exact in every case.
-  const std::size_t s = 8192;
-  std::vector<float> sample(s);
-  for (std::size_t j = 0; j < s; ++j) sample[j] = x[(j * n) / s + (j * 7919u) % (n / s)];
+  float* sample = sample_ptr;
   const double q = (double)r * (double)s / (double)n;
   const double d = 4.0 * std::sqrt(q * (1.0 - q / (double)s)) + 2.0;
   const long lo_i = (long)std::floor(q - d), hi_i = (long)std::ceil(q + d);
   const bool has_lo = lo_i >= 0, has_hi = hi_i < (long)s;
   float lo = 0.f, hi = 0.f;
   if (has_lo) {
-    std::nth_element(sample.begin(), sample.begin() + lo_i, sample.end());
+    std::nth_element(sample, sample + lo_i, sample + s);
     lo = sample[lo_i];
   }
   if (has_hi) {
-    std::nth_element(sample.begin(), sample.begin() + hi_i, sample.end());
+    std::nth_element(sample, sample + hi_i, sample + s);
     hi = sample[hi_i];
   }
   if (!has_lo && !has_hi) return select_rank_radix(x, n, r);

@@ -31,6 +31,11 @@ double ratio_sum(const float* ao, const float* ac, std::size_t n, float eps);
 // Radix selection on order-preserving 32-bit keys; does not modify x.
 float select_rank(const float* x, std::size_t n, std::size_t r);
 
+// The same with a caller-made sample of s values of x (spread over x; it is reordered):
+// the sample only sets a bracket around rank r, the result is exact whatever it holds.
+float select_rank_sampled(const float* x, std::size_t n, std::size_t r, float* sample,
+                          std::size_t s);
+
 // The same by three radix-histogram passes only (the fallback of select_rank).
 float select_rank_radix(const float* x, std::size_t n, std::size_t r);
 

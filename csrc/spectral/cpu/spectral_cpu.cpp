@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include "../../common/checks.h"
@@ -26,6 +27,8 @@ namespace dctqa {
 namespace {
 
 // Byte budget of the per-worker magnitude buffers (env DCTQA_CPU_CHUNK_MB overrides).
+// The buffers are kept per thread between calls (at most this size, or one frame pair's
+// planes of one filter when that is larger).
 int64_t chunk_budget_bytes() {
   static const int64_t bytes = [] {
     const char* s = std::getenv("DCTQA_CPU_CHUNK_MB");
@@ -34,6 +37,26 @@ int64_t chunk_budget_bytes() {
     return mb << 20;
   }();
   return bytes;
+}
+
+// Thread-local scratch buffer `slot`, at least n floats, contents undefined.
+float* scratch(int slot, size_t n) {
+  thread_local std::unique_ptr<float[]> buf[2];
+  thread_local size_t cap[2] = {0, 0};
+  if (cap[slot] < n) {
+    buf[slot].reset();
+    buf[slot].reset(new float[n]);
+    cap[slot] = n;
+  }
+  return buf[slot].get();
+}
+
+// About this many A^o values per plane are sampled for the median's bracket.
+constexpr int64_t kSampleTarget = 8192;
+
+inline void take_sample(const float* row, int64_t step, int64_t count, int64_t u, float* out) {
+  const int64_t off = step > 1 ? (u * 7919) % step : 0;
+  for (int64_t j = 0; j < count; ++j) out[j] = row[j * step + off];
 }
 
 at::Tensor spectral_qk_cpu(const at::Tensor& co_in, const at::Tensor& cc_in,
@@ -96,6 +119,7 @@ at::Tensor spectral_qk_cpu(const at::Tensor& co_in, const at::Tensor& cc_in,
   // per item (it stays in L1 across the kb filters). kb keeps >= 2 items per thread.
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   int64_t kb = std::min<int64_t>({K, 4, std::max<int64_t>(1, K / (2 * threads))});
+  kb = std::max<int64_t>(1, std::min<int64_t>(kb, chunk_budget_bytes() / (int64_t)(2 * sizeof(float) * HW)));
   const int64_t kblocks = (K + kb - 1) / kb;
   int64_t chunk = chunk_budget_bytes() / (int64_t)(2 * sizeof(float) * HW * kb);
   if (chunk < 1) chunk = 1;
@@ -108,8 +132,17 @@ at::Tensor spectral_qk_cpu(const at::Tensor& co_in, const at::Tensor& cc_in,
 
   at::parallel_for(0, kblocks * nchunks, 1, [&](int64_t b, int64_t e) {
     // ao/ac: [chunk][kb][HW]; g: [kb][4][C][Wp] (row u re/im, row H-u re/im).
-    std::vector<float> ao((size_t)(chunk * kb * HW)), ac((size_t)(chunk * kb * HW));
+    // Per-thread scratch reused across calls (no page faults on every call); it only
+    // grows to the largest chunk used, which the byte budget bounds.
+    const size_t plane_floats = (size_t)(chunk * kb * HW);
+    float* ao = scratch(0, plane_floats);
+    float* ac = scratch(1, plane_floats);
     std::vector<float> g((size_t)(kb * 4 * C * Wp));
+    // Per plane, a sample of A^o taken while its rows are hot in L1 (for the median's
+    // bracket): spr values from each row, evenly spread, with a row-dependent offset.
+    const int64_t spr = std::min<int64_t>(W, (kSampleTarget + H - 1) / H);
+    const int64_t sstep = W / spr;
+    std::vector<float> samples((size_t)(chunk * kb * H * spr));
     for (int64_t item = b; item < e; ++item) {
       const int64_t ci = item / kblocks, k0 = (item % kblocks) * kb;
       const int64_t kn = std::min(kb, K - k0);
@@ -129,13 +162,16 @@ at::Tensor spectral_qk_cpu(const at::Tensor& co_in, const at::Tensor& cc_in,
           const float* xc = pcc + (n0 + t) * C * HW;
           for (int64_t q = 0; q < kn; ++q) {
             const float* gq = g.data() + q * 4 * C * Wp;
-            float* aoq = ao.data() + (t * kb + q) * HW;
-            float* acq = ac.data() + (t * kb + q) * HW;
+            float* aoq = ao + (t * kb + q) * HW;
+            float* acq = ac + (t * kb + q) * HW;
+            float* sq = samples.data() + (t * kb + q) * H * spr;
             cpu::magnitude_row(xo + u * W, HW, gq, gq + C * Wp, (int)C, (int)W, Wp, aoq + u * W);
+            take_sample(aoq + u * W, sstep, spr, u, sq + u * spr);
             cpu::magnitude_row(xc + u * W, HW, gq, gq + C * Wp, (int)C, (int)W, Wp, acq + u * W);
             if (pair) {
               cpu::magnitude_row(xo + u2 * W, HW, gq + 2 * C * Wp, gq + 3 * C * Wp, (int)C, (int)W,
                                  Wp, aoq + u2 * W);
+              take_sample(aoq + u2 * W, sstep, spr, u2, sq + u2 * spr);
               cpu::magnitude_row(xc + u2 * W, HW, gq + 2 * C * Wp, gq + 3 * C * Wp, (int)C, (int)W,
                                  Wp, acq + u2 * W);
             }
@@ -144,11 +180,13 @@ at::Tensor spectral_qk_cpu(const at::Tensor& co_in, const at::Tensor& cc_in,
       }
       for (int64_t t = 0; t < nn; ++t) {
         for (int64_t q = 0; q < kn; ++q) {
-          const float* a = ao.data() + (t * kb + q) * HW;
-          const double m = (double)cpu::lower_median(a, (size_t)HW);
+          const float* a = ao + (t * kb + q) * HW;
+          const double m = (double)cpu::select_rank_sampled(
+              a, (size_t)HW, (size_t)(HW - 1) / 2, samples.data() + (t * kb + q) * H * spr,
+              (size_t)(H * spr));
           const float eps = (float)(epsilon * m + 1e-12);
           pout[(n0 + t) * K + k0 + q] =
-              cpu::ratio_sum(a, ac.data() + (t * kb + q) * HW, (size_t)HW, eps) / (double)HW;
+              cpu::ratio_sum(a, ac + (t * kb + q) * HW, (size_t)HW, eps) / (double)HW;
         }
       }
     }
