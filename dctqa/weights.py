@@ -86,9 +86,11 @@ def build_detector(name: str, weights: str | os.PathLike | None = None, **model_
     """Torchvision detector ``name`` in eval mode with weights, and an id of those weights.
 
     weights: ``None`` -> the weights enum's DEFAULT through torchvision's weights API
-    (its cache, or a download where a network exists); a path -> a state_dict file of
-    the whole detector (released files are recognised by their hash and run as
-    torchvision runs them). Raises :class:`WeightsError` with instructions otherwise.
+    (its cache, or a download where a network exists); an enum member name such as
+    ``"COCO_V1"`` (or ``"FasterRCNN_ResNet50_FPN_Weights.COCO_V1"``) -> that member, same
+    way; a path -> a state_dict file of the whole detector (released files are recognised
+    by their hash and run as torchvision runs them). Raises :class:`WeightsError` with
+    instructions otherwise.
     """
     from torchvision.models import detection
 
@@ -97,8 +99,14 @@ def build_detector(name: str, weights: str | os.PathLike | None = None, **model_
     builder_name, enum_name = TORCHVISION_DETECTORS[name]
     builder = getattr(detection, builder_name)
     enum_cls = getattr(detection, enum_name)
-    if weights is None:
-        enum = enum_cls.DEFAULT
+    enum = enum_cls.DEFAULT if weights is None else None
+    if isinstance(weights, str) and not Path(weights).exists():
+        prefix, _, member = weights.rpartition(".")
+        if prefix not in ("", enum_name) or member not in enum_cls.__members__:
+            raise WeightsError(f"weights file {weights!r} does not exist (expected a state_dict FILE of {name}, "
+                               f"or one of {list(enum_cls.__members__)})")
+        enum = enum_cls[member]
+    if enum is not None:
         try:
             model = builder(weights=enum, progress=False, **model_kwargs)
         except Exception as exc:

@@ -260,8 +260,13 @@ def test_frcnn_loads_a_state_dict_file(frcnn_file, rng):
     assert (got.boxes[:, 2] <= 160).all() and (got.boxes[:, 3] <= 120).all()
 
 
-def test_frcnn_uses_torch_hub_cache_and_explains_missing_weights(frcnn_file, tmp_path, rng):
+def test_frcnn_uses_torch_hub_cache_and_explains_missing_weights(frcnn_file, tmp_path, rng, monkeypatch):
     from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+
+    def offline(*args, **kwargs):  # the weights API would download where a network exists
+        raise OSError("network unreachable (simulated)")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
 
     url = FasterRCNN_ResNet50_FPN_Weights.COCO_V1.url
     old = torch.hub.get_dir()
@@ -275,7 +280,7 @@ def test_frcnn_uses_torch_hub_cache_and_explains_missing_weights(frcnn_file, tmp
         with pytest.raises(WeightsError, match="does not exist"):
             create_detector("fasterrcnn_resnet50_fpn", weights=str(tmp_path / "nope.pth"))
         # the file in the cache is what torchvision's weights API loads
-        expected.parent.mkdir(parents=True)
+        expected.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(frcnn_file[0], expected)
         det = create_detector("fasterrcnn_resnet50_fpn", weights="COCO_V1", score_threshold=0.0, **FRCNN_OPTS)
         assert det.settings()["weights"] == "torchvision:FasterRCNN_ResNet50_FPN_Weights.COCO_V1"
