@@ -12,12 +12,30 @@ higher is worse.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .constants import EPSILON, METRIC_VERSION
 from .errors import BackboneError, DctqaError, InputError, VideoError, WeightsError
-from .metric import Metric, VideoScore, backends
-from .registry import create_metric, list_metrics
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .metric import Metric, VideoScore, backends
+    from .registry import create_metric, list_metrics
+
+# torch is imported on first use of these names, so ``import dctqa.<submodule>`` stays light.
+_LAZY = {"Metric": "metric", "VideoScore": "metric", "backends": "metric",
+         "create_metric": "registry", "list_metrics": "registry"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dctqa' has no attribute {name!r}")
 
 __all__ = ["Metric", "VideoScore", "backends", "create_metric", "list_metrics", "EPSILON",
            "METRIC_VERSION", "DctqaError", "InputError", "VideoError", "BackboneError",
