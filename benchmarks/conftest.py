@@ -64,10 +64,14 @@ def run_case(benchmark, fn: Callable[[], object], *, family: str, h: int, w: int
     return pps
 
 
-def _baseline(size: str, k: int, impl: str) -> float | None:
-    """Pairs/s of ``impl`` at (size, K), any family and batch (the best one measured)."""
-    vals = [v for (fam, s, kk, b, i), v in RESULTS.items() if s == size and kk == k and i == impl]
-    return max(vals) if vals else None
+def _baseline(family: str, size: str, k: int, impl: str) -> float | None:
+    """Best pairs/s of ``impl`` at (size, K) over batches: same family if measured, else any."""
+    for same in (True, False):
+        vals = [v for (fam, s, kk, b, i), v in RESULTS.items()
+                if s == size and kk == k and i == impl and (fam == family or not same)]
+        if vals:
+            return max(vals)
+    return None
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -78,9 +82,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     tr.write_line(f"{'family':<9}{'size':>10}{'K':>4}{'batch':>6}  {'impl':<11}{'pairs/s':>10}"
                   f"{'x ref':>10}{'x torch':>9}")
     for (fam, size, k, b, impl), pps in sorted(RESULTS.items(), key=lambda kv: (kv[0][0], int(kv[0][1].split('x')[0]), kv[0][2], kv[0][3], kv[0][4])):
-        ref = _baseline(size, k, "reference")
+        ref = _baseline(fam, size, k, "reference")
         # GPU implementations are compared with the torch path on the GPU.
-        tor = _baseline(size, k, "cuda-torch" if impl.startswith("cuda") else "torch")
+        tor = _baseline(fam, size, k, "cuda-torch" if impl.startswith("cuda") else "torch")
         xr = f"{pps / ref:.0f}" if ref and impl != "reference" else "-"
         xt = f"{pps / tor:.2f}" if tor and impl not in ("reference", "torch", "cuda-torch") else "-"
         tr.write_line(f"{fam:<9}{size:>10}{k:>4}{b:>6}  {impl:<11}{pps:>10.3f}{xr:>10}{xt:>9}")
