@@ -117,13 +117,15 @@ at::Tensor spectral_qk_cpu(const at::Tensor& co_in, const at::Tensor& cc_in,
   // walked once: each pair of filter-spectrum rows is built for the kb filters and
   // applied to every frame of the chunk, so each row of the frames' DCTs is read once
   // per item (it stays in L1 across the kb filters). kb keeps >= 2 items per thread.
+  // Frames first (each extra frame in a chunk shares the filter spectra, the largest
+  // cost at batch 1), then filters (kb filters share each row of the frames' DCTs).
+  const int64_t plane_pair = (int64_t)(2 * sizeof(float)) * HW;
+  const int64_t budget = chunk_budget_bytes();
+  int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(N, budget / plane_pair));
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   int64_t kb = std::min<int64_t>({K, 4, std::max<int64_t>(1, K / (2 * threads))});
-  kb = std::max<int64_t>(1, std::min<int64_t>(kb, chunk_budget_bytes() / (int64_t)(2 * sizeof(float) * HW)));
+  kb = std::max<int64_t>(1, std::min<int64_t>(kb, budget / (plane_pair * chunk)));
   const int64_t kblocks = (K + kb - 1) / kb;
-  int64_t chunk = chunk_budget_bytes() / (int64_t)(2 * sizeof(float) * HW * kb);
-  if (chunk < 1) chunk = 1;
-  if (chunk > N) chunk = N;
   const int64_t nchunks = (N + chunk - 1) / chunk;
 
   const float* pco = co.data_ptr<float>();
