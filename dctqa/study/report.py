@@ -131,8 +131,10 @@ def _save(fig, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def verdict_lines(corr: Sequence[dict], primary: str, others: Sequence[str], target: str = "ap50") -> list[str]:
-    """Plain statements: in each subset, is ``primary``'s sign-adjusted SRCC above each of ``others``?
+def verdict_lines(corr: Sequence[dict], primary: str, others: Sequence[str], target: str = "ap50",
+                  stat: str = "srcc") -> list[str]:
+    """Plain statements: in each subset, is ``primary``'s sign-adjusted ``stat`` (srcc, lcc or
+    krcc) above each of ``others``?
 
     Sign-adjusted: a lower-is-better metric's correlation is negated so that larger always
     means "tracks detection performance in the expected direction".
@@ -141,21 +143,21 @@ def verdict_lines(corr: Sequence[dict], primary: str, others: Sequence[str], tar
     by = {(c["subset"], c["target"], c["metric"]): c for c in corr}
     for subset in dict.fromkeys(c["subset"] for c in corr):
         p = by.get((subset, target, primary))
-        if p is None or p["srcc"] is None:
-            lines.append(f"- **{subset}**: {primary} has no SRCC here ({p['notes'] if p else 'missing'}).")
+        if p is None or p[stat] is None:
+            lines.append(f"- **{subset}**: {primary} has no {stat.upper()} here ({p['notes'] if p else 'missing'}).")
             continue
         sp = 1 if _higher_better(primary) else -1
-        ps = sp * p["srcc"]
-        plo, phi = sorted((sp * p["srcc_lo"], sp * p["srcc_hi"])) if p["srcc_lo"] is not None else (None, None)
+        ps = sp * p[stat]
+        plo, phi = sorted((sp * p[f"{stat}_lo"], sp * p[f"{stat}_hi"])) if p[f"{stat}_lo"] is not None else (None, None)
         parts = []
         for o in others:
             c = by.get((subset, target, o))
-            if c is None or c["srcc"] is None:
+            if c is None or c[stat] is None:
                 parts.append(f"{o}: n/a")
                 continue
             so = 1 if _higher_better(o) else -1
-            os_ = so * c["srcc"]
-            olo, ohi = sorted((so * c["srcc_lo"], so * c["srcc_hi"])) if c["srcc_lo"] is not None else (None, None)
+            os_ = so * c[stat]
+            olo, ohi = sorted((so * c[f"{stat}_lo"], so * c[f"{stat}_hi"])) if c[f"{stat}_lo"] is not None else (None, None)
             word = "beats" if ps > os_ + 1e-9 else "ties with" if abs(ps - os_) <= 1e-9 else "does not beat"
             overlap = (plo is not None and olo is not None and not (plo > ohi or olo > phi))
             parts.append(f"{word} {o} ({ps:+.3f} vs {os_:+.3f}{', intervals overlap' if overlap else ', intervals disjoint'})")
@@ -224,15 +226,16 @@ def write_report(result, cfg, cache) -> Path:
 
     if primary:
         others = [c for c in ("psnr", "psnr_global", "ssim") if c in cols]
+        comp = others + [c for c in dctqa_cols if c != primary]
         L += ["## Verdict (computed from the tables below)", "",
-              f"Sign-adjusted SRCC with AP50 (lower-is-better metrics negated, so higher = tracks detection "
-              f"better). Primary metric `{primary}`:", ""]
-        L += verdict_lines(result.correlations, primary, others + [c for c in dctqa_cols if c != primary])
-        L.append("")
-        L += ["Same comparison against AP@[.5:.95]:", ""]
-        L += verdict_lines(result.correlations, primary, others + [c for c in dctqa_cols if c != primary], "ap")
-        L.append("")
-
+              "Sign-adjusted correlations (lower-is-better metrics negated, so higher = tracks detection "
+              f"better) of the primary metric `{primary}` against the others; 'intervals overlap' means the two "
+              "bootstrap 95 % intervals overlap, i.e. the difference is not clear-cut.", ""]
+        for target in ("ap50", "ap"):
+            for stat in ("srcc", "lcc"):
+                L += [f"**{stat.upper()} with {target.upper()}**:", ""]
+                L += verdict_lines(result.correlations, primary, comp, target, stat)
+                L.append("")
     L += ["## Correlation tables", "", "Each cell: estimate [95 % bootstrap interval]; n = windows used.", ""]
     for target in ("ap50", "ap"):
         for subset in dict.fromkeys(c["subset"] for c in result.correlations):
