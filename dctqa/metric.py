@@ -73,13 +73,23 @@ def _as_nchw(name: str, frames: FrameBatch) -> torch.Tensor:
 
 
 def preprocess_torch(t: torch.Tensor, p: Preprocess, device: torch.device) -> torch.Tensor:
-    """``[N, 3, H, W]`` RGB 0..255 -> float32 detector input on ``device`` (METRIC.md's ``P``)."""
-    x = t.to(device=device, non_blocking=True).float()
-    if p.channel_order == "BGR":
-        x = x.flip(1)
-    mean = torch.tensor(p.mean, dtype=torch.float32, device=device)[:, None, None]
-    std = torch.tensor(p.std, dtype=torch.float32, device=device)[:, None, None]
-    return (x * p.scale - mean) / std
+    """``[N, 3, H, W]`` RGB 0..255 (any strides) -> contiguous float32 detector input on ``device``.
+
+    METRIC.md's ``P``: channel ``c`` of the output is ``pixel[order[c]] * scale / std_c - mean_c / std_c``,
+    one gathered copy and at most one affine pass per plane.
+    """
+    n, _, h, w = t.shape
+    src = t.to(device=device, non_blocking=True)
+    out = torch.empty((n, 3, h, w), dtype=torch.float32, device=device)
+    for c, s in enumerate(p.channel_index):
+        plane = out[:, c]
+        plane.copy_(src[:, s])
+        a, b = p.scale / p.std[c], -p.mean[c] / p.std[c]
+        if a != 1.0:
+            plane.mul_(a)
+        if b != 0.0:
+            plane.add_(b)
+    return out
 
 
 class Metric:
