@@ -2,11 +2,13 @@
 # GPU check (< 8 min): build dctqa._C with its CUDA kernels against the torch found on
 # this machine (no network needed), run the CUDA tests, run the GPU benchmark, print
 # one table. Usage: bash benchmarks/gpu_check.sh   (from the repository root)
-# Env: PYTHON (default python3), OUT (folder for logs/JSON, default ./gpu_check_out).
+# Env: PYTHON (default .venv/bin/python if present, else python3), OUT (folder for
+# logs and JSON, default /tmp/dctqa_gpu_check).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-OUT=${OUT:-gpu_check_out}
+if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ]; then PY=.venv/bin/python; fi
+OUT=${OUT:-/tmp/dctqa_gpu_check}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 $PY -c "import torch,sys; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'device', torch.cuda.is_available() and torch.cuda.get_device_name(0)); sys.exit(0 if torch.cuda.is_available() else 3)" || { echo "no usable CUDA torch"; exit 3; }

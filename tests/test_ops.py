@@ -367,3 +367,72 @@ def test_cuda_ops_under_torch_compile() -> None:
     f = torch.from_numpy(_filters(3, 3, seed=3)).float().cuda()
     fn = torch.compile(lambda a, b, c: torch.ops.dctqa.spectral_qk(a, b, c, EPSILON), backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(fn(co, cc, f), torch.ops.dctqa.spectral_qk(co, cc, f, EPSILON))
+
+
+# ---------------------------------------------------------------- without the extension / other chunkings
+def _run_py(code: str, env_extra: dict[str, str]) -> str:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, **env_extra)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=root)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
+
+
+def test_package_works_without_extension() -> None:
+    """With dctqa._C unimportable, available() says why and the torch fallback answers."""
+    code = (
+        "import sys; sys.modules['dctqa._C'] = None\n"
+        "import torch, json\n"
+        "from dctqa import ops\n"
+        "from dctqa.dct import dct2\n"
+        "a = ops.available()\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "x = torch.randn(2, 3, 9, 12, generator=g); y = x + 0.1 * torch.randn(2, 3, 9, 12, generator=g)\n"
+        "f = torch.randn(4, 3, 3, 3, generator=g)\n"
+        "q = ops.spectral_qk(dct2(x), dct2(y), f, 0.01)\n"
+        "r = ops.ratio_qk(x.abs(), y.abs(), 0.01)\n"
+        "print(json.dumps({'a': a, 'impl': ops.implementation_for('cpu'), 'q': q.tolist(), 'r': r.tolist()}))\n"
+    )
+    import json
+
+    out = json.loads(_run_py(code, {}).strip().splitlines()[-1])
+    assert out["a"]["cpp"] is False and out["a"]["cuda"] is False
+    assert "ImportError" in out["a"]["extension_error"] or "ModuleNotFoundError" in out["a"]["extension_error"]
+    assert out["impl"] == "torch"
+    q = np.array(out["q"])
+    assert q.shape == (2, 4) and np.all(np.isfinite(q)) and np.all(q > 0)
+    if _AVAIL["cpp"]:  # same numbers as the op
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(2, 3, 9, 12, generator=g)
+        y = x + 0.1 * torch.randn(2, 3, 9, 12, generator=g)
+        f = torch.randn(4, 3, 3, 3, generator=g)
+        _assert_q_close(q.mean(1), ops.spectral_qk(dct2(x), dct2(y), f, EPSILON).mean(1).numpy(), tol=1e-5)
+
+
+@needs_cpp
+def test_spectral_op_small_chunk_budget_same_result(tmp_path) -> None:
+    """DCTQA_CPU_CHUNK_MB=1 forces one frame and one filter per work item: same Q_k."""
+    xo, xc = _mixed_batch(300, 400, seed=21)
+    f = _filters(5, 6, seed=21)
+    np.save(tmp_path / "xo.npy", xo)
+    np.save(tmp_path / "xc.npy", xc)
+    np.save(tmp_path / "f.npy", f)
+    code = (
+        "import numpy as np, torch, sys\n"
+        "from dctqa import ops\n"
+        "from dctqa.dct import dct2\n"
+        f"p = {str(tmp_path)!r}\n"
+        "xo, xc, f = (torch.from_numpy(np.load(p + '/' + n + '.npy')).float() for n in ('xo', 'xc', 'f'))\n"
+        "assert ops.implementation_for('cpu') == 'cpp-op'\n"
+        "np.save(p + '/q.npy', ops.spectral_qk(dct2(xo), dct2(xc), f, 0.01).numpy())\n"
+    )
+    _run_py(code, {"DCTQA_CPU_CHUNK_MB": "1"})
+    q_small = np.load(tmp_path / "q.npy")
+    q_default = _op_qk(xo, xc, f).numpy()
+    np.testing.assert_allclose(q_small, q_default, rtol=1e-12, atol=0)
