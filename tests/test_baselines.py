@@ -145,3 +145,15 @@ def test_bad_inputs():
         B.compute_baselines(np.zeros((2, 16, 16, 3), np.uint8), np.zeros((1, 16, 16, 3), np.uint8))
     with pytest.raises(InputError):
         B.luma(np.zeros((4,)))
+
+
+def test_filter_paths_agree():
+    """The CPU (scipy) and device (shift-and-add) separable filters give the same valid output."""
+    t = torch.rand(3, 30, 41, dtype=torch.float64) * 255
+    k = B._gauss1d(1.5, 5, torch.float64, "cpu")
+    a, b = B._filter_valid(t, k), B._filter_valid_torch(t, k)
+    assert a.shape == b.shape == (3, 20, 31)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-9)
+    # one output pixel by the definition: sum of k_i k_j t[y+i, x+j]
+    want = sum(float(k[i]) * float(k[j]) * float(t[1, 4 + i, 7 + j]) for i in range(11) for j in range(11))
+    assert float(a[1, 4, 7]) == pytest.approx(want, rel=1e-12)
