@@ -176,8 +176,19 @@ def _ref_ratio(ao: np.ndarray, ac: np.ndarray) -> np.ndarray:
 
 @needs_cpp
 @pytest.mark.parametrize("m", [1, 2, 5, 8192, 8193, 100_000])
-@pytest.mark.parametrize("kind", ["random", "sorted", "ties", "constant", "heavy_tail"])
+@pytest.mark.parametrize("kind", ["random", "sorted", "ties", "constant", "heavy_tail", "gap"])
 def test_ratio_op_exact_lower_median(m: int, kind: str) -> None:
+    _check_ratio_median(m, kind)
+
+
+@needs_cpp
+@pytest.mark.parametrize("kind", ["random", "heavy_tail", "gap"])
+def test_ratio_op_exact_lower_median_large_plane(kind: str) -> None:
+    """Planes large enough that the bracketed values are bracketed again."""
+    _check_ratio_median(1_500_001, kind)
+
+
+def _check_ratio_median(m: int, kind: str) -> None:
     """``ac = 0`` makes Q_k = 1 + mean(ao) / eps_k, so a wrong median rank shows at once."""
     g = np.random.default_rng(m + len(kind))
     n, k = 2, 3
@@ -189,6 +200,10 @@ def test_ratio_op_exact_lower_median(m: int, kind: str) -> None:
         ao = g.integers(0, 4, (n, k, m)).astype(np.float64)
     elif kind == "constant":
         ao = np.full((n, k, m), 2.5)
+    elif kind == "gap":  # rank r is 1.0, ranks below are <= 0.5, ranks above >= 2: an off-by-one shows
+        r = (m - 1) // 2
+        ao = np.concatenate([0.5 * g.random((n, k, r)), np.ones((n, k, 1)), 2 + g.random((n, k, m - r - 1))], -1)
+        ao = g.permuted(ao, axis=-1)
     else:
         ao = g.pareto(0.7, (n, k, m))
     ao = ao.astype(np.float32)

@@ -318,6 +318,8 @@ float select_rank_sampled(const float* x, std::size_t n, std::size_t r, float* s
   const bool overflow = !bracket_pass(x, n, lo_eff, hi_eff, inside.data(), cap, &below, &cnt);
   if (!overflow && below <= r && r < below + cnt) {
     float* buf = inside.data();
+    // Many gathered values (large planes): bracket again inside them (cache-resident).
+    if (cnt > 32768) return select_rank(buf, cnt, r - below);
     std::nth_element(buf, buf + (r - below), buf + cnt);
     return buf[r - below];
   }
