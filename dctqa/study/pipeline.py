@@ -15,8 +15,6 @@ window table, the correlation tables (cached on the table's content) and the rep
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
