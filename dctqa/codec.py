@@ -70,7 +70,10 @@ class EncodeSettings:
     caps in kbit/s (takes precedence when given). include_uncapped: also write plain CRF.
     preset: x264 preset. gop: keyframe interval in frames (``None``: x264's default, 250).
     bufsize_s: VBV buffer = ``bufsize_s * maxrate``. threads: x264 threads per encoder
-    (0 = x264's automatic choice). max_frames: encode only the first frames (tests).
+    (0 = x264's automatic choice; with it, VBV-capped variants differ slightly from run to
+    run, x264's rate control depending on thread timing; ``threads=1`` makes every variant
+    bit-reproducible, at about half the speed on two cores). max_frames: encode only the
+    first frames (tests).
     """
 
     crfs: tuple[int, ...] = DEFAULT_CRFS

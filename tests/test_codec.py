@@ -183,3 +183,11 @@ def test_odd_size_is_refused(tmp_path):
     write_clip(p, synthetic_frames(n=3, h=33, w=40))
     with pytest.raises(InputError, match="even width"):
         encode_sweep(p, tmp_path / "out")
+
+
+def test_single_thread_is_reproducible(synth_clip, tmp_path):
+    s = EncodeSettings(crfs=(30,), caps_kbps=(15.0,), preset="ultrafast", threads=1)
+    a = encode_sweep(synth_clip, tmp_path / "a", s)
+    b = encode_sweep(synth_clip, tmp_path / "b", s)
+    for va, vb in zip(a, b):
+        assert va.path.read_bytes() == vb.path.read_bytes()
