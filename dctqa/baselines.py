@@ -438,3 +438,36 @@ def compute_baselines(ref, dist, names: list[str] | None = None, device: str = "
         if "psnr" in names:
             out["mse"] = mse_torch(yr, yd).double().cpu().numpy()
     return out
+
+
+class BaselineScorer:
+    """A baseline as a ready metric object (for :func:`dctqa.create_metric`).
+
+    ``score(ref, dist)`` (full-reference) or ``score(dist)`` (no-reference) takes
+    ``H x W x 3`` or ``N x H x W x 3`` uint8 RGB and returns ``(N,)`` float64 per-frame values.
+    """
+
+    def __init__(self, name: str, device: str = "cpu", dtype=None) -> None:
+        self.info = get_baseline(name)
+        self.name = name
+        self.lower_better = not self.info.higher_is_better
+        self.device, self.dtype = device, dtype
+
+    def score(self, *frames) -> np.ndarray:
+        need = 2 if self.info.full_reference else 1
+        if len(frames) != need:
+            raise InputError(f"{self.name} takes {'(ref, dist)' if need == 2 else '(dist)'} frames, "
+                             f"got {len(frames)} arguments")
+        batch = [np.asarray(f)[None] if np.ndim(f) == 3 else np.asarray(f) for f in frames]
+        ref, dist = (batch[0], batch[1]) if need == 2 else (batch[0], batch[0])
+        return compute_baselines(ref, dist, names=[self.name], device=self.device, dtype=self.dtype)[self.name]
+
+
+def registry_entries() -> list:
+    """:class:`dctqa.registry.MetricInfo` entries for every baseline (used by the metric registry)."""
+    from .registry import MetricInfo
+
+    return [MetricInfo(m.name, "FR" if m.full_reference else "NR", not m.higher_is_better,
+                       f"baseline per BASELINES.md ({m.unit or 'unitless'})",
+                       (lambda name: (lambda **kw: BaselineScorer(name, **kw)))(m.name))
+            for m in BASELINES.values()]

@@ -157,3 +157,18 @@ def test_filter_paths_agree():
     # one output pixel by the definition: sum of k_i k_j t[y+i, x+j]
     want = sum(float(k[i]) * float(k[j]) * float(t[1, 4 + i, 7 + j]) for i in range(11) for j in range(11))
     assert float(a[1, 4, 7]) == pytest.approx(want, rel=1e-12)
+
+
+def test_metric_registry_scorers():
+    from dctqa import create_metric, list_metrics
+
+    names = {m.name: m for m in list_metrics()}
+    assert names["ssim"].kind == "FR" and not names["ssim"].lower_better
+    assert names["noise"].kind == "NR" and names["noise"].lower_better
+    ref = smooth_img(2)
+    dist = np.clip(ref.astype(int) + 9, 0, 255).astype(np.uint8)
+    psnr = create_metric("psnr")
+    assert psnr.score(ref, dist)[0] == pytest.approx(B.psnr_np(ref, dist), abs=1e-9)
+    assert create_metric("contrast").score(np.stack([ref, dist]))[1] == pytest.approx(B.contrast_np(dist))
+    with pytest.raises(InputError):
+        psnr.score(ref)
