@@ -40,47 +40,12 @@ _ENTRIES: dict[str, MetricInfo] = {
 }
 
 
-class BaselineScorer:
-    """A baseline of :mod:`dctqa.baselines` behind the registry's interface (batched torch path).
-
-    ``score(ref, dist)`` for full-reference metrics, ``score(dist)`` for no-reference ones;
-    frames ``H x W x 3`` or ``N x H x W x 3`` uint8 RGB; returns ``(N,)`` float64.
-    """
-
-    def __init__(self, name: str, device: str = "cpu") -> None:
-        from .baselines import get_baseline
-
-        self.info = get_baseline(name)
-        self.name = name
-        self.device = device
-        self.lower_better = not self.info.higher_is_better
-
-    def score(self, *frames: Any) -> Any:
-        import numpy as np
-
-        from .baselines import compute_baselines
-
-        want = 2 if self.info.full_reference else 1
-        if len(frames) != want:
-            raise InputError(f"{self.name} takes {'(ref, dist)' if want == 2 else '(dist)'} frames")
-        batch = [np.asarray(f) for f in frames]
-        batch = [b[None] if b.ndim == 3 else b for b in batch]
-        ref, dist = (batch[0], batch[1]) if want == 2 else (batch[0], batch[0])
-        return compute_baselines(ref, dist, [self.name], device=self.device)[self.name]
-
-
-def _baseline_factory(name: str) -> Callable[..., Any]:
-    return lambda **kwargs: BaselineScorer(name, **kwargs)
-
-
 def _all() -> dict[str, MetricInfo]:
-    from .baselines import BASELINES
+    from .baselines import registry_entries
 
     entries = dict(_ENTRIES)
-    for b in BASELINES.values():
-        entries[b.name] = MetricInfo(b.name, "FR" if b.full_reference else "NR", not b.higher_is_better,
-                                     f"baseline ({b.unit or 'unitless'}), BASELINES.md definition",
-                                     _baseline_factory(b.name))
+    for info in registry_entries():
+        entries.setdefault(info.name, info)
     return entries
 
 
