@@ -77,8 +77,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     b = info["backends"]
     print("implementations:")
-    print(f"  reference (float64 NumPy)      yes")
-    print(f"  torch (float32, CPU/CUDA)      yes")
+    print("  reference (float64 NumPy)      yes")
+    print("  torch (float32, CPU/CUDA)      yes")
     print(f"  compiled C++ op (CPU)          {'yes' if b.get('cpp') else 'no'}")
     print(f"  compiled CUDA op               {'yes' if b.get('cuda') else 'no'}"
           f"{'' if b.get('cuda_device') else '  (no CUDA device visible)'}")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .errors import InputError, VideoError
+from .fileio import atomic_path, atomic_write_text
 
 #: The paper's CRF values.
 DEFAULT_CRFS: tuple[int, ...] = (23, 29, 35, 41, 47)
@@ -337,19 +338,6 @@ def read_manifest(path: str | os.PathLike) -> list[Variant]:
         raise VideoError(f"{str(p)!r}: not a readable variant manifest ({exc})") from None
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def parse_floats(values: Iterable[str] | str) -> tuple[float, ...]:
     """``"0.1,0.2"`` or ``["0.1", "0.2"]`` -> ``(0.1, 0.2)``; raises :class:`InputError`."""
     items = values.split(",") if isinstance(values, str) else list(values)
@@ -359,28 +347,21 @@ def parse_floats(values: Iterable[str] | str) -> tuple[float, ...]:
         raise InputError(f"expected comma-separated numbers, got {values!r}") from None
 
 
-def write_reference(src: str | os.PathLike, path: str | os.PathLike, max_frames: int | None = None) -> int:
-    """Write the first ``max_frames`` (all when ``None``) decoded frames of ``src`` losslessly
-    (FFV1, bgr0, Matroska) to ``path``, atomically; decoding ``path`` as RGB gives the same
-    frames bit for bit.  Used as the reference of trimmed studies.  Returns the frame count.
+def write_lossless(frames: Iterable, path: str | os.PathLike, fps: float) -> int:
+    """Write ``H x W x 3`` uint8 RGB frames losslessly (FFV1, bgr0, Matroska) to ``path``,
+    atomically; decoding ``path`` as RGB gives the same frames bit for bit. Returns the count.
     """
     import av
 
-    from .io import iter_frames, probe
-
-    info = probe(src)
-    rate = _rate(info.fps or 25.0)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=".mkv.tmp", dir=p.parent)
-    os.close(fd)
+    rate = _rate(fps)
     n = 0
-    try:
-        with av.open(tmp, "w", format="matroska") as c:
+    with atomic_path(path, suffix=".mkv.tmp") as tmp:
+        with av.open(str(tmp), "w", format="matroska") as c:
             s = c.add_stream("ffv1", rate=rate)
-            s.width, s.height, s.pix_fmt = info.width, info.height, "bgr0"
             s.time_base = Fraction(1, 1) / rate
-            for rgb in iter_frames(src, max_frames=max_frames):
+            for rgb in frames:
+                if n == 0:
+                    s.width, s.height, s.pix_fmt = rgb.shape[1], rgb.shape[0], "bgr0"
                 vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="bgr0")
                 vf.pts = n
                 vf.time_base = s.time_base
@@ -389,8 +370,15 @@ def write_reference(src: str | os.PathLike, path: str | os.PathLike, max_frames:
                 n += 1
             for pk in s.encode():
                 c.mux(pk)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return n
+
+
+def write_reference(src: str | os.PathLike, path: str | os.PathLike, max_frames: int | None = None) -> int:
+    """Write the first ``max_frames`` (all when ``None``) decoded frames of ``src`` losslessly
+    (see :func:`write_lossless`) to ``path``. Used as the reference of trimmed studies.
+    Returns the frame count.
+    """
+    from .io import iter_frames, probe
+
+    info = probe(src)
+    return write_lossless(iter_frames(src, max_frames=max_frames), path, info.fps or 25.0)

@@ -6,7 +6,6 @@ with the best backbone available offline, and writes a table and a plot.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 
 from .backbones import get_backbone
 from .errors import DctqaError, WeightsError
+from .fileio import atomic_path
 
 PAPER_BACKBONE = "fasterrcnn_resnet50_fpn"
 
@@ -48,7 +48,6 @@ def choose_backbone() -> tuple[str, str]:
 
 def make_clip(path: Path, frames: int = 40, size: tuple[int, int] = (288, 384), fps: int = 10) -> np.ndarray:
     """A slow pan over scikit-image's ``coffee`` photograph, written losslessly (FFV1); returns the frames."""
-    import av
     from skimage import data
 
     photo = data.coffee()  # 400 x 600 RGB, a real photograph
@@ -56,16 +55,9 @@ def make_clip(path: Path, frames: int = 40, size: tuple[int, int] = (288, 384), 
     xs = np.linspace(0, photo.shape[1] - w, frames).round().astype(int)
     ys = np.linspace(0, photo.shape[0] - h, frames).round().astype(int)
     clip = np.stack([photo[y:y + h, x:x + w] for x, y in zip(xs, ys)])
-    tmp = path.with_name(f".{path.name}.tmp.mkv")
-    with av.open(str(tmp), "w") as out:
-        s = out.add_stream("ffv1", rate=fps)
-        s.width, s.height, s.pix_fmt = w, h, "bgr0"
-        for f in clip:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-    os.replace(tmp, path)
+    from .codec import write_lossless
+
+    write_lossless(clip, path, fps)
     return clip
 
 
@@ -121,9 +113,9 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", frames: int = 40, progress
     ax.set_title(f"dctqa demo: {Path(name).name if name.startswith('onnx:') else name}")
     fig.tight_layout()
     plot = out / "q_psnr_vs_crf.png"
-    fig.savefig(out / ".plot.tmp.png", dpi=110)
+    with atomic_path(plot, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(out / ".plot.tmp.png", plot)
     write_json(out / "results.json", {"backbone": name, "why": why, "params": metric.params(), "rows": rows})
     print(f"\nwrote {plot} and {out / 'results.json'}")
     sys.stdout.flush()

@@ -9,14 +9,13 @@ import csv
 import io
 import json
 import os
-import tempfile
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from . import __version__
 from .errors import InputError
+from .fileio import atomic_write_text
 
 
 def pooled(values: Iterable[float]) -> dict[str, float]:
@@ -44,27 +43,9 @@ def build_log(q: np.ndarray, frame_numbers: Iterable[int], params: Mapping[str, 
             "pooled_metrics": {metric: pooled(q)}}
 
 
-def _atomic_write(path: str | os.PathLike, text: str) -> None:
-    p = Path(path)
-    if p.is_dir():
-        raise InputError(f"output path {str(p)!r} is a directory, expected a file name")
-    folder = p.parent if str(p.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"output folder {str(folder)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
-    _atomic_write(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n", make_parents=False)
 
 
 def write_csv(path: str | os.PathLike, rows: list[Mapping[str, Any]]) -> None:
@@ -75,7 +56,7 @@ def write_csv(path: str | os.PathLike, rows: list[Mapping[str, Any]]) -> None:
     w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
     w.writeheader()
     w.writerows(rows)
-    _atomic_write(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue(), make_parents=False)
 
 
 def log_to_rows(log: Mapping[str, Any], metric: str = "dctqa") -> list[dict[str, Any]]:

@@ -6,13 +6,13 @@ weights API does where a network exists; offline, the error says what to do.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 from .errors import WeightsError
+from .fileio import file_sha256
 
 # name -> (builder, weights enum); which released weights torchvision runs with bn eps 0
 TORCHVISION_DETECTORS: dict[str, tuple[str, str]] = {
@@ -34,14 +34,6 @@ def hub_cache_path(url: str) -> Path:
     import torch
 
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def is_published_file(sha256: str, url: str) -> bool:

@@ -14,7 +14,6 @@ from dctqa import ops, reference
 from dctqa.constants import EPSILON
 from dctqa.dct import dct2
 
-from .conftest import shared_file
 
 _AVAIL = ops.available()
 needs_cpp = pytest.mark.skipif(not _AVAIL["cpp"], reason=f"dctqa._C CPU kernels not built: {_AVAIL['extension_error']}")

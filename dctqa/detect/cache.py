@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from ..errors import InputError, VideoError
-from .hashing import file_sha256
+from ..fileio import atomic_output, file_sha256
 from .types import Detections, Detector
 
 #: Bumped when the layout of the cache files changes.
@@ -77,24 +76,14 @@ def cache_key(video_sha256: str, detector: Detector, frame_stride: int) -> str:
 
 def save_detections(path: Path, frame_indices: np.ndarray, dets: list[Detections], meta: dict) -> None:
     """Write detections to ``path`` (.npz) through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     counts = np.array([len(d) for d in dets], dtype=np.int64)
     cat = (lambda xs, shape, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dt))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, frame_indices=np.asarray(frame_indices, dtype=np.int64), counts=counts,
-                     boxes=cat([d.boxes for d in dets], (0, 4), np.float32),
-                     scores=cat([d.scores for d in dets], (0,), np.float32),
-                     labels=cat([d.labels for d in dets], (0,), np.int64),
-                     meta=np.array(json.dumps(meta, sort_keys=True)))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_output(path, "wb") as fh:
+        np.savez(fh, frame_indices=np.asarray(frame_indices, dtype=np.int64), counts=counts,
+                 boxes=cat([d.boxes for d in dets], (0, 4), np.float32),
+                 scores=cat([d.scores for d in dets], (0,), np.float32),
+                 labels=cat([d.labels for d in dets], (0,), np.int64),
+                 meta=np.array(json.dumps(meta, sort_keys=True)))
 
 
 def load_detections(path: Path) -> tuple[np.ndarray, list[Detections], dict]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import BackboneError, InputError
 from .categories import coco80_to_coco91
-from .hashing import file_sha256
+from ..fileio import file_sha256
 from .types import Detections, Detector, check_frames
 
 STRIDES = (8, 16, 32)

@@ -26,7 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..codec import EncodeSettings, Variant, atomic_write_text, encode_sweep, read_manifest, write_reference
+from ..codec import EncodeSettings, Variant, encode_sweep, read_manifest, write_reference
+from ..fileio import atomic_write_text
 from ..errors import InputError, VideoError
 from .stages import StageCache
 
@@ -143,7 +144,7 @@ def metric_specs(cfg: StudyConfig) -> list[MetricSpec]:
 
 def _model_identity(name: str, cache_root: Path) -> str:
     """Content hash of an ``onnx:PATH`` file, else the name itself."""
-    from ..detect.hashing import file_sha256
+    from ..fileio import file_sha256
 
     if name.startswith("onnx:"):
         p = Path(name[5:])
@@ -268,7 +269,7 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     from ..detect.ap import window_ap
     from ..detect.cache import cache_key, cached_detect
     from ..detect.groundtruth import pseudo_ground_truth
-    from ..detect.hashing import file_sha256
+    from ..fileio import file_sha256
     from . import report as report_mod
     from .tables import correlation_rows, window_rows
 
@@ -377,7 +378,6 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     windows: list[dict[str, Any]] = []
     bar = _bar(cfg, len(jobs) + len(cfg.videos), "detect+AP")
     for video in cfg.videos:
-        ref_info = None
         for v in variants[video.stem]:
             vsha = file_sha256(v.path, memo_dir=out / "cache")
             if detector is None:

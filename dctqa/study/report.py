@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..codec import atomic_write_text
+from ..fileio import atomic_write_text
 
 _STATS = ("lcc", "srcc", "krcc")
 

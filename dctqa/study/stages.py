@@ -11,29 +11,18 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from ..fileio import atomic_write_bytes
+
 
 def key_hash(key: dict) -> str:
     """sha256 hex of the canonical JSON of ``key`` (sorted keys)."""
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class StageCache:
@@ -70,7 +59,7 @@ class StageCache:
             meta["timings"] = json.loads(str(out.pop("__timings__")))
         buf = io.BytesIO()
         np.savez(buf, __key__=np.array(want), __meta__=np.array(json.dumps(meta)), **out)
-        _atomic_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, buf.getvalue())
         self.misses[stage] = self.misses.get(stage, 0) + 1
         return out, dict(meta, cached=False)
 
@@ -89,6 +78,6 @@ class StageCache:
         t0 = time.perf_counter()
         value = compute()
         meta = {"seconds": time.perf_counter() - t0}
-        _atomic_bytes(path, json.dumps({"key": want, "meta": meta, "value": value}).encode())
+        atomic_write_bytes(path, json.dumps({"key": want, "meta": meta, "value": value}).encode())
         self.misses[stage] = self.misses.get(stage, 0) + 1
         return value, dict(meta, cached=False)
