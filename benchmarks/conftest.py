@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,13 +4,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..fileio import atomic_write_text
+from ..fileio import atomic_path, atomic_write_text
 
 _STATS = ("lcc", "srcc", "krcc")
 
@@ -126,9 +125,8 @@ def _plots(result, cfg, plot_dir: Path) -> list[str]:
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=70)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=70)
 
 
 def verdict_lines(corr: Sequence[dict], primary: str, others: Sequence[str], target: str = "ap50",
