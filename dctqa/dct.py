@@ -58,6 +58,11 @@ def dct2(x: torch.Tensor, norm: str | None = None) -> torch.Tensor:
                            workers=max(1, torch.get_num_threads()))
         y = torch.from_numpy(y)
         return y.mul_(0.25) if norm is None else y
+    return _dct2_fft(x, norm)
+
+
+def _dct2_fft(x: torch.Tensor, norm: str | None = None) -> torch.Tensor:
+    """:func:`dct2` through two real FFTs (any device)."""
     y = _dct_last_fft(x)
     y = _dct_last_fft(y.transpose(-1, -2)).transpose(-1, -2).contiguous()
     return y if norm is None else _ortho_scale(y).contiguous()

@@ -6,7 +6,7 @@ import pytest
 import scipy.fft
 import torch
 
-from dctqa.dct import _dct_last_fft, dct2
+from dctqa.dct import _dct2_fft, _dct_last_fft, dct2
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (1, 6), (7, 5), (8, 8), (33, 65)])
@@ -31,3 +31,11 @@ def test_fft_path_matches_scipy(n, rng):
 def test_dct2_rejects_integer_input():
     with pytest.raises(TypeError, match="floating"):
         dct2(torch.zeros(2, 2, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (7, 5), (33, 65)])
+@pytest.mark.parametrize("norm", [None, "ortho"])
+def test_fft_path_2d_matches_scipy(h, w, norm, rng):
+    x = rng.normal(size=(2, 3, h, w))
+    expected = scipy.fft.dctn(x, type=2, axes=(-2, -1), norm=norm) * (0.25 if norm is None else 1.0)
+    np.testing.assert_allclose(_dct2_fft(torch.tensor(x), norm).numpy(), expected, rtol=1e-10, atol=1e-10)
