@@ -1,9 +1,20 @@
-// Argument checks shared by the CPU and CUDA entry points of every op.
+// Argument checks and small helpers shared by the CPU and CUDA entry points of every op.
 #pragma once
+#include <cstdint>
+#include <cstdlib>
+
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
 namespace dctqa {
+
+// A byte budget read from environment variable `name` in MiB (at least 1), else `default_mb`.
+inline int64_t env_budget_bytes(const char* name, int64_t default_mb) {
+  const char* s = std::getenv(name);
+  int64_t mb = s ? std::atoll(s) : default_mb;
+  if (mb < 1) mb = 1;
+  return mb << 20;
+}
 
 inline void check_float32(const at::Tensor& t, const char* name, int64_t dim) {
   TORCH_CHECK(t.scalar_type() == at::kFloat, "dctqa: ", name, " must be float32, got ",

@@ -30,12 +30,7 @@ namespace {
 // The buffers are kept per thread between calls (at most this size, or one frame pair's
 // planes of one filter when that is larger).
 int64_t chunk_budget_bytes() {
-  static const int64_t bytes = [] {
-    const char* s = std::getenv("DCTQA_CPU_CHUNK_MB");
-    int64_t mb = s ? std::atoll(s) : 64;
-    if (mb < 1) mb = 1;
-    return mb << 20;
-  }();
+  static const int64_t bytes = env_budget_bytes("DCTQA_CPU_CHUNK_MB", 64);
   return bytes;
 }
 

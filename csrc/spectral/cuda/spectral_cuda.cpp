@@ -16,12 +16,7 @@ namespace {
 
 // Byte budget of the stored reference magnitudes (env DCTQA_CUDA_WORKSPACE_MB).
 int64_t magnitude_budget_bytes() {
-  static const int64_t bytes = [] {
-    const char* s = std::getenv("DCTQA_CUDA_WORKSPACE_MB");
-    int64_t mb = s ? std::atoll(s) : 256;
-    if (mb < 1) mb = 1;
-    return mb << 20;
-  }();
+  static const int64_t bytes = env_budget_bytes("DCTQA_CUDA_WORKSPACE_MB", 256);
   return bytes;
 }
 
