@@ -14,14 +14,9 @@ import numpy as np
 
 from .backbones import get_backbone
 from .errors import DctqaError, WeightsError
-from .fileio import atomic_path
+from .fileio import atomic_path, shared_dir
 
 PAPER_BACKBONE = "fasterrcnn_resnet50_fpn"
-
-
-def shared_dir() -> Path:
-    """``$DCTQA_SHARED``, else ``../shared`` beside the current folder."""
-    return Path(os.environ.get("DCTQA_SHARED", Path.cwd().parent / "shared"))
 
 
 def choose_backbone() -> tuple[str, str]:

@@ -17,6 +17,13 @@ from typing import IO, Iterator
 from .errors import InputError
 
 
+def shared_dir() -> Path:
+    """The shared data folder (videos, YOLOX-Nano): ``$DCTQA_SHARED``, else ``../shared``
+    beside this checkout."""
+    env = os.environ.get("DCTQA_SHARED")
+    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", make_parents: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` when the block succeeds

@@ -27,19 +27,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..codec import EncodeSettings, Variant, encode_sweep, read_manifest, write_reference
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, shared_dir
 from ..errors import InputError, VideoError
 from .stages import StageCache
 
 #: CRF subsets of the paper's Table 2 (high compression), besides "all windows".
 DEFAULT_SUBSETS: tuple[tuple[int, ...], ...] = ((35, 41, 47), (41, 47))
 SCORE_FORMAT = 1
-
-
-def shared_dir() -> Path:
-    """``$DCTQA_SHARED`` or ``<repo>/../shared``."""
-    env = os.environ.get("DCTQA_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared"
 
 
 def default_model() -> str:
