@@ -1,7 +1,10 @@
 """Command line: ``dctqa score | info | demo`` (plus ``encode`` and ``study`` when installed).
 
 Thin: parses arguments, calls the library, formats output. Expected failures
-(:class:`~dctqa.errors.DctqaError`) print ``error: ...`` and exit with status 2.
+(:class:`~dctqa.errors.DctqaError`, file-system errors, out of memory) print ``error: ...``
+and exit with status 2; bad arguments exit 2 through argparse. Every output path is
+checked before scoring starts, and a failed, interrupted (SIGINT) or terminated (SIGTERM)
+run leaves no output behind (:class:`dctqa.fileio.OutputSet`).
 """
 from __future__ import annotations
 
@@ -9,8 +12,12 @@ import argparse
 import importlib
 import json
 import sys
+import signal
+import threading
 import warnings
 from typing import Sequence
+
+import numpy as np
 
 from .constants import DEFAULT_BACKBONE, DOMAINS, METRIC_VERSION
 from .errors import DctqaError
@@ -32,34 +39,58 @@ def _add_metric_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="FILE", help="detector weights (state_dict) for torchvision backbones")
 
 
-def cmd_score(args: argparse.Namespace) -> int:
-    from .metric import Metric
-    from .report import build_log, log_to_rows, write_csv, write_json
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (the error names the value)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
 
-    metric = Metric(backbone=args.backbone, domain=args.domain, device=args.device, weights=args.weights,
-                    batch_size=args.batch_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # recorded in the result and printed below
-        res = metric.score_video(args.ref, args.dist, scale=args.scale, frame_stride=args.frame_stride,
-                                 max_frames=args.max_frames, per_filter=args.per_filter,
-                                 progress=_progress_wanted(args))
-    params = metric.params()
-    params.update({"reference": str(args.ref), "distorted": str(args.dist), "reference_frames": res.ref_frames,
-                   "distorted_frames": res.dist_frames, "frame_stride": args.frame_stride,
-                   "scaled": bool(args.scale)})
-    log = build_log(res.q, res.frame_numbers, params, res.q_filters)
-    for note in res.warnings:
-        print(f"warning: {note}", file=sys.stderr)
-    if args.json:
-        write_json(args.json, log)
-    if args.csv:
-        write_csv(args.csv, log_to_rows(log))
-    pool = log["pooled_metrics"]["dctqa"]
-    worst = int(res.frame_numbers[res.q.argmax()])
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .fileio import OutputSet
+    from .metric import Metric
+    from .report import build_log, csv_text, json_text, log_to_rows
+
+    with OutputSet(inputs=[args.ref, args.dist]) as outputs:
+        for path in (args.json, args.csv):  # checked before any frame is scored
+            if path is not None:
+                outputs.add(path)
+        metric = Metric(backbone=args.backbone, domain=args.domain, device=args.device, weights=args.weights,
+                        batch_size=args.batch_size)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # recorded in the result and printed below
+            res = metric.score_video(args.ref, args.dist, scale=args.scale, frame_stride=args.frame_stride,
+                                     max_frames=args.max_frames, per_filter=args.per_filter,
+                                     progress=_progress_wanted(args),
+                                     ignore_decode_errors=args.ignore_decode_errors)
+        params = metric.params()
+        params.update({"reference": str(args.ref), "distorted": str(args.dist), "reference_frames": res.ref_frames,
+                       "distorted_frames": res.dist_frames, "frame_stride": args.frame_stride,
+                       "scaled": bool(args.scale), "ignore_decode_errors": bool(args.ignore_decode_errors),
+                       "decode_errors": res.decode_errors, "missing_frames": res.missing_frames})
+        log = build_log(res.q, res.frame_numbers, params, res.q_filters)
+        pool = log["pooled_metrics"]["dctqa"]
+        for note in res.warnings:
+            print(f"warning: {note}", file=sys.stderr)
+        if pool["undefined_frames"]:
+            print(f"warning: {pool['undefined_frames']} frame(s) have no defined score; logged as null and "
+                  f"left out of the pooled statistics", file=sys.stderr)
+        if args.json:
+            outputs.write_text(args.json, json_text(log))
+        if args.csv:
+            outputs.write_text(args.csv, csv_text(log_to_rows(log)))
+    worst = int(res.frame_numbers[np.nanargmax(np.where(np.isfinite(res.q), res.q, np.nan))])
     print(f"dctqa v{METRIC_VERSION}  backbone={metric.backbone.name}  domain={metric.domain_name}  "
           f"implementation={metric.implementation}")
     print(f"frames scored: {len(res.q)}  Q mean {pool['mean']:.4f}  min {pool['min']:.4f}  "
           f"max {pool['max']:.4f} (frame {worst})  [1 = identical; higher = worse for detection]")
+    if res.decode_errors or res.missing_frames:
+        print(f"damaged input: {res.decode_errors} decode error(s), {res.missing_frames} frame(s) missing "
+              f"(--ignore-decode-errors)")
     return 0
 
 
@@ -119,10 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="write the per-frame log (libvmaf JSON layout)")
     p.add_argument("--csv", metavar="PATH", help="write per-frame scores as CSV")
     p.add_argument("--scale", action="store_true", help="resize distorted frames to the reference size (bicubic)")
-    p.add_argument("--frame-stride", type=int, default=1, help="score every N-th frame (default 1)")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--frame-stride", type=positive_int, default=1, help="score every N-th frame (default 1)")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
+    p.add_argument("--ignore-decode-errors", action="store_true",
+                   help="score the frames that decode from a damaged or truncated file (the log counts the "
+                        "errors and missing frames); default: such a file is an error")
     p.add_argument("--per-filter", action="store_true", help="also log Q_k of every filter")
-    p.add_argument("--batch-size", type=int, default=8, help="frame pairs per batch (default 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="frame pairs per batch (default 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_score)
 
@@ -132,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="encode a clip of real photographs at 5 CRFs and score it")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    p.add_argument("--frames", type=int, default=40, help="frames in the clip (default 40)")
+    p.add_argument("--frames", type=positive_int, default=40, help="frames in the clip (default 40)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
 
@@ -147,22 +181,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM, so that cleanup runs."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _error_message(exc: BaseException) -> str | None:
+    """``error: ...`` text for an expected failure, ``None`` for a bug (keeps its traceback)."""
+    if isinstance(exc, DctqaError):
+        return str(exc)
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return ("out of memory: the frames (or --batch-size) are too large for this machine; "
+                "try a smaller --batch-size or smaller frames")
+    if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+        where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+        return f"cannot access{where}: {exc.strerror or exc}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 expected failure, 130 SIGINT,
+    143 SIGTERM, 141 closed output pipe). Outputs of a failed or interrupted run are removed."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "frame_stride", 1) is not None and getattr(args, "frame_stride", 1) < 1:
-        parser.error("--frame-stride must be >= 1")
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         return int(args.func(args) or 0)
-    except DctqaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         sys.stderr.close()
         return 141
+    except Exception as exc:
+        message = _error_message(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

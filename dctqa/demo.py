@@ -14,7 +14,7 @@ import numpy as np
 
 from .backbones import get_backbone
 from .errors import DctqaError, WeightsError
-from .fileio import atomic_path, shared_dir
+from .fileio import OutputSet, shared_dir
 
 PAPER_BACKBONE = "fasterrcnn_resnet50_fpn"
 
@@ -58,7 +58,16 @@ def make_clip(path: Path, frames: int = 40, size: tuple[int, int] = (288, 384), 
 
 def run_demo(out_dir: str | os.PathLike = "demo_out", frames: int = 40, progress: bool = False,
              backbone: str | None = None) -> list[dict]:
-    """Run the demo; returns the table rows (also in ``out_dir/results.json``)."""
+    """Run the demo; returns the table rows (also in ``out_dir/results.json``).
+
+    ``out_dir`` is checked before any work; if the run fails or is interrupted, a folder
+    it created is removed again, and the plot and ``results.json`` appear only together.
+    """
+    with OutputSet() as outputs:
+        return _run_demo(outputs, Path(out_dir), frames, progress, backbone)
+
+
+def _run_demo(outputs: OutputSet, out: Path, frames: int, progress: bool, backbone: str | None) -> list[dict]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,12 +77,14 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", frames: int = 40, progress
     from .codec import DEFAULT_CRFS, EncodeSettings, encode_sweep
     from .io import read_frames
     from .metric import Metric
-    from .report import write_json
+    from .report import json_text
 
     if frames < 2:
         raise DctqaError(f"--frames must be at least 2, got {frames}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    outputs.make_dir(out)
+    plot, results = out / "q_psnr_vs_crf.png", out / "results.json"
+    outputs.add(plot)
+    outputs.add(results)
     name, why = (backbone, "chosen by the caller") if backbone else choose_backbone()
     print(f"backbone: {name}\n  why: {why}")
     src = out / "source.mkv"
@@ -107,11 +118,10 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", frames: int = 40, progress
     ax2.set_ylabel("PSNR (dB)", color="tab:blue")
     ax.set_title(f"dctqa demo: {Path(name).name if name.startswith('onnx:') else name}")
     fig.tight_layout()
-    plot = out / "q_psnr_vs_crf.png"
-    with atomic_path(plot, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110)
+    with outputs.staged(plot, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    write_json(out / "results.json", {"backbone": name, "why": why, "params": metric.params(), "rows": rows})
-    print(f"\nwrote {plot} and {out / 'results.json'}")
+    outputs.write_text(results, json_text({"backbone": name, "why": why, "params": metric.params(), "rows": rows}))
+    print(f"\nwrote {plot} and {results}")
     sys.stdout.flush()
     return rows

@@ -14,6 +14,10 @@ class InputError(DctqaError, ValueError):
     """Frames, arrays or arguments that do not satisfy the documented contract."""
 
 
+class OutputError(InputError):
+    """An output path that cannot or must not be written (see :mod:`dctqa.fileio`)."""
+
+
 class VideoError(DctqaError):
     """A file that cannot be opened, decoded or encoded."""
 

@@ -1,20 +1,42 @@
-"""Files written atomically and files identified by content.
+"""Files written atomically, output paths checked up front, and files identified by content.
 
-Every output dctqa writes goes through here: a temporary file in the target folder,
-then ``os.replace``, so an interrupted or failed run never leaves a partial file.
+Every output dctqa writes goes through here: a temporary file in the target folder, then
+``os.replace``, so an interrupted or failed run never leaves a partial file.
+
+Output path rules (:func:`check_output_path`, applied before any work starts):
+
+* the target must be a regular file or not exist yet; a directory, device node, FIFO or
+  socket is refused with an :class:`OutputError` (dctqa never replaces one, so
+  ``--json /dev/null`` run as root cannot destroy the device file). To stream a log to
+  the terminal, write a file and ``cat`` it.
+* a symbolic link is followed: the file it points to is replaced atomically and the link
+  itself is kept (a dangling link is refused).
+* the target must not be one of the run's inputs, by path, symlink or hard link (same
+  device and inode), and two outputs of one run must not be the same file;
+* the folder must exist (unless the caller creates it) and be writable, the name must fit
+  the file system's limit (``NAME_MAX``), and nothing under ``/proc`` or ``/sys`` is written.
+
+New files get mode ``0o666`` minus the process umask (what ``open(path, "w")`` gives);
+a replaced file keeps its mode. :class:`OutputSet` groups a run's outputs so they all
+appear, or none does.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import signal
+import stat
 import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
-from .errors import InputError
+from .errors import InputError, OutputError
+
+_FORBIDDEN_ROOTS = ("/proc", "/sys")
+_umask_lock = threading.Lock()
 
 
 def shared_dir() -> Path:
@@ -24,27 +46,281 @@ def shared_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", make_parents: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` when the block succeeds
-    and is deleted when it raises. ``make_parents=False`` makes a missing folder an
-    :class:`InputError` (for paths users type)."""
+def _umask() -> int:
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _top(path: str) -> str:
+    parts = Path(path).parts
+    return "/" + parts[1] if len(parts) > 1 else "/"
+
+
+def _resolve_target(path: Path) -> Path:
+    """``path`` with symbolic links followed; refuses dangling links, ``/proc``, ``/sys`` and
+    links in ``/dev`` (``/dev/stdout`` and the like)."""
+    _check_name_length(path)
+    given = os.path.abspath(path)
+    real = Path(os.path.realpath(path))
+    for top in (_top(given), _top(str(real))):
+        if top in _FORBIDDEN_ROOTS:
+            raise OutputError(f"output path {str(path)!r} is under {top}; dctqa writes only regular files "
+                              f"in ordinary folders")
+    if path.is_symlink():
+        if _top(given) == "/dev":
+            raise OutputError(f"output path {str(path)!r} is a link in /dev (a stream or device); dctqa writes "
+                              f"only regular files: write a file and read it from there")
+        if not real.exists():
+            raise OutputError(f"output path {str(path)!r} is a symbolic link to a missing file "
+                              f"({os.readlink(path)!r}); dctqa does not create files through dangling links")
+        return real
+    return path
+
+
+def check_output_path(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
+                      make_parents: bool = False) -> Path:
+    """Check that ``path`` may be written (rules in this module's docstring) and return the
+    file that will actually be replaced (a symlink's target). Raises :class:`OutputError`."""
+    if path is None or str(path) == "":
+        raise OutputError("empty output path")
     p = Path(path)
-    folder = p.parent
-    if p.is_dir():
-        raise InputError(f"output path {str(p)!r} is a directory, expected a file name")
-    if make_parents:
-        folder.mkdir(parents=True, exist_ok=True)
-    elif not folder.is_dir():
-        raise InputError(f"output folder {str(folder)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=folder)
-    os.close(fd)
+    real = _resolve_target(p)
     try:
+        st = real.stat()
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise OutputError(f"cannot use output path {str(p)!r}: {exc.strerror or exc}") from None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"output path {str(p)!r} is a directory, expected a file name")
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+            raise OutputError(f"output path {str(p)!r} is {kind}; dctqa only writes regular files (it never "
+                              f"replaces a device, FIFO or socket)")
+        for src in inputs:
+            try:
+                if _same_file(st, os.stat(src)):
+                    raise OutputError(f"output path {str(p)!r} is the input {str(src)!r} (same file); "
+                                      f"refusing to overwrite an input")
+            except OSError:
+                continue
+    folder = real.parent
+    if not folder.is_dir():
+        if not make_parents:
+            raise OutputError(f"output folder {str(folder)!r} does not exist")
+    else:
+        _check_folder_writable(folder, p)
+    return real
+
+
+def _check_folder_writable(folder: Path, shown: Path) -> None:
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dctqa-probe.", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"cannot write into the folder of {str(shown)!r} ({str(folder)!r}): "
+                          f"{exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _check_name_length(path: Path) -> None:
+    folder = path.parent if path.parent.is_dir() else Path("/")
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            raise OutputError(f"output path {str(path)!r}: the name {part[:24]!r}... is "
+                              f"{len(os.fsencode(part))} bytes long; this file system allows at most {limit}")
+
+
+def _tmp_prefix(name: str) -> str:
+    """Prefix of a temporary name beside ``name``, short enough for any NAME_MAX (255)."""
+    return f".{name[:64]}."
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", make_parents: bool = True,
+                inputs: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it replaces ``path`` when the block succeeds
+    and is deleted when it raises (also on ``KeyboardInterrupt`` and the CLI's SIGTERM).
+
+    ``path`` is checked with :func:`check_output_path` first (a symlink's target is replaced,
+    a device/FIFO/directory/input is refused). ``make_parents=False`` makes a missing
+    folder an :class:`OutputError` (for paths users type). The final file gets mode
+    ``0o666 & ~umask`` (or keeps the mode of the file it replaces).
+    """
+    target = check_output_path(path, inputs, make_parents)
+    if make_parents:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create folder {str(target.parent)!r}: {exc.strerror or exc}") from None
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(target.name), suffix=suffix, dir=target.parent)
+        os.close(fd)
+        os.chmod(tmp, mode)
         yield Path(tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        os.replace(tmp, target)
+        tmp = None
+    except OSError as exc:
+        raise OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+class OutputSet:
+    """The output files of one run: checked before the work starts, written at the end,
+    all of them or none.
+
+    ``add`` checks a path now (:func:`check_output_path`, plus: no two outputs are one
+    file); ``staged``/``write_text``/``write_bytes`` write to a temporary file beside the
+    target; ``commit`` moves every staged file into place with SIGINT/SIGTERM held back;
+    ``abort`` (called by ``__exit__`` on any exception, including ``KeyboardInterrupt``
+    and the CLI's SIGTERM) deletes the temporary files and the folders this set created.
+    """
+
+    def __init__(self, inputs: Iterable[str | os.PathLike] = ()) -> None:
+        self.inputs = [Path(p) for p in inputs if p is not None]
+        self._targets: dict[str, Path] = {}
+        self._staged: list[tuple[Path, Path]] = []
+        self._created_dirs: list[Path] = []
+
+    def add(self, path: str | os.PathLike, make_parents: bool = False) -> Path:
+        """Check ``path`` as an output of this run; returns the file that will be replaced."""
+        target = check_output_path(path, self.inputs, make_parents)
+        for shown, other in self._targets.items():
+            if shown == str(path):
+                return other
+            if os.path.abspath(other) == os.path.abspath(target):
+                raise OutputError(f"output paths {shown!r} and {str(path)!r} are the same file")
+        self._targets[str(path)] = target
+        return target
+
+    def make_dir(self, path: str | os.PathLike) -> Path:
+        """Create folder ``path`` (and parents); the ones created here are removed by :meth:`abort`."""
+        p = Path(path)
+        _resolve_target(p)
+        if p.exists() and not p.is_dir():
+            raise OutputError(f"output folder {str(p)!r} exists and is not a folder")
+        missing = [q for q in [p, *p.parents] if not q.exists()]
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create folder {str(p)!r}: {exc.strerror or exc}") from None
+        if missing:
+            self._created_dirs.append(missing[-1])
+        _check_folder_writable(p, p)
+        return p
+
+    @contextmanager
+    def staged(self, path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+        """A temporary file for output ``path`` (added if it was not); kept until commit or abort."""
+        target = self.add(path)
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        try:
+            fd, name = tempfile.mkstemp(prefix=_tmp_prefix(target.name), suffix=suffix, dir=target.parent)
+        except OSError as exc:
+            raise OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+        os.close(fd)
+        tmp = Path(name)
+        self._staged.append((tmp, target))
+        try:
+            os.chmod(tmp, mode)
+            yield tmp
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            self._staged.remove((tmp, target))
+            raise
+
+    def write_text(self, path: str | os.PathLike, text: str) -> None:
+        """Stage ``text`` (UTF-8) for ``path``."""
+        with self.staged(path) as tmp:
+            _write(tmp, text.encode("utf-8"))
+
+    def write_bytes(self, path: str | os.PathLike, data: bytes) -> None:
+        """Stage ``data`` for ``path``."""
+        with self.staged(path) as tmp:
+            _write(tmp, data)
+
+    def commit(self) -> None:
+        """Move every staged file into place (signals held back meanwhile)."""
+        held = _hold_signals()
+        placed: list[Path] = []
+        try:
+            for tmp, target in self._staged:
+                existed = target.exists()
+                os.replace(tmp, target)
+                if not existed:
+                    placed.append(target)
+            self._staged.clear()
+        except OSError as exc:
+            for target in placed:
+                target.unlink(missing_ok=True)
+            self.abort()
+            raise OutputError(f"cannot write the outputs: {exc.strerror or exc}") from None
+        finally:
+            _release_signals(held)
+
+    def abort(self) -> None:
+        """Delete the staged temporary files and the folders this set created."""
+        import shutil
+
+        for tmp, _ in self._staged:
+            tmp.unlink(missing_ok=True)
+        self._staged.clear()
+        for d in reversed(self._created_dirs):
+            shutil.rmtree(d, ignore_errors=True)
+        self._created_dirs.clear()
+
+    def __enter__(self) -> "OutputSet":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+
+
+_HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+def _hold_signals():
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+
+
+def _release_signals(previous) -> None:
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager

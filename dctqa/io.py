@@ -6,7 +6,7 @@ stays bounded whatever the video's length.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -80,29 +80,120 @@ def probe(path: str | os.PathLike) -> VideoInfo:
                          is_image=is_image)
 
 
+@dataclass
+class DecodeReport:
+    """What went wrong while decoding one file (filled by :func:`iter_frames`).
+
+    errors: decoder/demuxer failures and packets or frames FFmpeg flagged corrupt.
+    missing_frames: frames the container announces (frame count, duration, or a cut
+    transport-stream packet) that never decoded: truncation.
+    notes: one line per problem, for logs.
+    """
+
+    path: str
+    errors: int = 0
+    missing_frames: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return self.errors == 0 and self.missing_frames == 0
+
+    def summary(self) -> str:
+        return (f"{self.path!r}: {self.errors} decode error(s), {self.missing_frames} frame(s) missing "
+                f"({'; '.join(self.notes[:3])}{'; ...' if len(self.notes) > 3 else ''})")
+
+
+def _problem(report: DecodeReport, ignore: bool, note: str, errors: int = 0, missing: int = 0) -> None:
+    report.errors += errors
+    report.missing_frames += missing
+    report.notes.append(note)
+    if not ignore:
+        raise VideoError(f"{report.path!r} is damaged: {note}. Repair or re-encode it, or pass "
+                         f"ignore_decode_errors=True (--ignore-decode-errors) to score the frames that decode")
+
+
+def _truncation(c, s, n: int, last_end: float | None, report: DecodeReport, ignore: bool) -> None:
+    """Compare what decoded with what the container announces (called only after a full decode)."""
+    path = report.path
+    fmt = c.format.name
+    if "mpegts" in fmt:
+        size = os.path.getsize(path)
+        if size % 188 and size % 192 and size % 204:
+            _problem(report, ignore, f"the transport stream ends inside a packet ({size} bytes): it was cut",
+                     missing=1)
+            return
+    declared = int(s.frames or 0)
+    if declared > n:
+        _problem(report, ignore, f"the container announces {declared} frames but only {n} decoded",
+                 missing=declared - n)
+        return
+    rate = s.average_rate or s.guessed_rate
+    if "mpegts" in fmt or last_end is None or not rate or len(c.streams) != 1 or c.duration is None:
+        return  # transport streams estimate their duration from the file size: nothing to compare
+    duration = c.duration / 1e6
+    start = (c.start_time or 0) / 1e6
+    gap = (duration + start - last_end) * float(rate)
+    if gap > 1.5:
+        _problem(report, ignore, f"the container lasts {duration:.2f} s but the frames end at "
+                                 f"{last_end - start:.2f} s (about {int(round(gap))} frames missing)",
+                 missing=int(round(gap)))
+
+
 def iter_frames(path: str | os.PathLike, stride: int = 1, size: tuple[int, int] | None = None,
-                max_frames: int | None = None) -> Iterator[np.ndarray]:
+                max_frames: int | None = None, ignore_decode_errors: bool = False,
+                report: DecodeReport | None = None) -> Iterator[np.ndarray]:
     """Yield decoded frames of ``path`` as ``H x W x 3`` uint8 RGB arrays.
 
     stride: keep frames 0, stride, 2*stride, ... (source frame numbers).
     size: ``(height, width)`` to resize to (bicubic, FFmpeg's swscale), or ``None``.
-    max_frames: stop after this many source frames.
-    Raises :class:`VideoError` for unreadable/corrupt files and files with no frame,
-    :class:`InputError` for grayscale or alpha sources.
+    max_frames: stop after this many source frames (>= 1).
+    Damage is treated alike in every container: a decoder or demuxer error, a packet or
+    frame FFmpeg flags as corrupt, or truncation (fewer frames than the container's frame
+    count or duration announce, a transport stream cut inside a packet) raises
+    :class:`VideoError`; with ``ignore_decode_errors=True`` the frames that decode are
+    yielded and the problems are counted in ``report`` (a :class:`DecodeReport`).
+    Raises :class:`VideoError` for unreadable files and files with no frame,
+    :class:`InputError` for grayscale or alpha sources and bad arguments.
     """
     import av
 
-    if stride < 1:
-        raise InputError(f"stride must be >= 1, got {stride}")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise InputError(f"stride must be an integer >= 1, got {stride!r}")
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int)
+                                   or max_frames < 1):
+        raise InputError(f"max_frames must be an integer >= 1 (or None for all frames), got {max_frames!r}")
+    report = report if report is not None else DecodeReport(str(path))
     with _open(path) as c:
         s = c.streams.video[0]
         s.thread_type = "AUTO"
         _check_pix_fmt(str(path), s.format.name if s.format else None)
         n = 0
-        try:
-            for frame in c.decode(s):
-                if max_frames is not None and n >= max_frames:
+        last_end = None
+        stopped = False
+        demux = c.demux(s)
+        while not stopped:
+            try:
+                packet = next(demux, None)
+                if packet is None:
                     break
+                if packet.is_corrupt:
+                    _problem(report, ignore_decode_errors, f"packet at {packet.pts} flagged corrupt", errors=1)
+                frames = packet.decode()
+            except av.error.FFmpegError as exc:
+                _problem(report, ignore_decode_errors,
+                         f"decoding failed after {n} frames ({exc.strerror or exc})", errors=1)
+                continue
+            for frame in frames:
+                if max_frames is not None and n >= max_frames:
+                    stopped = True
+                    break
+                if frame.is_corrupt:
+                    _problem(report, ignore_decode_errors, f"frame {n} decoded with errors (flagged corrupt)",
+                             errors=1)
+                if frame.pts is not None and frame.time_base is not None:
+                    rate = s.average_rate or s.guessed_rate
+                    last_end = float(frame.pts * frame.time_base) + (1.0 / float(rate) if rate else 0.0)
                 if n % stride == 0:
                     if size is None:
                         yield frame.to_ndarray(format="rgb24")
@@ -110,12 +201,15 @@ def iter_frames(path: str | os.PathLike, stride: int = 1, size: tuple[int, int] 
                         yield frame.reformat(width=size[1], height=size[0], format="rgb24",
                                              interpolation="BICUBIC").to_ndarray()
                 n += 1
-        except av.error.FFmpegError as exc:
-            raise VideoError(f"{str(path)!r}: decoding failed after {n} frames ({exc.strerror or exc})") from None
         if n == 0:
-            raise VideoError(f"{str(path)!r} holds no decodable frame")
+            why = f" ({'; '.join(report.notes[:2])})" if report.notes else ""
+            raise VideoError(f"{str(path)!r} holds no decodable frame{why}")
+        if not stopped:
+            _truncation(c, s, n, last_end, report, ignore_decode_errors)
 
 
-def read_frames(path: str | os.PathLike, stride: int = 1, max_frames: int | None = None) -> np.ndarray:
+def read_frames(path: str | os.PathLike, stride: int = 1, max_frames: int | None = None,
+                ignore_decode_errors: bool = False) -> np.ndarray:
     """All (or the first ``max_frames``) frames as one ``N x H x W x 3`` uint8 array; for short clips."""
-    return np.stack(list(iter_frames(path, stride=stride, max_frames=max_frames)))
+    return np.stack(list(iter_frames(path, stride=stride, max_frames=max_frames,
+                                     ignore_decode_errors=ignore_decode_errors)))

@@ -38,6 +38,8 @@ class VideoScore:
     dist_frames: int
     q_filters: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    decode_errors: int = 0  # with ignore_decode_errors: damage counted in both files (see io.DecodeReport)
+    missing_frames: int = 0
 
 
 def _as_nchw(name: str, frames: FrameBatch) -> torch.Tensor:
@@ -181,14 +183,18 @@ class Metric:
 
     def score_video(self, ref_path: str | os.PathLike, dist_path: str | os.PathLike, *,
                     scale: bool = False, frame_stride: int = 1, max_frames: int | None = None,
-                    per_filter: bool = False, progress: bool = False) -> VideoScore:
+                    per_filter: bool = False, progress: bool = False,
+                    ignore_decode_errors: bool = False) -> VideoScore:
         """Stream two videos (or images) and score their common frames.
 
         Frames are decoded and scored ``batch_size`` at a time, so memory does not grow
         with the length. Different resolutions raise :class:`InputError` unless
         ``scale=True`` (the distorted frames are resized to the reference, bicubic).
         Different frame counts: the common frames are scored and a warning is issued and
-        recorded in the result.
+        recorded in the result. A damaged or truncated file raises
+        :class:`~dctqa.errors.VideoError` unless ``ignore_decode_errors=True``: then the
+        frames that decode are scored and the damage is counted in ``decode_errors`` /
+        ``missing_frames`` and described in ``warnings``.
         """
         from . import io
 
@@ -199,8 +205,11 @@ class Metric:
                 raise InputError(f"reference is {ri.width}x{ri.height} but distorted is {di.width}x{di.height}; "
                                  f"pass scale=True (--scale) to resize the distorted frames to the reference")
             size = (ri.height, ri.width)
-        ref_it = io.iter_frames(ref_path, max_frames=max_frames)
-        dist_it = io.iter_frames(dist_path, size=size, max_frames=max_frames)
+        reports = [io.DecodeReport(str(ref_path)), io.DecodeReport(str(dist_path))]
+        ref_it = io.iter_frames(ref_path, max_frames=max_frames, ignore_decode_errors=ignore_decode_errors,
+                                report=reports[0])
+        dist_it = io.iter_frames(dist_path, size=size, max_frames=max_frames,
+                                 ignore_decode_errors=ignore_decode_errors, report=reports[1])
         total = None if ri.frames is None or di.frames is None else min(ri.frames, di.frames)
         if total is not None and max_frames is not None:
             total = min(total, max_frames)
@@ -245,7 +254,7 @@ class Metric:
         finally:
             if bar is not None:
                 bar.close()
-        notes = []
+        notes = [f"damaged input, scored what decodes: {r.summary()}" for r in reports if not r.clean]
         if n_ref != n_dist:
             msg = (f"frame counts differ: reference has {n_ref}, distorted has {n_dist}; "
                    f"scored the first {min(n_ref, n_dist)}")
@@ -254,7 +263,9 @@ class Metric:
         qk = np.concatenate(qs) if qs else np.zeros((0, self.backbone.num_filters))
         return VideoScore(q=qk.mean(axis=1), frame_numbers=np.asarray(numbers, dtype=np.int64),
                           ref_frames=n_ref, dist_frames=n_dist,
-                          q_filters=qk if per_filter else None, warnings=notes)
+                          q_filters=qk if per_filter else None, warnings=notes,
+                          decode_errors=sum(r.errors for r in reports),
+                          missing_frames=sum(r.missing_frames for r in reports))
 
 
 def backends(metric: Metric | None = None) -> dict:

@@ -1,5 +1,8 @@
 """Score logs in libvmaf's JSON layout (per-frame metrics plus pooled statistics), and CSV.
 
+No NaN or infinity is ever written as a score: undefined frames are ``null`` in JSON and
+empty in CSV, and the pooled statistics exclude them and count them.
+
 Writes are atomic: a temporary file in the target folder, then ``os.replace``, so a
 failed run never leaves a partial log behind.
 """
@@ -18,45 +21,81 @@ from .errors import InputError
 from .fileio import atomic_write_text
 
 
-def pooled(values: Iterable[float]) -> dict[str, float]:
-    """min, max, mean, harmonic mean (plain: ``n / sum(1/x)``, x > 0), median, 95th percentile."""
+def _defined(x: float) -> float | None:
+    """A score as JSON: the float, or ``None`` (``null``) where it is NaN or infinite (undefined)."""
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def pooled(values: Iterable[float]) -> dict[str, Any]:
+    """Pooled statistics of per-frame scores, over the frames whose score is defined (finite).
+
+    min, max, mean, median, 95th percentile over the defined frames; ``harmonic_mean``
+    (``n / sum(1/x)``) over the frames with a score > 0 only (it is undefined at 0: an
+    all-zero reference gives Q = 0), ``None`` if there is none. ``frames`` counts the
+    defined frames, ``undefined_frames`` the excluded NaN/inf ones, ``harmonic_mean_excluded``
+    the defined frames with a score <= 0 left out of the harmonic mean. Raises
+    :class:`InputError` when no frame has a defined score.
+    """
     v = np.asarray(list(values), dtype=np.float64)
     if v.size == 0:
         raise InputError("no frame was scored, nothing to pool")
-    out = {"min": float(v.min()), "max": float(v.max()), "mean": float(v.mean())}
-    out["harmonic_mean"] = float(v.size / np.sum(1.0 / v)) if np.all(v > 0) else float("nan")
-    out["median"] = float(np.median(v))
-    out["p95"] = float(np.percentile(v, 95))
-    return out
+    ok = v[np.isfinite(v)]
+    if ok.size == 0:
+        raise InputError(f"none of the {v.size} scored frames has a defined score (all NaN or infinite)")
+    pos = ok[ok > 0]
+    return {"min": float(ok.min()), "max": float(ok.max()), "mean": float(ok.mean()),
+            "harmonic_mean": float(pos.size / np.sum(1.0 / pos)) if pos.size else None,
+            "median": float(np.median(ok)), "p95": float(np.percentile(ok, 95)),
+            "frames": int(ok.size), "undefined_frames": int(v.size - ok.size),
+            "harmonic_mean_excluded": int(ok.size - pos.size)}
 
 
 def build_log(q: np.ndarray, frame_numbers: Iterable[int], params: Mapping[str, Any],
               q_filters: np.ndarray | None = None, metric: str = "dctqa") -> dict:
-    """The JSON log: ``{"version", "params", "frames": [{"frameNum", "metrics"}], "pooled_metrics"}``."""
+    """The JSON log: ``{"version", "params", "frames": [{"frameNum", "metrics"}], "pooled_metrics"}``.
+
+    A frame whose score is undefined (NaN/inf) is logged as ``null`` and left out of the
+    pooled statistics (their ``undefined_frames`` says how many).
+    """
     frames = []
     for i, (n, val) in enumerate(zip(frame_numbers, q)):
-        metrics: dict[str, Any] = {metric: float(val)}
+        metrics: dict[str, Any] = {metric: _defined(val)}
         if q_filters is not None:
-            metrics[f"{metric}_filters"] = [float(x) for x in q_filters[i]]
+            metrics[f"{metric}_filters"] = [_defined(x) for x in q_filters[i]]
         frames.append({"frameNum": int(n), "metrics": metrics})
     return {"version": __version__, "params": dict(params), "frames": frames,
             "pooled_metrics": {metric: pooled(q)}}
 
 
+def json_text(obj: Any) -> str:
+    """``obj`` as indented, strictly valid JSON (NaN/inf are refused: map them to ``None`` first)."""
+    try:
+        return json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    except ValueError as exc:
+        raise InputError(f"refusing to write invalid JSON: {exc}") from None
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n", make_parents=False)
+    """Write ``obj`` as indented JSON, atomically (no NaN/inf tokens: see :func:`json_text`)."""
+    atomic_write_text(path, json_text(obj), make_parents=False)
 
 
-def write_csv(path: str | os.PathLike, rows: list[Mapping[str, Any]]) -> None:
-    """Write a list of dicts (same keys) as CSV with a header, atomically."""
+def csv_text(rows: list[Mapping[str, Any]]) -> str:
+    """A list of dicts (same keys) as CSV with a header; ``None`` and NaN/inf become empty cells."""
     if not rows:
         raise InputError("no rows to write")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
     w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue(), make_parents=False)
+    for r in rows:
+        w.writerow({k: ("" if isinstance(x, float) and not np.isfinite(x) else x) for k, x in r.items()})
+    return buf.getvalue()
+
+
+def write_csv(path: str | os.PathLike, rows: list[Mapping[str, Any]]) -> None:
+    """Write a list of dicts (same keys) as CSV with a header, atomically (see :func:`csv_text`)."""
+    atomic_write_text(path, csv_text(rows), make_parents=False)
 
 
 def log_to_rows(log: Mapping[str, Any], metric: str = "dctqa") -> list[dict[str, Any]]:

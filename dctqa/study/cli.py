@@ -6,6 +6,7 @@ import shlex
 import sys
 
 from ..codec import DEFAULT_CAP_BPP, DEFAULT_CRFS, PRESETS, EncodeSettings, parse_floats
+from ..cli import positive_int
 from ..errors import InputError
 
 
@@ -26,9 +27,9 @@ def _add_encode_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cap-kbps", default=None, metavar="LIST", help="VBV caps in kbit/s instead of --cap-bpp")
     p.add_argument("--no-uncapped", action="store_true", help="skip the uncapped CRF variants")
     p.add_argument("--preset", default="medium", choices=PRESETS, help="x264 preset (default medium)")
-    p.add_argument("--gop", type=int, default=None, help="keyframe interval in frames (default: x264's 250)")
+    p.add_argument("--gop", type=positive_int, default=None, help="keyframe interval in frames (default: x264's 250)")
     p.add_argument("--bufsize", type=float, default=1.0, help="VBV buffer in seconds of the cap (default 1)")
-    p.add_argument("--max-frames", type=int, default=None, help="encode only the first N frames")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="encode only the first N frames")
 
 
 def _encode_settings(args: argparse.Namespace) -> EncodeSettings:
@@ -111,15 +112,15 @@ def register(subparsers) -> None:
                                                      "(default: the YOLOX-Nano ONNX of the shared folder)")
     p.add_argument("--weights", default=None, help="weights for torchvision detectors/backbones")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
-    p.add_argument("--frame-stride", type=int, default=2, help="detect on every N-th frame (default 2)")
-    p.add_argument("--metric-stride", type=int, default=None,
+    p.add_argument("--frame-stride", type=positive_int, default=2, help="detect on every N-th frame (default 2)")
+    p.add_argument("--metric-stride", type=positive_int, default=None,
                    help="score every N-th frame, a multiple of --frame-stride (default: --frame-stride)")
-    p.add_argument("--window", type=int, default=100, help="AP window in source frames (default 100)")
+    p.add_argument("--window", type=positive_int, default=100, help="AP window in source frames (default 100)")
     p.add_argument("--gt-score", type=float, default=0.5, help="pseudo ground-truth score threshold (default 0.5)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes for scoring (default 1)")
-    p.add_argument("--batch-size", type=int, default=8, help="frames per scoring batch (default 8)")
+    p.add_argument("--jobs", type=positive_int, default=1, help="worker processes for scoring (default 1)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="frames per scoring batch (default 8)")
     p.add_argument("--no-record-command", dest="record_command", action="store_false",
                    help="do not write the command line into report.md")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
