@@ -59,12 +59,16 @@ def read_state_dict(path: str | os.PathLike, name: str) -> dict:
     import torch
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise WeightsError(f"weights file {str(p)!r} does not exist")
+    if not p.is_file():
+        raise WeightsError(f"weights path {str(p)!r} is {'a directory' if p.is_dir() else 'not a regular file'}, "
+                           f"expected a file written by torch.save")
     try:
         obj: Any = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for unreadable files
-        raise WeightsError(f"cannot read weights file {str(p)!r} as a torch state_dict: {exc}") from None
+        raise WeightsError(f"weights file {str(p)!r} is not a torch checkpoint (expected a state_dict saved "
+                           f"with torch.save; reading it failed with {type(exc).__name__})") from None
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

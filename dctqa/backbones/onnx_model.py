@@ -105,8 +105,15 @@ def load(path: str | os.PathLike, preprocess: Preprocess | None = None) -> Backb
     import onnx
 
     p = Path(path)
-    if not p.is_file():
+    if not str(path).strip():
+        raise BackboneError("empty ONNX model path: write the backbone as onnx:PATH, e.g. onnx:models/yolox_nano.onnx")
+    if not p.exists():
         raise BackboneError(f"ONNX model {str(p)!r} does not exist")
+    if p.is_dir():
+        raise BackboneError(f"ONNX model path {str(p)!r} is a directory, expected an .onnx file")
+    if not p.is_file():
+        raise BackboneError(f"ONNX model path {str(p)!r} is not a regular file (a device or FIFO?), "
+                            f"expected an .onnx file")
     try:
         model = onnx.load(str(p))
     except Exception as exc:
