@@ -205,8 +205,6 @@ class OutputSet:
         """Check ``path`` as an output of this run; returns the file that will be replaced."""
         target = check_output_path(path, self.inputs, make_parents)
         for shown, other in self._targets.items():
-            if shown == str(path):
-                return other
             if os.path.abspath(other) == os.path.abspath(target):
                 raise OutputError(f"output paths {shown!r} and {str(path)!r} are the same file")
         self._targets[str(path)] = target
@@ -231,7 +229,7 @@ class OutputSet:
     @contextmanager
     def staged(self, path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
         """A temporary file for output ``path`` (added if it was not); kept until commit or abort."""
-        target = self.add(path)
+        target = self._targets.get(str(path)) or self.add(path)
         try:
             mode = stat.S_IMODE(target.stat().st_mode)
         except FileNotFoundError:

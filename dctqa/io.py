@@ -170,6 +170,7 @@ def iter_frames(path: str | os.PathLike, stride: int = 1, size: tuple[int, int] 
         _check_pix_fmt(str(path), s.format.name if s.format else None)
         n = 0
         last_end = None
+        shape = None
         stopped = False
         demux = c.demux(s)
         while not stopped:
@@ -188,6 +189,12 @@ def iter_frames(path: str | os.PathLike, stride: int = 1, size: tuple[int, int] 
                 if max_frames is not None and n >= max_frames:
                     stopped = True
                     break
+                if shape is None:
+                    shape = (frame.width, frame.height)
+                elif (frame.width, frame.height) != shape:
+                    _problem(report, ignore_decode_errors, f"frame {n} is {frame.width}x{frame.height}, the "
+                                                           f"stream started at {shape[0]}x{shape[1]}", errors=1)
+                    continue  # dropped (only reached with ignore_decode_errors)
                 if frame.is_corrupt:
                     _problem(report, ignore_decode_errors, f"frame {n} decoded with errors (flagged corrupt)",
                              errors=1)

@@ -44,8 +44,10 @@ def pooled(values: Iterable[float]) -> dict[str, Any]:
     if ok.size == 0:
         raise InputError(f"none of the {v.size} scored frames has a defined score (all NaN or infinite)")
     pos = ok[ok > 0]
+    with np.errstate(over="ignore", divide="ignore"):  # 1/x of a denormal is inf: the mean is then 0
+        harmonic = float(pos.size / np.sum(1.0 / pos)) if pos.size else None
     return {"min": float(ok.min()), "max": float(ok.max()), "mean": float(ok.mean()),
-            "harmonic_mean": float(pos.size / np.sum(1.0 / pos)) if pos.size else None,
+            "harmonic_mean": harmonic,
             "median": float(np.median(ok)), "p95": float(np.percentile(ok, 95)),
             "frames": int(ok.size), "undefined_frames": int(v.size - ok.size),
             "harmonic_mean_excluded": int(ok.size - pos.size)}

@@ -1,0 +1,385 @@
+"""Hostile use of the command line (issue 7): odd output paths, damaged inputs, signals,
+undefined scores, bad arguments. Every case ends in rc 0 with complete outputs, or in
+``error: ...`` / rc 2 (130/143 for signals) with no output and no temporary file left.
+
+Everything runs in-process through ``dctqa.cli.main`` on tiny inputs (a few seconds in all).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dctqa import fileio, io, report
+from dctqa.cli import main
+from dctqa.errors import OutputError
+from tests.helpers import make_video
+
+
+def _strict_json(text: str):
+    """json.loads that refuses the NaN/Infinity tokens Python would otherwise accept."""
+    def bad(token):
+        raise AssertionError(f"invalid JSON token {token}")
+    return json.loads(text, parse_constant=bad)
+
+
+@pytest.fixture
+def pair(tmp_path, rng):
+    """A reference and a distorted 24x32 PNG."""
+    from PIL import Image
+
+    ref = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    dist = np.clip(ref.astype(int) + rng.integers(-40, 40, ref.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(ref).save(tmp_path / "ref.png")
+    Image.fromarray(dist).save(tmp_path / "dist.png")
+    return tmp_path / "ref.png", tmp_path / "dist.png"
+
+
+def _score(pair, *extra: str) -> int:
+    return main(["score", str(pair[0]), str(pair[1]), "--backbone", "pixel", "--quiet", *extra])
+
+
+def _leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+# --- 1, 8: output paths ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink"])
+def test_output_never_overwrites_an_input(pair, tmp_path, capsys, how):
+    ref = pair[0]
+    before = ref.read_bytes()
+    target = {"same": ref, "symlink": tmp_path / "link.json", "hardlink": tmp_path / "hard.json"}[how]
+    if how == "symlink":
+        target.symlink_to(ref)
+    elif how == "hardlink":
+        os.link(ref, target)
+    assert _score(pair, "--json", str(target)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "input" in err and "Traceback" not in err
+    assert ref.read_bytes() == before and (how != "symlink" or target.is_symlink())
+    assert _leftovers(tmp_path) == []
+
+
+def test_fifo_is_refused_not_replaced(pair, tmp_path, capsys):
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    assert _score(pair, "--json", str(fifo)) == 2
+    assert "FIFO" in capsys.readouterr().err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.mark.parametrize("path", ["/dev/null", "/dev/stdout", "/proc/version", "/proc/self/fd/1"])
+def test_devices_streams_and_proc_are_refused_before_writing(path):
+    with pytest.raises(OutputError):
+        fileio.check_output_path(path)
+
+
+def test_proc_and_long_names_exit_2(pair, tmp_path, capsys):
+    assert _score(pair, "--json", "/proc/version") == 2
+    assert "/proc" in capsys.readouterr().err
+    assert _score(pair, "--json", str(tmp_path / ("x" * 300 + ".json"))) == 2
+    err = capsys.readouterr().err
+    assert "305 bytes long" in err and "Traceback" not in err
+
+
+def test_symlink_to_a_regular_file_is_written_through(pair, tmp_path):
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    assert _score(pair, "--json", str(link)) == 0
+    assert link.is_symlink() and _strict_json(real.read_text())["frames"]
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "nowhere.json")
+    assert _score(pair, "--json", str(dangling)) == 2
+    assert not (tmp_path / "nowhere.json").exists()
+
+
+def test_outputs_are_checked_before_scoring(pair, tmp_path, monkeypatch, capsys):
+    from dctqa.metric import Metric
+
+    def never(*a, **k):
+        raise AssertionError("scored although an output path is bad")
+
+    monkeypatch.setattr(Metric, "score_video", never)
+    ok = tmp_path / "ok.json"
+    assert _score(pair, "--json", str(ok), "--csv", "/nonexistent/c.csv") == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not ok.exists() and _leftovers(tmp_path) == []
+    assert _score(pair, "--json", str(ok), "--csv", str(ok)) == 2
+    assert "same file" in capsys.readouterr().err and not ok.exists()
+
+
+def test_unwritable_folder_exits_2(pair, tmp_path, monkeypatch, capsys):
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", denied)
+    assert _score(pair, "--json", str(tmp_path / "a.json")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write into the folder") and "Permission denied" in err
+
+
+def test_a_failure_after_scoring_leaves_no_output(pair, tmp_path, monkeypatch):
+    from dctqa.errors import InputError
+
+    def broken(rows):
+        raise InputError("csv failed")
+
+    monkeypatch.setattr(report, "csv_text", broken)
+    ok = tmp_path / "ok.json"
+    assert _score(pair, "--json", str(ok), "--csv", str(tmp_path / "c.csv")) == 2
+    assert not ok.exists() and not (tmp_path / "c.csv").exists() and _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig,rc", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_in_the_write_window_leaves_nothing(pair, tmp_path, monkeypatch, sig, rc):
+    real_write = fileio._write
+    calls = []
+
+    def write_then_signal(path, data):
+        real_write(path, data)
+        calls.append(path)
+        os.kill(os.getpid(), sig)
+
+    monkeypatch.setattr(fileio, "_write", write_then_signal)
+    js, cs = tmp_path / "a.json", tmp_path / "a.csv"
+    assert _score(pair, "--json", str(js), "--csv", str(cs)) == rc
+    assert calls and not js.exists() and not cs.exists() and _leftovers(tmp_path) == []
+    assert signal.getsignal(signal.SIGTERM) is not None  # handler restored
+
+
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_new_outputs_honour_the_umask(pair, tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        assert _score(pair, "--json", str(tmp_path / "a.json")) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == mode
+
+
+def test_a_replaced_output_keeps_its_mode(pair, tmp_path):
+    js = tmp_path / "a.json"
+    js.write_text("old")
+    js.chmod(0o640)
+    assert _score(pair, "--json", str(js)) == 0
+    assert stat.S_IMODE(js.stat().st_mode) == 0o640 and _strict_json(js.read_text())
+
+
+def test_demo_refuses_a_file_as_folder_and_removes_a_folder_it_created(tmp_path, monkeypatch, capsys):
+    import dctqa.demo as demo
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["demo", "--out", str(afile), "--quiet"]) == 2
+    assert "not a folder" in capsys.readouterr().err and afile.read_text() == "x"
+
+    def boom(*a, **k):
+        raise MemoryError()
+
+    monkeypatch.setattr(demo, "make_clip", boom)
+    out = tmp_path / "new" / "demo"
+    assert main(["demo", "--out", str(out), "--quiet"]) == 2
+    assert "out of memory" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/"),
+                    min_size=1, max_size=300))
+def test_any_output_name_gives_a_complete_file_or_a_clean_error(pair, tmp_path, name):
+    folder = tmp_path / "fuzz"
+    folder.mkdir(exist_ok=True)
+    for p in folder.iterdir():
+        p.unlink()
+    path = folder / name
+    try:
+        rc = _score(pair, "--json", str(path))
+    except SystemExit as exc:  # argparse: a name that looks like an option
+        assert exc.code == 2
+        return
+    if name in (".", ".."):
+        assert rc == 2
+    elif rc == 0:
+        assert _strict_json(path.read_text())["frames"]
+        assert [p.name for p in folder.iterdir()] == [name]
+    else:
+        assert rc == 2 and list(folder.iterdir()) == []
+
+
+# --- 5: damaged inputs in every container ----------------------------------------------------------
+
+def _damaged(tmp_path, ext: str, how: str):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    frames = np.clip(base + np.arange(24)[:, None, None, None] * 3, 0, 255).astype(np.uint8)
+    ref = tmp_path / f"ref.{ext}"
+    make_video(ref, frames, crf=20, g=4)
+    data = ref.read_bytes()
+    if how == "cut":  # 60 %; a transport stream is cut inside a 188-byte packet
+        bad = data[: int(len(data) * 0.6) // 188 * 188 + 100] if ext == "ts" else data[: int(len(data) * 0.6)]
+    else:
+        b = bytearray(data)
+        for i in np.random.default_rng(1).choice(np.arange(len(b) // 2, len(b)), 60, replace=False):
+            b[i] ^= 0xFF
+        bad = bytes(b)
+    dist = tmp_path / f"dist_{how}.{ext}"
+    dist.write_bytes(bad)
+    return ref, dist
+
+
+@pytest.mark.parametrize("ext", ["mkv", "ts", "avi"])
+@pytest.mark.parametrize("how", ["cut", "flip"])
+def test_damaged_video_is_an_error_unless_ignored(tmp_path, capsys, ext, how):
+    ref, dist = _damaged(tmp_path, ext, how)
+    js = tmp_path / "log.json"
+    argv = ["score", str(ref), str(dist), "--backbone", "pixel", "--quiet", "--json", str(js)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "damaged" in err and "--ignore-decode-errors" in err
+    assert not js.exists()
+    assert main(argv + ["--ignore-decode-errors"]) == 0
+    log = _strict_json(js.read_text())
+    p = log["params"]
+    assert p["ignore_decode_errors"] is True and p["decode_errors"] + p["missing_frames"] > 0
+    assert 0 < len(log["frames"]) <= 24
+    assert "damaged input" in capsys.readouterr().err
+
+
+def test_clean_videos_in_every_container_have_no_decode_problems(tmp_path):
+    frames = np.random.default_rng(2).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    for ext in ("mkv", "ts", "avi", "mp4"):
+        path = tmp_path / f"v.{ext}"
+        make_video(path, frames, crf=20)
+        rep = io.DecodeReport(str(path))
+        assert sum(1 for _ in io.iter_frames(path, report=rep)) == 12 and rep.clean
+
+
+# --- 6: expected OS errors and memory ----------------------------------------------------------------
+
+@pytest.mark.parametrize("exc", [MemoryError(), "torch-oom"])
+def test_out_of_memory_is_an_error_not_a_traceback(pair, monkeypatch, capsys, exc):
+    import torch
+
+    from dctqa.metric import Metric
+
+    error = torch.OutOfMemoryError("CUDA out of memory") if exc == "torch-oom" else exc
+
+    def oom(*a, **k):
+        raise error
+
+    monkeypatch.setattr(Metric, "score_video", oom)
+    assert _score(pair) == 2
+    assert capsys.readouterr().err.startswith("error: out of memory")
+
+
+def test_a_bug_keeps_its_traceback(pair, monkeypatch):
+    from dctqa.metric import Metric
+
+    def bug(*a, **k):
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(Metric, "score_video", bug)
+    with pytest.raises(ZeroDivisionError):
+        _score(pair)
+
+
+# --- 7: no NaN or inf written as a score ----------------------------------------------------------
+
+def test_undefined_scores_are_null_in_json_and_empty_in_csv(pair, tmp_path, monkeypatch, capsys):
+    from dctqa.metric import Metric, VideoScore
+
+    def with_nan(self, *a, **k):
+        return VideoScore(q=np.array([1.5, np.nan, 2.5, np.inf]), frame_numbers=np.arange(4),
+                          ref_frames=4, dist_frames=4)
+
+    monkeypatch.setattr(Metric, "score_video", with_nan)
+    js, cs = tmp_path / "a.json", tmp_path / "a.csv"
+    assert _score(pair, "--json", str(js), "--csv", str(cs)) == 0
+    log = _strict_json(js.read_text())
+    assert [f["metrics"]["dctqa"] for f in log["frames"]] == [1.5, None, 2.5, None]
+    pool = log["pooled_metrics"]["dctqa"]
+    assert pool["undefined_frames"] == 2 and pool["frames"] == 2 and pool["mean"] == 2.0
+    assert cs.read_text().splitlines()[1:] == ["0,1.5", "1,", "2,2.5", "3,"]
+    assert "2 frame(s) have no defined score" in capsys.readouterr().err
+
+
+def test_harmonic_mean_is_over_positive_scores():
+    p = report.pooled([0.0, 2.0, 2.0])
+    assert p["harmonic_mean"] == 2.0 and p["harmonic_mean_excluded"] == 1 and p["min"] == 0.0
+    assert report.pooled([0.0])["harmonic_mean"] is None
+    with pytest.raises(Exception, match="defined score"):
+        report.pooled([float("nan")])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=1, max_size=20))
+def test_pooled_never_yields_invalid_json(values):
+    v = np.asarray(values)
+    finite = v[np.isfinite(v)]
+    if finite.size == 0:
+        with pytest.raises(Exception):
+            report.pooled(values)
+        return
+    with np.errstate(all="ignore"):
+        pool = report.pooled(values)
+    text = report.json_text(report.build_log(v, range(len(v)), {}))
+    _strict_json(text)
+    assert pool["frames"] + pool["undefined_frames"] == len(values)
+    pos = finite[finite > 0]
+    assert (pool["harmonic_mean"] is None) == (pos.size == 0)
+    assert pool["harmonic_mean"] is None or 0 <= pool["harmonic_mean"] <= pos.max()
+
+
+def test_json_writer_refuses_nan():
+    with pytest.raises(Exception, match="invalid JSON"):
+        report.json_text({"q": float("nan")})
+
+
+# --- 9: messages ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,message", [
+    (["--max-frames", "0"], "--max-frames: must be an integer >= 1, got 0"),
+    (["--frame-stride", "-1"], "--frame-stride: must be an integer >= 1, got -1"),
+    (["--batch-size", "x"], "--batch-size: expected an integer >= 1, got 'x'"),
+])
+def test_bad_numbers_name_the_value(pair, capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        _score(pair, *args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_max_frames_zero_in_the_api_is_an_argument_error(pair):
+    from dctqa.errors import InputError
+
+    with pytest.raises(InputError, match="max_frames must be an integer >= 1"):
+        next(io.iter_frames(pair[0], max_frames=0))
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("onnx:", "empty ONNX model path"),
+    ("onnx:{tmp}", "is a directory"),
+    ("onnx:/dev/zero", "not a regular file"),
+])
+def test_onnx_path_messages_say_what_is_wrong(pair, tmp_path, capsys, spec, message):
+    argv = ["score", str(pair[0]), str(pair[1]), "--backbone", spec.format(tmp=tmp_path), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "does not exist" not in err
+
+
+def test_garbage_weights_file_message(pair, tmp_path, capsys):
+    bad = tmp_path / "w.pth"
+    bad.write_bytes(b"efgh" * 100)
+    assert main(["score", str(pair[0]), str(pair[1]), "--backbone", "fasterrcnn_mobilenet_v3_large_fpn",
+                 "--weights", str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a torch checkpoint" in err and "state_dict: " not in err
