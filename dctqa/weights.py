@@ -67,8 +67,8 @@ def read_state_dict(path: str | os.PathLike, name: str) -> dict:
     try:
         obj: Any = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for unreadable files
-        raise WeightsError(f"weights file {str(p)!r} is not a torch checkpoint (expected a state_dict saved "
-                           f"with torch.save; reading it failed with {type(exc).__name__})") from None
+        raise WeightsError(f"cannot read weights file {str(p)!r}: it is not a torch checkpoint (expected a "
+                           f"state_dict saved with torch.save; reading it failed with {type(exc).__name__})") from None
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
