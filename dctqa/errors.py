@@ -28,3 +28,11 @@ class BackboneError(DctqaError):
 
 class WeightsError(BackboneError):
     """Detector weights that are missing or do not fit the model."""
+
+
+class ConfigError(DctqaError, ValueError):
+    """An environment variable or setting of dctqa with a value that cannot be used."""
+
+
+class ResourceError(DctqaError, MemoryError):
+    """Not enough memory (host or GPU) for the work asked for, or a size over the configured cap."""

@@ -18,7 +18,15 @@ from . import ops
 from .backbones import Backbone, Preprocess, get_backbone
 from .constants import DEFAULT_BACKBONE, DOMAINS, EPSILON, METRIC_VERSION
 from .domains import make_domain
-from .errors import InputError
+from .errors import InputError, ResourceError
+from .settings import env_number
+
+#: Devices a Metric can run on (and frames may live on).
+SUPPORTED_DEVICES = ("cpu", "cuda")
+#: Float pixels must lie in this range (0..255 plus a little resampling overshoot).
+PIXEL_RANGE = (-1.0, 256.0)
+#: Rough peak bytes of host/GPU memory per pixel of one frame pair (batch 1, spectral), for messages.
+_BYTES_PER_PIXEL = 100
 
 FrameBatch = Any  # ndarray HxWx3 / NxHxWx3, torch Tensor [N,]3xHxW, or a sequence of HxWx3 arrays
 
@@ -47,7 +55,12 @@ def _as_nchw(name: str, frames: FrameBatch) -> torch.Tensor:
     if isinstance(frames, (list, tuple)):
         if not frames:
             raise InputError(f"{name}: empty list of frames")
-        frames = np.stack([np.asarray(f) for f in frames])
+        arrays = [np.asarray(f.cpu() if isinstance(f, torch.Tensor) else f) for f in frames]
+        shapes = sorted({a.shape for a in arrays})
+        if len(shapes) > 1:
+            raise InputError(f"{name}: the frames of the list differ in shape ({', '.join(map(str, shapes[:4]))}); "
+                             f"every frame must be H x W x 3 of one size")
+        frames = np.stack(arrays)
     if isinstance(frames, np.ndarray):
         a = frames
         if a.ndim == 2 or (a.ndim in (3, 4) and a.shape[-1] == 1):
@@ -60,6 +73,12 @@ def _as_nchw(name: str, frames: FrameBatch) -> torch.Tensor:
             raise InputError(f"{name}: expected uint8 or float pixels (0..255), got {a.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(a[None] if a.ndim == 3 else a)).permute(0, 3, 1, 2)
     elif isinstance(frames, torch.Tensor):
+        if frames.layout != torch.strided:
+            raise InputError(f"{name}: sparse or other non-dense tensor ({frames.layout}); pass a dense tensor "
+                             f"(.to_dense())")
+        if frames.device.type not in SUPPORTED_DEVICES:
+            raise InputError(f"{name}: tensor on device {frames.device}; expected a tensor on one of "
+                             f"{SUPPORTED_DEVICES}")
         t = frames[None] if frames.ndim == 3 else frames
         if t.ndim != 4 or t.shape[1] != 3:
             raise InputError(f"{name}: expected a tensor [N, 3, H, W] (RGB, channels first), got {tuple(frames.shape)}")
@@ -69,9 +88,41 @@ def _as_nchw(name: str, frames: FrameBatch) -> torch.Tensor:
         raise InputError(f"{name}: expected a NumPy array or torch tensor, got {type(frames).__name__}")
     if t.shape[0] == 0 or t.shape[2] == 0 or t.shape[3] == 0:
         raise InputError(f"{name}: empty batch or zero-sized frame, shape {tuple(t.shape)}")
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-        raise InputError(f"{name}: pixels hold NaN or infinity")
+    if t.is_floating_point():
+        if not bool(torch.isfinite(t).all()):
+            raise InputError(f"{name}: pixels hold NaN or infinity")
+        lo, hi = float(t.min()), float(t.max())
+        if lo < PIXEL_RANGE[0] or hi > PIXEL_RANGE[1]:
+            raise InputError(f"{name}: float pixels range from {lo:g} to {hi:g}; expected values in 0..255 "
+                             f"(at most {PIXEL_RANGE[0]:g}..{PIXEL_RANGE[1]:g} is accepted for resampling overshoot)")
     return t
+
+
+def _check_size(shape: tuple[int, ...], max_pixels: int) -> None:
+    """:class:`ResourceError`, before any allocation, when ``H x W`` exceeds ``max_pixels``."""
+    h, w = int(shape[-2]), int(shape[-1])
+    if h * w > max_pixels:
+        raise ResourceError(f"frames of {w}x{h} = {h * w} pixels exceed the size limit of {max_pixels} pixels "
+                            f"per frame; scale the frames down, or raise the limit with Metric(max_pixels=...) "
+                            f"or DCTQA_MAX_PIXELS (about {_BYTES_PER_PIXEL} bytes of memory per pixel are needed)")
+
+
+def _copy_is_async(src: torch.device, dst: torch.device) -> bool:
+    """Whether a copy ``src -> dst`` may be issued with ``non_blocking=True``.
+
+    Only host -> GPU copies: the GPU stream orders them before any kernel that reads the
+    result. A copy *to the host* must block: with ``non_blocking=True`` the host buffer
+    is returned before the transfer ends and is read half-written (wrong Q, issue 7).
+    """
+    return src.type == "cpu" and dst.type == "cuda"
+
+
+def _rss_safe_numpy(t: torch.Tensor) -> np.ndarray:
+    """An owned float64 NumPy array with the values of ``t`` (blocking copy to the host).
+
+    No view of a torch tensor is kept: a list of such views held by a long video kept
+    every batch's torch allocations alive and memory grew with the video's length."""
+    return t.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
 
 
 def preprocess_torch(t: torch.Tensor, p: Preprocess, device: torch.device) -> torch.Tensor:
@@ -81,7 +132,7 @@ def preprocess_torch(t: torch.Tensor, p: Preprocess, device: torch.device) -> to
     one gathered copy and at most one affine pass per plane.
     """
     n, _, h, w = t.shape
-    src = t.to(device=device, non_blocking=True)
+    src = t.to(device=device, non_blocking=_copy_is_async(t.device, torch.device(device)))
     out = torch.empty((n, 3, h, w), dtype=torch.float32, device=device)
     for c, s in enumerate(p.channel_index):
         plane = out[:, c]
@@ -92,6 +143,47 @@ def preprocess_torch(t: torch.Tensor, p: Preprocess, device: torch.device) -> to
         if b != 0.0:
             plane.add_(b)
     return out
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _check_device(device: object) -> torch.device:
+    """``device`` as a torch.device of a supported type with hardware present, else InputError."""
+    if not isinstance(device, (str, torch.device)):
+        raise InputError(f"device must be a string such as 'cpu' or 'cuda:0', got {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise InputError(f"bad device {device!r}: {exc}") from None
+    if dev.type not in SUPPORTED_DEVICES:
+        raise InputError(f"device {str(dev)!r} is not supported; expected 'cpu' or 'cuda[:N]'")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {str(dev)!r} requested but torch sees no CUDA GPU; use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"device {str(dev)!r} does not exist: torch sees {torch.cuda.device_count()} GPU(s)")
+    return dev
+
+
+def _check_path(name: str, path: object) -> None:
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+        raise InputError(f"{name} must be a file path (str or os.PathLike), got {type(path).__name__}")
+    if not os.fspath(path):
+        raise InputError(f"{name} is an empty path")
+
+
+_OOM_TYPES: tuple[type[BaseException], ...] = (MemoryError, getattr(torch, "OutOfMemoryError",
+                                                                     torch.cuda.OutOfMemoryError))
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, _OOM_TYPES):
+        return True
+    msg = str(exc)
+    return isinstance(exc, RuntimeError) and ("not enough memory" in msg or "can't allocate memory" in msg
+                                              or "out of memory" in msg.lower())
 
 
 class Metric:
@@ -106,6 +198,11 @@ class Metric:
         weights: detector weights file for torchvision backbones (else torchvision's cache).
         epsilon: relative floor of the ratio (METRIC.md: 0.01).
         batch_size: frame pairs computed together (bounds memory).
+        max_pixels: largest frame (H x W pixels) accepted; larger frames raise
+            :class:`~dctqa.errors.ResourceError` before anything is allocated. ``None``:
+            ``DCTQA_MAX_PIXELS`` or 2^25 (33.5 MP, 8K UHD fits). A batch is also split so
+            that no more than ``max_pixels`` pixels per frame pair are processed at once when
+            frames are large (same results, bounded memory).
 
     ``Q >= 0``; ``Q = 1`` for identical frames; higher means more of the frequency content
     the detector's filters respond to was lost (worse for detection): ``lower_better``.
@@ -116,19 +213,20 @@ class Metric:
 
     def __init__(self, backbone: str | Backbone = DEFAULT_BACKBONE, domain: str = "spectral",
                  device: str | torch.device = "cpu", weights: str | os.PathLike | None = None,
-                 epsilon: float = EPSILON, batch_size: int = 8) -> None:
+                 epsilon: float = EPSILON, batch_size: int = 8, max_pixels: int | None = None) -> None:
         if domain not in DOMAINS:
             raise InputError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
-        if not (isinstance(epsilon, (int, float)) and np.isfinite(epsilon) and epsilon >= 0):
+        if not (isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool)
+                and np.isfinite(epsilon) and epsilon >= 0):
             raise InputError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        try:
-            self.device = torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise InputError(f"bad device {device!r}: {exc}") from None
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise InputError(f"device {device!r} requested but torch sees no CUDA GPU; use device='cpu'")
+        if not _is_int(batch_size) or batch_size < 1:
+            raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        if max_pixels is None:
+            max_pixels = int(env_number("DCTQA_MAX_PIXELS"))
+        elif not _is_int(max_pixels) or max_pixels < 1:
+            raise InputError(f"max_pixels must be a whole number >= 1 or None, got {max_pixels!r}")
+        self.max_pixels = int(max_pixels)
+        self.device = _check_device(device)
         if domain == "pixel":
             backbone = "pixel"
             weights = None
@@ -154,31 +252,55 @@ class Metric:
         return (f"Metric(backbone={self.backbone.name!r}, domain={self.domain_name!r}, "
                 f"device={str(self.device)!r}, implementation={self.implementation!r})")
 
+    def _step(self, h: int, w: int) -> int:
+        """Frame pairs per computation: ``batch_size``, fewer when ``step * H * W`` would
+        exceed ``max_pixels`` (so large frames never pile up in one batch)."""
+        return max(1, min(self.batch_size, self.max_pixels // max(1, h * w)))
+
     @torch.inference_mode()
     def _qk(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         p = self.backbone.preprocess
         out = []
-        for i in range(0, ref.shape[0], self.batch_size):
-            xo = preprocess_torch(ref[i:i + self.batch_size], p, self.device)
-            xc = preprocess_torch(dist[i:i + self.batch_size], p, self.device)
+        step = self._step(ref.shape[2], ref.shape[3])
+        for i in range(0, ref.shape[0], step):
+            xo = preprocess_torch(ref[i:i + step], p, self.device)
+            xc = preprocess_torch(dist[i:i + step], p, self.device)
             out.append(self._domain.qk(xo, xc))
         return torch.cat(out)
+
+    def _qk_host(self, ref: torch.Tensor, dist: torch.Tensor) -> np.ndarray:
+        """``[N, K]`` Q_k as an owned float64 array; out-of-memory becomes ResourceError."""
+        try:
+            return _rss_safe_numpy(self._qk(ref, dist))
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            where = "GPU" if self.device.type == "cuda" else "host"
+            raise ResourceError(f"out of {where} memory scoring {ref.shape[0]} frame pair(s) of "
+                                f"{ref.shape[3]}x{ref.shape[2]} ({type(exc).__name__}); use a smaller "
+                                f"batch_size (now {self.batch_size}), lower max_pixels (now {self.max_pixels}) "
+                                f"or scale the frames down") from None
 
     def score(self, ref: FrameBatch, dist: FrameBatch, per_filter: bool = False) -> np.ndarray:
         """Q of each frame pair.
 
         ref, dist: RGB frames, ``H x W x 3`` or ``N x H x W x 3`` uint8 (or float 0..255)
         NumPy arrays, or ``[N, 3, H, W]`` tensors, same shape.
-        Returns ``(N,)`` float64 (``(N, K)`` per-filter ``Q_k`` with ``per_filter=True``).
+        Returns ``(N,)`` float64 (``(N, K)`` per-filter ``Q_k`` with ``per_filter=True``), an
+        array that owns its data (no view of a torch tensor). Raises :class:`InputError` for
+        bad frames and :class:`ResourceError` for frames over ``max_pixels`` (before any
+        allocation) or when memory runs out.
         """
         r = _as_nchw("reference", ref)
         d = _as_nchw("distorted", dist)
         if tuple(r.shape) != tuple(d.shape):
             raise InputError(f"reference frames are {tuple(r.shape)} (N, 3, H, W) but distorted are "
                              f"{tuple(d.shape)}; sizes and counts must match")
-        qk = self._qk(r, d).cpu().numpy()
-        if not np.isfinite(qk).all():  # cannot happen for finite input; never pass NaN off as a score
-            raise InputError("the metric produced a non-finite value; please report this input")
+        _check_size(tuple(r.shape), self.max_pixels)
+        qk = self._qk_host(r, d)
+        if qk.shape[1] == 0 or not np.isfinite(qk).all():  # never pass NaN off as a score
+            raise InputError(f"the metric produced no finite value (Q_k of shape {qk.shape}); "
+                             f"please report this input")
         return qk if per_filter else qk.mean(axis=1)
 
     def score_video(self, ref_path: str | os.PathLike, dist_path: str | os.PathLike, *,
@@ -198,7 +320,14 @@ class Metric:
         """
         from . import io
 
+        _check_path("ref_path", ref_path)
+        _check_path("dist_path", dist_path)
+        if not _is_int(frame_stride) or frame_stride < 1:
+            raise InputError(f"frame_stride must be a whole number >= 1 (1 = every frame), got {frame_stride!r}")
+        if max_frames is not None and (not _is_int(max_frames) or max_frames < 1):
+            raise InputError(f"max_frames must be a whole number >= 1 or None (all frames), got {max_frames!r}")
         ri, di = io.probe(ref_path), io.probe(dist_path)
+        _check_size((ri.height, ri.width), self.max_pixels)
         size = None
         if (ri.height, ri.width) != (di.height, di.width):
             if not scale:

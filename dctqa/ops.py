@@ -12,12 +12,14 @@ to the torch path otherwise (or when ``DCTQA_DISABLE_OPS=1``).
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 
 import torch
 
 from .errors import InputError
+from .settings import check_op_env
 
 _OPS = ("spectral_qk", "ratio_qk")
 _lock = threading.Lock()
@@ -119,12 +121,39 @@ def _check_float_tensor(name: str, t: object, dim: int) -> None:
         raise InputError(f"{name} must be a floating tensor, got {t.dtype}")
 
 
+#: Limits of the CUDA kernels (csrc/spectral/cuda/spectral_cuda.h); inputs beyond them
+#: run on the torch path on that device, so the result never depends on the device.
+CUDA_MAX_CHANNELS = 4
+CUDA_MAX_ROWS = 65535
+_MAX_PLANE = 1 << 31  # pixels per plane / frequencies per row the ops index with int32
+
+
+def _check_epsilon(epsilon: object) -> None:
+    try:
+        ok = math.isfinite(float(epsilon)) and float(epsilon) >= 0  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
+
+
+def _op_ready(t: torch.Tensor, *others: torch.Tensor) -> bool:
+    """Whether tensors of this dtype/device/layout may go to a compiled op at all."""
+    ts = (t, *others)
+    return (all(x.dtype == torch.float32 and x.layout == torch.strided for x in ts)
+            and all(x.device == t.device for x in ts))
+
+
 def spectral_qk(co: torch.Tensor, cc: torch.Tensor, filters: torch.Tensor, epsilon: float) -> torch.Tensor:
     """Per-filter ``Q_k`` of METRIC.md's spectral domain, ``[N, K]`` float64.
 
     co, cc: ``[N, C, H, W]`` unnormalised 2-D DCT-II of the preprocessed reference /
     distorted frames (float32 for the ops; other float dtypes go to the torch path);
     filters: ``[K, C, kh, kw]`` (cross-correlation convention); epsilon: relative floor.
+    Every argument is checked here (:class:`InputError`), so the ops' own checks are never
+    reached in normal use; inputs the CUDA kernel cannot take (more than
+    :data:`CUDA_MAX_CHANNELS` channels, more than :data:`CUDA_MAX_ROWS` rows) run on the
+    torch path, so every device gives the CPU op's result. ``C = 0`` gives ``Q_k = 1``.
     """
     _check_float_tensor("co", co, 4)
     _check_float_tensor("cc", cc, 4)
@@ -137,9 +166,19 @@ def spectral_qk(co: torch.Tensor, cc: torch.Tensor, filters: torch.Tensor, epsil
         raise InputError(f"co and cc are on different devices: {co.device} vs {cc.device}")
     if co.shape[2] == 0 or co.shape[3] == 0 or filters.shape[2] == 0 or filters.shape[3] == 0:
         raise InputError(f"empty frames or filters: {tuple(co.shape)}, {tuple(filters.shape)}")
+    if co.shape[2] * co.shape[3] >= _MAX_PLANE:
+        raise InputError(f"frames of {co.shape[2]} x {co.shape[3]} pixels: at most 2^31 - 1 pixels are supported")
+    _check_epsilon(epsilon)
+    n, c = co.shape[:2]
+    k = filters.shape[0]
+    if c == 0:  # no channel: every magnitude is 0, so Q_k = (0 + eps) / (0 + eps) = 1 exactly
+        return torch.ones((n, k), dtype=torch.float64, device=co.device)
     impl = implementation_for(co.device, "spectral_qk")
-    if impl != "torch" and co.shape[0] > 0 and co.dtype == torch.float32 and cc.dtype == torch.float32:
-        f = filters.detach().to(device=co.device, dtype=torch.float32)
+    if impl == "cuda-op" and (c > CUDA_MAX_CHANNELS or co.shape[2] > CUDA_MAX_ROWS):
+        impl = "torch"
+    if impl != "torch" and n > 0 and _op_ready(co, cc):
+        check_op_env()
+        f = filters.detach().to(device=co.device, dtype=torch.float32).contiguous()
         return torch.ops.dctqa.spectral_qk(co, cc, f, float(epsilon))
     from .domains.spectral import spectral_qk_torch
 
@@ -159,11 +198,19 @@ def ratio_qk(ao: torch.Tensor, ac: torch.Tensor, epsilon: float) -> torch.Tensor
         raise InputError(f"ao and ac differ in shape: {tuple(ao.shape)} vs {tuple(ac.shape)}")
     if ao.dim() < 3:
         raise InputError(f"ao must be [N, K, ...] with at least one frequency dim, got {tuple(ao.shape)}")
+    if not (ao.is_floating_point() and ac.is_floating_point()):
+        raise InputError(f"ao and ac must be floating tensors, got {ao.dtype} and {ac.dtype}")
     if ao.numel() == 0 and ao.shape[0] * ao.shape[1] != 0:
         raise InputError(f"ao has no frequencies: {tuple(ao.shape)}")
+    if ao.device != ac.device:
+        raise InputError(f"ao and ac are on different devices: {ao.device} vs {ac.device}")
+    _check_epsilon(epsilon)
+    n, k = ao.shape[:2]
+    m = ao[0, 0].numel() if n * k else 0
     impl = implementation_for(ao.device, "ratio_qk")
-    if impl != "torch" and ao.numel() > 0 and ao.dtype == torch.float32 and ac.dtype == torch.float32 and ao.device == ac.device:
-        n, k = ao.shape[:2]
+    if impl == "cuda-op" and n * k >= _MAX_PLANE:
+        impl = "torch"
+    if impl != "torch" and ao.numel() > 0 and m < _MAX_PLANE and _op_ready(ao, ac):
         return torch.ops.dctqa.ratio_qk(ao.reshape(n, k, -1), ac.reshape(n, k, -1), float(epsilon))
     from .reduction import ratio_qk_torch
 

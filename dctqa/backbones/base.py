@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import BackboneError, InputError
 
 ACTIVATIONS = ("identity", "relu", "silu", "hardswish", "leaky_relu")
 
@@ -66,6 +66,27 @@ class Stem:
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
             raise InputError(f"unknown activation {self.activation!r}; expected one of {ACTIVATIONS}")
+        w = np.asarray(self.weight)
+        if w.ndim != 4 or w.shape[1] != 3 or 0 in w.shape:
+            raise BackboneError(f"first layer weight must be K x 3 x kh x kw with K, kh, kw >= 1, "
+                                f"got shape {w.shape}")
+        if int(self.stride) < 1:
+            raise BackboneError(f"first layer stride must be >= 1, got {self.stride}")
+        if len(self.padding) != 4 or any(int(p) < 0 for p in self.padding):
+            raise BackboneError(f"first layer padding must be 4 values >= 0 (top, bottom, left, right), "
+                                f"got {self.padding}")
+        if int(self.pad_to_multiple) < 1:
+            raise BackboneError(f"pad_to_multiple must be >= 1, got {self.pad_to_multiple}")
+
+    def output_size(self, h: int, w: int) -> tuple[int, int]:
+        """Size ``(H', W')`` of the maps for an ``h x w`` frame; ``(0, 0)`` or less if the kernel
+        is larger than the padded frame."""
+        m = int(self.pad_to_multiple)
+        top, bottom, left, right = (int(p) for p in self.padding)
+        kh, kw = self.weight.shape[2:]
+        ph, pw = h + (-h) % m + top + bottom, w + (-w) % m + left + right
+        s = int(self.stride)
+        return ((ph - kh) // s + 1 if ph >= kh else 0, (pw - kw) // s + 1 if pw >= kw else 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,6 +113,9 @@ class Backbone:
         f = self.filters
         if f.ndim != 4 or f.shape[1] != 3:
             raise InputError(f"filter bank must be K x 3 x kh x kw, got shape {f.shape}")
+        if f.shape[0] == 0 or f.shape[2] == 0 or f.shape[3] == 0:
+            raise BackboneError(f"filter bank of backbone {self.name!r} is empty (shape {f.shape}): "
+                                f"Q is undefined without filters; expected K, kh, kw >= 1")
         if not np.isfinite(f).all():
             raise InputError(f"filter bank of backbone {self.name!r} holds NaN or infinity")
 

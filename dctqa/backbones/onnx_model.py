@@ -126,6 +126,9 @@ def load(path: str | os.PathLike, preprocess: Preprocess | None = None) -> Backb
     weight = graph.const(conv.input[1])
     if weight is None:
         raise BackboneError("the first Conv's weight is not a constant of the graph")
+    if weight.ndim != 4 or 0 in weight.shape:
+        raise BackboneError(f"the first Conv of {str(p)!r} has a weight of shape {weight.shape}; expected a "
+                            f"2-D convolution weight K x C x kh x kw with every size >= 1")
     weight = weight.astype(np.float64)
     bias = graph.const(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
     bias = np.zeros(weight.shape[0]) if bias is None else bias.astype(np.float64)
@@ -133,10 +136,14 @@ def load(path: str | os.PathLike, preprocess: Preprocess | None = None) -> Backb
         raise BackboneError("the first Conv is grouped or dilated; not supported")
     strides = list(_attr(conv, "strides", [1, 1]))
     pads = list(_attr(conv, "pads", [0, 0, 0, 0]))  # top, left, bottom, right
-    if strides[0] != strides[1]:
-        raise BackboneError(f"the first Conv has unequal strides {strides}")
+    if len(strides) != 2 or strides[0] != strides[1] or strides[0] < 1:
+        raise BackboneError(f"the first Conv has strides {strides}; expected two equal strides >= 1")
+    if len(pads) != 4 or min(pads) < 0:
+        raise BackboneError(f"the first Conv has pads {pads}; expected four values >= 0")
     if _attr(conv, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise BackboneError("the first Conv uses auto_pad; explicit pads are required")
+    if not graph.inputs:
+        raise BackboneError(f"ONNX model {str(p)!r} has no graph input; expected the image as its first input")
     image = graph.inputs[0]
     src = conv.input[0]
     k, cin, kh, kw = weight.shape

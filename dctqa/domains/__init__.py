@@ -62,6 +62,12 @@ class FeatureDomain(Domain):
         self.epsilon = epsilon
 
     def qk(self, xo: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
+        h, w = xo.shape[-2:]
+        oh, ow = self.stem.stem.output_size(h, w)
+        if oh < 1 or ow < 1:
+            kh, kw = self.stem.stem.weight.shape[2:]
+            raise InputError(f"frames of {w}x{h} pixels are smaller than the first layer's {kw}x{kh} kernel "
+                             f"(after padding); the feature domain needs larger frames")
         return ops.ratio_qk(feature_magnitudes_torch(xo, self.stem),
                             feature_magnitudes_torch(xc, self.stem), self.epsilon)
 

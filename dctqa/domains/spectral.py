@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import threading
 from collections import OrderedDict
 
@@ -18,6 +17,7 @@ import torch
 
 from ..constants import EPSILON
 from ..reduction import ratio_qk_torch
+from ..settings import env_number
 
 _TILE_BYTES = 128 << 20  # bytes of G (re + im, float32) built or sliced at a time
 _CHUNK_BYTES = 512 << 20  # bytes of magnitudes (both frames) held at a time
@@ -55,10 +55,17 @@ def build_spectra(filters: torch.Tensor, h: int, w: int, rows: slice | None = No
 class SpectraCache:
     """Thread-safe LRU of full ``G`` tensors keyed by (filters, H, W, device), bounded in bytes."""
 
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
+    def __init__(self, max_bytes: int | None = None) -> None:
+        self._max_bytes = max_bytes
         self._items: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._lock = threading.Lock()
+
+    @property
+    def max_bytes(self) -> int:
+        """The bound given, else ``DCTQA_SPECTRA_CACHE_MB`` MiB read now (ConfigError if malformed)."""
+        if self._max_bytes is not None:
+            return self._max_bytes
+        return int(env_number("DCTQA_SPECTRA_CACHE_MB", integer=False) * (1 << 20))
 
     @property
     def nbytes(self) -> int:
@@ -82,7 +89,8 @@ class SpectraCache:
         """Full ``G`` from the cache, building it if it fits the bound; ``None`` if it never fits."""
         k, c = filters.shape[:2]
         size = 2 * 4 * k * c * h * w
-        if size > self.max_bytes:
+        max_bytes = self.max_bytes
+        if size > max_bytes:
             return None
         key = self.key(filters, h, w)
         with self._lock:
@@ -95,13 +103,13 @@ class SpectraCache:
             self._items[key] = value
             self._items.move_to_end(key)
             total = sum(a.nbytes + b.nbytes for a, b in self._items.values())
-            while total > self.max_bytes and len(self._items) > 1:
+            while total > max_bytes and len(self._items) > 1:
                 _, (a, b) = self._items.popitem(last=False)
                 total -= a.nbytes + b.nbytes
         return value
 
 
-SPECTRA_CACHE = SpectraCache(int(float(os.environ.get("DCTQA_SPECTRA_CACHE_MB", "1024")) * (1 << 20)))
+SPECTRA_CACHE = SpectraCache()  # bound: DCTQA_SPECTRA_CACHE_MB, read on each use
 
 
 def _combine(gr: torch.Tensor, gi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
