@@ -184,6 +184,26 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", make_parents: boo
             Path(tmp).unlink(missing_ok=True)
 
 
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Check that folder ``path`` may hold outputs: not under ``/proc`` or ``/sys``, not an
+    existing file, writable if it exists (else its nearest existing parent must be a
+    writable folder). Raises :class:`OutputError`; creates nothing."""
+    if path is None or str(path) == "":
+        raise OutputError("empty output folder path")
+    p = Path(path)
+    _resolve_target(p)
+    if p.exists():
+        if not p.is_dir():
+            raise OutputError(f"output folder {str(p)!r} exists and is not a folder")
+        _check_folder_writable(p, p)
+        return p
+    parent = next((q for q in p.absolute().parents if q.exists()), Path("/"))
+    if not parent.is_dir():
+        raise OutputError(f"cannot create output folder {str(p)!r}: {str(parent)!r} is not a folder")
+    _check_folder_writable(parent, p)
+    return p
+
+
 class OutputSet:
     """The output files of one run: checked before the work starts, written at the end,
     all of them or none.
@@ -212,10 +232,7 @@ class OutputSet:
 
     def make_dir(self, path: str | os.PathLike) -> Path:
         """Create folder ``path`` (and parents); the ones created here are removed by :meth:`abort`."""
-        p = Path(path)
-        _resolve_target(p)
-        if p.exists() and not p.is_dir():
-            raise OutputError(f"output folder {str(p)!r} exists and is not a folder")
+        p = check_output_dir(path)
         missing = [q for q in [p, *p.parents] if not q.exists()]
         try:
             p.mkdir(parents=True, exist_ok=True)

@@ -46,9 +46,12 @@ def pooled(values: Iterable[float]) -> dict[str, Any]:
     pos = ok[ok > 0]
     with np.errstate(over="ignore", divide="ignore"):  # 1/x of a denormal is inf: the mean is then 0
         harmonic = float(pos.size / np.sum(1.0 / pos)) if pos.size else None
-    return {"min": float(ok.min()), "max": float(ok.max()), "mean": float(ok.mean()),
-            "harmonic_mean": harmonic,
-            "median": float(np.median(ok)), "p95": float(np.percentile(ok, 95)),
+    scale = float(np.abs(ok).max()) or 1.0  # the mean of values near the float64 limit must not overflow
+    with np.errstate(over="ignore", invalid="ignore"):
+        median, p95 = _defined(np.median(ok)), _defined(np.percentile(ok, 95))
+        mean = float(np.clip(np.mean(ok / scale) * scale, ok.min(), ok.max()))
+    return {"min": float(ok.min()), "max": float(ok.max()), "mean": mean,
+            "harmonic_mean": harmonic, "median": median, "p95": p95,
             "frames": int(ok.size), "undefined_frames": int(v.size - ok.size),
             "harmonic_mean_excluded": int(ok.size - pos.size)}
 

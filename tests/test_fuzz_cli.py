@@ -185,6 +185,7 @@ def test_demo_refuses_a_file_as_folder_and_removes_a_folder_it_created(tmp_path,
     def boom(*a, **k):
         raise MemoryError()
 
+    monkeypatch.setattr(demo, "choose_backbone", lambda: ("pixel", "test"))
     monkeypatch.setattr(demo, "make_clip", boom)
     out = tmp_path / "new" / "demo"
     assert main(["demo", "--out", str(out), "--quiet"]) == 2
@@ -336,7 +337,7 @@ def test_pooled_never_yields_invalid_json(values):
     assert pool["frames"] + pool["undefined_frames"] == len(values)
     pos = finite[finite > 0]
     assert (pool["harmonic_mean"] is None) == (pos.size == 0)
-    assert pool["harmonic_mean"] is None or 0 <= pool["harmonic_mean"] <= pos.max()
+    assert pool["harmonic_mean"] is None or 0 <= pool["harmonic_mean"] / pos.max() <= 1 + 1e-12
 
 
 def test_json_writer_refuses_nan():
@@ -383,3 +384,127 @@ def test_garbage_weights_file_message(pair, tmp_path, capsys):
                  "--weights", str(bad), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "is not a torch checkpoint" in err and "state_dict: " not in err
+
+
+# --- the same rules for every writer (study stages, codec manifests, caches) -----------------------
+
+def test_atomic_path_follows_the_output_rules(tmp_path):
+    old = os.umask(0o022)
+    try:
+        fileio.atomic_write_text(tmp_path / "sub" / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "sub" / "a.txt").stat().st_mode) == 0o644
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError, match="FIFO"):
+        fileio.atomic_write_text(fifo, "x")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    link = tmp_path / "link.txt"
+    link.symlink_to(tmp_path / "sub" / "a.txt")
+    fileio.atomic_write_text(link, "y")
+    assert link.is_symlink() and (tmp_path / "sub" / "a.txt").read_text() == "y"
+    with pytest.raises(KeyboardInterrupt):
+        with fileio.atomic_path(tmp_path / "b.txt") as tmp:
+            tmp.write_text("partial")
+            raise KeyboardInterrupt
+    assert not (tmp_path / "b.txt").exists() and _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", ["encode", "study"])
+def test_encode_and_study_check_their_folder_first(tmp_path, capsys, command):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    src = tmp_path / "missing.mp4"  # never opened: the folder is checked first
+    for out, message in [(afile, "not a folder"), ("/proc/dctqa", "under /proc")]:
+        assert main([command, str(src), "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ext=st.sampled_from(["mkv", "ts", "avi", "mp4"]), cut=st.floats(0.05, 1.0),
+       flips=st.lists(st.floats(0.0, 1.0, exclude_max=True), max_size=40), ignore=st.booleans())
+def test_any_damage_gives_a_score_or_a_clean_error(damage_source, tmp_path, capsys, ext, cut, flips, ignore):
+    data = damage_source[ext]
+    b = bytearray(data[: max(1, int(len(data) * cut))])
+    for f in flips:
+        b[int(f * len(b))] ^= 0x5A
+    dist = tmp_path / f"fuzz.{ext}"
+    dist.write_bytes(bytes(b))
+    js = tmp_path / "fuzz.json"
+    js.unlink(missing_ok=True)
+    argv = ["score", str(damage_source["ref"]), str(dist), "--backbone", "pixel", "--quiet", "--json", str(js)]
+    rc = main(argv + (["--ignore-decode-errors"] if ignore else []))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if rc == 0:
+        log = _strict_json(js.read_text())
+        if not ignore:  # a run without the flag reports no damage
+            assert log["params"]["decode_errors"] == log["params"]["missing_frames"] == 0
+    else:
+        assert rc == 2 and err.startswith("error: ") and not js.exists()
+
+
+@pytest.fixture(scope="module")
+def damage_source(tmp_path_factory):
+    """A 16-frame 32x32 reference (PNG-exact FFV1) and its H.264 encodings in four containers."""
+    folder = tmp_path_factory.mktemp("damage")
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    frames = np.clip(base + np.arange(16)[:, None, None, None] * 4, 0, 255).astype(np.uint8)
+    out = {"ref": folder / "ref.mkv"}
+    make_video(out["ref"], frames, crf=0, g=4)
+    for ext in ("mkv", "ts", "avi", "mp4"):
+        make_video(folder / f"v.{ext}", frames, crf=25, g=4)
+        out[ext] = (folder / f"v.{ext}").read_bytes()
+    return out
+
+
+# --- 6: model and configuration errors raised by the library reach the user as rc 2 ---------------
+
+def _onnx_model(path, wshape, strides=(1, 1), inputs=True):
+    """A one-Conv (+ Relu) ONNX graph whose first Conv has a weight of shape ``wshape``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal(wshape).astype(np.float32), "w")
+    conv = helper.make_node("Conv", ["images", "w"], ["c"], strides=list(strides), pads=[0, 0, 0, 0])
+    relu = helper.make_node("Relu", ["c"], ["y"])
+    graph_inputs = [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 24, 32])] if inputs else []
+    graph = helper.make_graph([conv, relu], "g", graph_inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    onnx.save(helper.make_model(graph), str(path))
+    return f"onnx:{path}"
+
+
+@pytest.mark.parametrize("case,domain,message", [
+    (dict(wshape=(4,)), "spectral", "has a weight of shape (4,)"),
+    (dict(wshape=(4, 3, 3)), "spectral", "has a weight of shape (4, 3, 3)"),
+    (dict(wshape=(0, 3, 3, 3)), "feature", "has a weight of shape (0, 3, 3, 3)"),
+    (dict(wshape=(4, 3, 3, 3), inputs=False), "spectral", "has no graph input"),
+    (dict(wshape=(4, 3, 3, 3), strides=(0, 0)), "feature", "strides [0, 0]"),
+    (dict(wshape=(4, 3, 33, 33)), "feature", "smaller than the first layer's 33x33 kernel"),
+])
+def test_unusable_onnx_models_exit_2(pair, tmp_path, capsys, case, domain, message):
+    spec = _onnx_model(tmp_path / "m.onnx", **case)
+    js = tmp_path / "o.json"
+    assert main(["score", str(pair[0]), str(pair[1]), "--backbone", spec, "--domain", domain, "--quiet",
+                 "--json", str(js)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not js.exists()
+
+
+@pytest.mark.parametrize("device", ["meta", "garbage"])
+def test_unusable_device_exits_2(pair, capsys, device):
+    assert _score(pair, "--device", device) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_garbage_environment_variable_exits_2(pair, monkeypatch, capsys):
+    monkeypatch.setenv("DCTQA_DISABLE_OPS", "1")  # the torch path reads the spectra cache budget
+    monkeypatch.setenv("DCTQA_SPECTRA_CACHE_MB", "abc")
+    assert main(["score", str(pair[0]), str(pair[1]), "--backbone", "pixel", "--domain", "spectral",
+                 "--quiet"]) == 2
+    assert "DCTQA_SPECTRA_CACHE_MB" in capsys.readouterr().err

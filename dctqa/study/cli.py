@@ -8,6 +8,7 @@ import sys
 from ..codec import DEFAULT_CAP_BPP, DEFAULT_CRFS, PRESETS, EncodeSettings, parse_floats
 from ..cli import positive_int
 from ..errors import InputError
+from ..fileio import check_output_dir
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -50,6 +51,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from ..io import probe
 
     settings = _encode_settings(args)
+    check_output_dir(args.out)
     info = probe(args.src)
     total = info.frames if settings.max_frames is None or info.frames is None else min(info.frames,
                                                                                         settings.max_frames)
@@ -66,6 +68,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_study(args: argparse.Namespace) -> int:
     from .pipeline import StudyConfig, default_model, run_study
 
+    check_output_dir(args.out)
     model = default_model()
     cfg = StudyConfig(videos=args.videos, out=args.out, encode=_encode_settings(args),
                       backbones=args.backbone or [model], domains=tuple(args.domain or ("spectral", "feature")),
