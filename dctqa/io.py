@@ -87,7 +87,7 @@ class DecodeReport:
     errors: decoder/demuxer failures and packets or frames FFmpeg flagged corrupt.
     missing_frames: frames the container announces (frame count, duration, or a cut
     transport-stream packet) that never decoded: truncation.
-    notes: one line per problem, for logs.
+    notes: one line per problem (the first 20), for logs.
     """
 
     path: str
@@ -104,10 +104,14 @@ class DecodeReport:
                 f"({'; '.join(self.notes[:3])}{'; ...' if len(self.notes) > 3 else ''})")
 
 
+_MAX_NOTES = 20  # a long damaged video must not grow the report without bound
+
+
 def _problem(report: DecodeReport, ignore: bool, note: str, errors: int = 0, missing: int = 0) -> None:
     report.errors += errors
     report.missing_frames += missing
-    report.notes.append(note)
+    if len(report.notes) < _MAX_NOTES:
+        report.notes.append(note)
     if not ignore:
         raise VideoError(f"{report.path!r} is damaged: {note}. Repair or re-encode it, or pass "
                          f"ignore_decode_errors=True (--ignore-decode-errors) to score the frames that decode")
