@@ -508,3 +508,35 @@ def test_garbage_environment_variable_exits_2(pair, monkeypatch, capsys):
     assert main(["score", str(pair[0]), str(pair[1]), "--backbone", "pixel", "--domain", "spectral",
                  "--quiet"]) == 2
     assert "DCTQA_SPECTRA_CACHE_MB" in capsys.readouterr().err
+
+
+def test_sigterm_to_a_real_process_leaves_complete_output_or_none(tmp_path):
+    """End to end in a child process: whenever SIGTERM lands, the output is complete or absent."""
+    import subprocess
+    import sys
+    import time
+
+    frames = np.random.default_rng(4).integers(0, 256, (40, 64, 96, 3), dtype=np.uint8)
+    ref, dist = tmp_path / "ref.mkv", tmp_path / "dist.mkv"
+    make_video(ref, frames, codec="ffv1")
+    make_video(dist, frames[:, ::-1].copy(), codec="ffv1")
+    js = tmp_path / "out.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "dctqa", "score", str(ref), str(dist), "--backbone", "pixel",
+                             "--quiet", "--json", str(js)], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:  # wait until the CLI is running, then stop it
+        with open(f"/proc/{proc.pid}/maps") as maps:  # torch is loaded: the CLI is about to score
+            if any("libtorch" in line for line in maps):
+                break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err
+    assert proc.returncode in (0, 143, -signal.SIGTERM), (proc.returncode, err)
+    if proc.returncode == 0:
+        assert _strict_json(js.read_text())["frames"]
+    else:
+        assert not js.exists()
+    assert _leftovers(tmp_path) == []
