@@ -225,7 +225,7 @@ class OutputSet:
         """Check ``path`` as an output of this run; returns the file that will be replaced."""
         target = check_output_path(path, self.inputs, make_parents)
         for shown, other in self._targets.items():
-            if os.path.abspath(other) == os.path.abspath(target):
+            if os.path.abspath(other) == os.path.abspath(target) or _existing_same(other, target):
                 raise OutputError(f"output paths {shown!r} and {str(path)!r} are the same file")
         self._targets[str(path)] = target
         return target
@@ -314,6 +314,14 @@ class OutputSet:
             self.commit()
         else:
             self.abort()
+
+
+def _existing_same(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` both exist and are one file (hard links)."""
+    try:
+        return _same_file(a.stat(), b.stat())
+    except OSError:
+        return False
 
 
 def _write(path: Path, data: bytes) -> None:

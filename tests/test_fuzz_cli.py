@@ -115,6 +115,10 @@ def test_outputs_are_checked_before_scoring(pair, tmp_path, monkeypatch, capsys)
     assert not ok.exists() and _leftovers(tmp_path) == []
     assert _score(pair, "--json", str(ok), "--csv", str(ok)) == 2
     assert "same file" in capsys.readouterr().err and not ok.exists()
+    ok.write_text("old")
+    os.link(ok, tmp_path / "hard.csv")
+    assert _score(pair, "--json", str(ok), "--csv", str(tmp_path / "hard.csv")) == 2
+    assert "same file" in capsys.readouterr().err and ok.read_text() == "old"
 
 
 def test_unwritable_folder_exits_2(pair, tmp_path, monkeypatch, capsys):
