@@ -31,11 +31,15 @@ if ! timeout 400 $PY setup.py -q build_ext --inplace > "$OUT/build.log" 2>&1; th
   echo "BUILD FAILED (last lines of $OUT/build.log):"; tail -30 "$OUT/build.log"; exit 4
 fi
 echo "build: $(( $(date +%s) - t0 )) s"
+grep -m1 "dctqa build:" "$OUT/build.log" || true   # the one toolchain the build used (setup.py)
 $PY -c "from dctqa import ops; a = ops.available(); print(a); import sys; sys.exit(0 if a['cuda'] else 5)" || { echo "CUDA kernels not registered"; exit 5; }
 
 status=0
 if $PY -c "import pytest" 2>/dev/null; then
-  timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_ops.py -k "cuda or opcheck or compile" \
+  # CUDA tests of the ops and of the API (edge cases equal to the CPU op, errors raised as
+  # exceptions, synchronised device->host copies): every test whose id contains "cuda".
+  timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_ops.py tests/test_fuzz_api.py \
+    -k "cuda or opcheck or compile" -rs \
     2>&1 | tee "$OUT/tests.log" | tail -15
   status=${PIPESTATUS[0]}
 else

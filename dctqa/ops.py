@@ -171,12 +171,14 @@ def spectral_qk(co: torch.Tensor, cc: torch.Tensor, filters: torch.Tensor, epsil
     _check_epsilon(epsilon)
     n, c = co.shape[:2]
     k = filters.shape[0]
-    if c == 0:  # no channel: every magnitude is 0, so Q_k = (0 + eps) / (0 + eps) = 1 exactly
+    if c == 0 or k == 0 or n == 0:
+        # Nothing to compute (an empty result), or no channel: every magnitude is 0, so
+        # Q_k = (0 + eps) / (0 + eps) = 1 exactly, as the CPU op computes it.
         return torch.ones((n, k), dtype=torch.float64, device=co.device)
     impl = implementation_for(co.device, "spectral_qk")
     if impl == "cuda-op" and (c > CUDA_MAX_CHANNELS or co.shape[2] > CUDA_MAX_ROWS):
         impl = "torch"
-    if impl != "torch" and n > 0 and _op_ready(co, cc):
+    if impl != "torch" and _op_ready(co, cc):
         check_op_env()
         f = filters.detach().to(device=co.device, dtype=torch.float32).contiguous()
         return torch.ops.dctqa.spectral_qk(co, cc, f, float(epsilon))

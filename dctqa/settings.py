@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 from .errors import ConfigError
 
+_SPACE = " \t\n\r\v\f"  # C's isspace(), as the C++ reader skips it
 _MAX_MB = 1 << 30  # the compiled ops' upper limit (csrc/common/checks.h, env_budget_bytes)
 
 #: name -> (default, minimum, maximum, meaning).
@@ -34,10 +36,12 @@ def env_number(name: str, integer: bool = True) -> float:
     ``integer``) within the variable's range.
     """
     default, minimum, maximum, meaning = NUMERIC_ENV[name]
-    raw = os.environ.get(name, "").strip()
+    raw = os.environ.get(name, "").strip(_SPACE)
     if not raw:
         return int(default) if integer else float(default)
     try:
+        if integer and not re.fullmatch(r"[+-]?[0-9]+", raw):  # what C++'s strtoll accepts
+            raise ValueError(raw)
         value = int(raw) if integer else float(raw)
     except ValueError:
         kind = "a whole number" if integer else "a number"
