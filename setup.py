@@ -4,6 +4,9 @@
   (CPU kernels only). ``DCTQA_NO_CUDA=1`` forces the CPU-only build; ``DCTQA_NO_EXT=1``
   builds no extension at all (the package then runs on its torch fallback).
 * Needs torch at build time: ``pip install --no-build-isolation -e .``.
+* One C++ toolchain: the compiler in ``CXX`` (default ``c++``) builds the host code and is
+  nvcc's host compiler (``-ccbin``); it is printed, and the build stops before compiling
+  when it would link a newer libstdc++ than the one torch runs with (``_choose_toolchain``).
 * torch is required with a lower bound only; the exact pin lives in requirements.txt
   (the GPU machine ships its own torch).
 """
@@ -41,6 +44,99 @@ def _find_cuda_home() -> str | None:
     return None
 
 
+class ToolchainError(SystemExit):
+    """The build would mix C++ runtimes or ABIs; raised before anything is compiled."""
+
+
+def _run(cmd: list[str]) -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _glibcxx_level(path: str | None) -> int:
+    """Highest GLIBCXX_3.4.N version a libstdc++ file defines (N), -1 if unknown."""
+    import re
+
+    if not path or not os.path.isfile(path):
+        return -1
+    with open(path, "rb") as f:
+        found = re.findall(rb"GLIBCXX_3\.4\.(\d+)", f.read())
+    return max((int(n) for n in found), default=-1)
+
+
+def _loaded_libstdcxx() -> str | None:
+    """The libstdc++ this process (which has imported torch) runs with, from /proc/self/maps."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                if "libstdc++.so" in line:
+                    return os.path.realpath(line.split()[-1])
+    except OSError:
+        pass
+    return None
+
+
+def _sibling_c_compiler(cxx: str) -> str:
+    """The C driver of the installation of C++ driver ``cxx`` (g++ -> gcc), else ``cxx``."""
+    d, name = os.path.split(cxx)
+    for a, b in (("clang++", "clang"), ("g++", "gcc"), ("c++", "cc")):
+        if a in name:
+            cand = os.path.join(d, name.replace(a, b))
+            if os.path.exists(cand):
+                return cand
+    return cxx
+
+
+def _choose_toolchain(use_cuda: bool) -> list[str]:
+    """One C++ compiler for the host code and for nvcc's host side (``-ccbin``), checked
+    against the torch it builds for; sets CXX and CC for torch.utils.cpp_extension and
+    returns the nvcc flags. Fails early (ToolchainError) when the compiler would link a
+    newer libstdc++ than the one torch runs with, or the C++ ABI flags of torch disagree,
+    unless DCTQA_ALLOW_TOOLCHAIN_MISMATCH=1. See README, "Building".
+    """
+    import torch
+
+    name = os.environ.get("CXX") or "c++"
+    cxx = shutil.which(name) or name
+    if not shutil.which(cxx):
+        raise ToolchainError(f"dctqa build: C++ compiler {name!r} not found; set CXX to a g++ or clang++")
+    cfg = torch.__config__.show()
+    torch_cc = next((ln.strip() for ln in cfg.splitlines() if ln.strip().startswith(("- GCC", "- clang"))), "- ?")[2:]
+    abi = bool(torch._C._GLIBCXX_USE_CXX11_ABI)
+    problems = []
+    if abi != bool(torch.compiled_with_cxx11_abi()):
+        problems.append("torch reports two different _GLIBCXX_USE_CXX11_ABI values")
+    version = _run([cxx, "-dumpfullversion", "-dumpversion"]).split("\n")[0] or "?"
+    macros = _run([cxx, "-dM", "-E", "-x", "c++", os.devnull])
+    family = "clang" if "__clang__" in macros else "GCC" if "__GNUC__" in macros else None
+    if family is None:
+        problems.append(f"{cxx} is not a GCC or clang C++ compiler (no __GNUC__ in its predefined macros)")
+    lib_build = os.path.realpath(_run([cxx, "-print-file-name=libstdc++.so.6"]) or "libstdc++.so.6")
+    lib_run = _loaded_libstdcxx()
+    lv_build, lv_run = _glibcxx_level(lib_build), _glibcxx_level(lib_run)
+    if lv_build > lv_run >= 0:
+        problems.append(f"{cxx} links libstdc++ {lib_build} (GLIBCXX_3.4.{lv_build}) but torch runs with "
+                        f"{lib_run} (GLIBCXX_3.4.{lv_run}): the extension could call C++ runtime code that "
+                        f"does not exist at run time (one symptom: a crash while building an error message)")
+    os.environ["CXX"] = cxx
+    os.environ["CC"] = _sibling_c_compiler(cxx)
+    print(f"dctqa build: host C++ compiler {cxx} ({family} {version}); nvcc host compiler (-ccbin): "
+          f"{cxx if use_cuda else 'n/a (CPU-only build)'}; torch built with {torch_cc}, "
+          f"C++11 ABI={int(abi)}; libstdc++ at build GLIBCXX_3.4.{lv_build} ({lib_build}), "
+          f"at run time GLIBCXX_3.4.{lv_run} ({lib_run})", flush=True)
+    if problems and not _truthy("DCTQA_ALLOW_TOOLCHAIN_MISMATCH"):
+        raise ToolchainError("dctqa build: inconsistent C++ toolchain:\n  - " + "\n  - ".join(problems) +
+                             "\n  Fix: set CXX to the compiler whose libstdc++ the Python process loads "
+                             "(e.g. CXX=g++ of the system, or prepend that compiler's lib folder to "
+                             "LD_LIBRARY_PATH at run time), then rebuild; DCTQA_ALLOW_TOOLCHAIN_MISMATCH=1 "
+                             "skips this check at your own risk.")
+    return ["-ccbin", cxx] if use_cuda else []
+
+
 def _torch_cuda_include_dirs() -> list[str]:
     """CUDA headers shipped inside torch's wheel (site-packages/nvidia/cu*/include)."""
     import torch
@@ -62,6 +158,7 @@ def _extensions():
     from torch.utils import cpp_extension as ce
 
     use_cuda = bool(cuda_home) and torch.version.cuda is not None and ce.CUDA_HOME is not None
+    ccbin = _choose_toolchain(use_cuda)
     common = sorted(glob.glob("csrc/common/*.cpp")) + ["csrc/module.cpp"]
     ops = ["spectral", "feature"]
     sources = list(common)
@@ -81,7 +178,7 @@ def _extensions():
         kwargs["include_dirs"] += _torch_cuda_include_dirs()
         kwargs["extra_compile_args"] = {
             "cxx": cxx + ["-DDCTQA_WITH_CUDA"],
-            "nvcc": ["-O3", "--use_fast_math", "-lineinfo", "-DDCTQA_WITH_CUDA"],
+            "nvcc": ccbin + ["-O3", "--use_fast_math", "-lineinfo", "-DDCTQA_WITH_CUDA"],
         }
         ext = ce.CUDAExtension(**kwargs)
     else:
