@@ -131,6 +131,19 @@ def test_unwritable_folder_exits_2(pair, tmp_path, monkeypatch, capsys):
     assert err.startswith("error: cannot write into the folder") and "Permission denied" in err
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the mapping is covered by "
+                                               "test_unwritable_folder_exits_2")
+def test_read_only_folder_exits_2(pair, tmp_path, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        assert _score(pair, "--json", str(folder / "a.json")) == 2
+    finally:
+        folder.chmod(0o755)
+    assert "cannot write into the folder" in capsys.readouterr().err and list(folder.iterdir()) == []
+
+
 def test_a_failure_after_scoring_leaves_no_output(pair, tmp_path, monkeypatch):
     from dctqa.errors import InputError
 
