@@ -50,8 +50,11 @@ class VideoScore:
     missing_frames: int = 0
 
 
-def _as_nchw(name: str, frames: FrameBatch) -> torch.Tensor:
-    """Validate one batch and return it as ``[N, 3, H, W]`` (uint8 or float in 0..255)."""
+def _as_nchw(name: str, frames: FrameBatch, max_pixels: int | None = None) -> torch.Tensor:
+    """Validate one batch and return it as ``[N, 3, H, W]`` (uint8 or float in 0..255).
+
+    The frame size is checked against ``max_pixels`` before any copy or scan of the pixels.
+    """
     if isinstance(frames, (list, tuple)):
         if not frames:
             raise InputError(f"{name}: empty list of frames")
@@ -60,6 +63,8 @@ def _as_nchw(name: str, frames: FrameBatch) -> torch.Tensor:
         if len(shapes) > 1:
             raise InputError(f"{name}: the frames of the list differ in shape ({', '.join(map(str, shapes[:4]))}); "
                              f"every frame must be H x W x 3 of one size")
+        if max_pixels is not None and arrays[0].ndim >= 2:
+            _check_size(arrays[0].shape[:2], max_pixels)
         frames = np.stack(arrays)
     if isinstance(frames, np.ndarray):
         a = frames
@@ -71,6 +76,8 @@ def _as_nchw(name: str, frames: FrameBatch) -> torch.Tensor:
             raise InputError(f"{name}: expected H x W x 3 or N x H x W x 3 RGB, got shape {a.shape} {what}".rstrip())
         if a.dtype != np.uint8 and not np.issubdtype(a.dtype, np.floating):
             raise InputError(f"{name}: expected uint8 or float pixels (0..255), got {a.dtype}")
+        if max_pixels is not None:
+            _check_size(a.shape[-3:-1], max_pixels)
         t = torch.from_numpy(np.ascontiguousarray(a[None] if a.ndim == 3 else a)).permute(0, 3, 1, 2)
     elif isinstance(frames, torch.Tensor):
         if frames.layout != torch.strided:
@@ -84,6 +91,8 @@ def _as_nchw(name: str, frames: FrameBatch) -> torch.Tensor:
             raise InputError(f"{name}: expected a tensor [N, 3, H, W] (RGB, channels first), got {tuple(frames.shape)}")
         if t.dtype != torch.uint8 and not t.is_floating_point():
             raise InputError(f"{name}: expected a uint8 or float tensor (0..255), got {t.dtype}")
+        if max_pixels is not None:
+            _check_size(tuple(t.shape), max_pixels)
     else:
         raise InputError(f"{name}: expected a NumPy array or torch tensor, got {type(frames).__name__}")
     if t.shape[0] == 0 or t.shape[2] == 0 or t.shape[3] == 0:
@@ -291,12 +300,11 @@ class Metric:
         bad frames and :class:`ResourceError` for frames over ``max_pixels`` (before any
         allocation) or when memory runs out.
         """
-        r = _as_nchw("reference", ref)
-        d = _as_nchw("distorted", dist)
+        r = _as_nchw("reference", ref, self.max_pixels)
+        d = _as_nchw("distorted", dist, self.max_pixels)
         if tuple(r.shape) != tuple(d.shape):
             raise InputError(f"reference frames are {tuple(r.shape)} (N, 3, H, W) but distorted are "
                              f"{tuple(d.shape)}; sizes and counts must match")
-        _check_size(tuple(r.shape), self.max_pixels)
         qk = self._qk_host(r, d)
         if qk.shape[1] == 0 or not np.isfinite(qk).all():  # never pass NaN off as a score
             raise InputError(f"the metric produced no finite value (Q_k of shape {qk.shape}); "

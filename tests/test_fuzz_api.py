@@ -162,9 +162,15 @@ def test_size_cap_checked_on_videos_before_decoding(tmp_path) -> None:
 
 def test_default_size_cap_rejects_huge_frame_without_allocating() -> None:
     """A 20000^2 pair was OOM-killed; now a clear error (uint8 frames built lazily: no copy)."""
-    big = torch.zeros(1, 3, 1, 1, dtype=torch.uint8).expand(1, 3, 20000, 20000)
+    m = Metric(backbone="pixel", domain="pixel")
+    for dtype in (torch.uint8, torch.float32):  # float: checked before the NaN/range scan
+        big = torch.zeros(1, 3, 1, 1, dtype=dtype).expand(1, 3, 20000, 20000)
+        with pytest.raises(ResourceError, match="20000x20000"):
+            m.score(big, big)
+    frames = [np.zeros((1, 1, 3), np.uint8)] * 2
+    frames = [np.broadcast_to(f, (20000, 20000, 3)) for f in frames]
     with pytest.raises(ResourceError, match="20000x20000"):
-        Metric(backbone="pixel", domain="pixel").score(big, big)
+        m.score(frames, frames)  # a list: checked before np.stack copies it
 
 
 @FAST

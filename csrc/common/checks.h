@@ -1,5 +1,7 @@
 // Argument checks and small helpers shared by the CPU and CUDA entry points of every op.
 #pragma once
+#include <cctype>
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 
@@ -8,12 +10,23 @@
 
 namespace dctqa {
 
-// A byte budget read from environment variable `name` in MiB (at least 1), else `default_mb`.
+// A byte budget read from environment variable `name` in whole MiB (1 .. 2^30), else
+// `default_mb`. A malformed or out-of-range value throws (c10::Error -> RuntimeError);
+// dctqa.settings.check_op_env() rejects such values in Python before any op is called.
 inline int64_t env_budget_bytes(const char* name, int64_t default_mb) {
   const char* s = std::getenv(name);
-  int64_t mb = s ? std::atoll(s) : default_mb;
-  if (mb < 1) mb = 1;
-  return mb << 20;
+  if (s == nullptr) return default_mb << 20;
+  while (std::isspace((unsigned char)*s)) ++s;
+  if (*s == '\0') return default_mb << 20;
+  errno = 0;
+  char* end = nullptr;
+  const long long mb = std::strtoll(s, &end, 10);
+  while (end && std::isspace((unsigned char)*end)) ++end;
+  const bool ok = errno == 0 && end != s && end && *end == '\0' && mb >= 1 &&
+                  mb <= (int64_t(1) << 30);
+  TORCH_CHECK(ok, "dctqa: environment variable ", name,
+              " must be a whole number of MiB from 1 to 2^30");
+  return (int64_t)mb << 20;
 }
 
 inline void check_float32(const at::Tensor& t, const char* name, int64_t dim) {

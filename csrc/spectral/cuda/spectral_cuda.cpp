@@ -25,8 +25,11 @@ at::Tensor spectral_qk_cuda(const at::Tensor& co_in, const at::Tensor& cc_in,
   check_spectral_args(co_in, cc_in, filters_in);
   TORCH_CHECK(co_in.is_cuda() && filters_in.device() == co_in.device(),
               "dctqa: spectral_qk CUDA kernel needs co, cc and filters on one CUDA device");
-  TORCH_CHECK(co_in.size(1) <= cuda::kMaxChannels, "dctqa: spectral_qk CUDA kernel supports at most ",
-              cuda::kMaxChannels, " channels, got ", co_in.size(1));
+  // Message parts are plain int64 values (no reference to a header constant). dctqa.ops
+  // sends such inputs to the torch path, so these checks only fire on direct op calls.
+  const int64_t max_channels = cuda::kMaxChannels, channels = co_in.size(1);
+  TORCH_CHECK(channels <= max_channels, "dctqa: spectral_qk CUDA kernel supports at most ",
+              max_channels, " channels, got ", channels);
   TORCH_CHECK(co_in.size(2) <= 65535, "dctqa: spectral_qk CUDA kernel supports H <= 65535");
   const c10::cuda::CUDAGuard guard(co_in.device());
   const at::Tensor co = co_in.contiguous();

@@ -194,8 +194,11 @@ cudaError_t spectral_qk_launch(const SpectralPlan& p, const float* co, const flo
   double* partials = reinterpret_cast<double*>(ws + l.partials);
 
   const int64_t rows = p.K * p.C * p.kh;
-  filter_rows_dft_kernel<<<(unsigned)((rows * p.W + 255) / 256), 256, 0, stream>>>(
-      filters, rows, p.kw, p.W, hv);
+  // C = 0 (no channels) is valid: every magnitude is 0 and Q_k = 1, as on the CPU. A
+  // launch with an empty grid is an error in CUDA, so the empty filter DFT is skipped.
+  if (rows > 0)
+    filter_rows_dft_kernel<<<(unsigned)((rows * p.W + 255) / 256), 256, 0, stream>>>(
+        filters, rows, p.kw, p.W, hv);
   row_phase_kernel<<<(unsigned)((p.H * p.kh + 255) / 256), 256, 0, stream>>>(p.H, p.kh, ph);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
