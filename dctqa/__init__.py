@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .constants import EPSILON, METRIC_VERSION
-from .errors import BackboneError, DctqaError, InputError, VideoError, WeightsError
+from .errors import (BackboneError, ConfigError, DctqaError, InputError, ResourceError, VideoError,
+                     WeightsError)
 
 __version__ = "0.1.0"
 
@@ -39,4 +40,4 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["Metric", "VideoScore", "backends", "create_metric", "list_metrics", "EPSILON",
            "METRIC_VERSION", "DctqaError", "InputError", "VideoError", "BackboneError",
-           "WeightsError", "__version__"]
+           "WeightsError", "ConfigError", "ResourceError", "__version__"]

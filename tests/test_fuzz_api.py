@@ -58,7 +58,7 @@ def _run_py(code: str, env: dict | None = None, timeout: int = 120) -> subproces
 @FAST
 @given(stride=st.one_of(st.integers(-5, 0), st.floats(allow_nan=True), st.booleans(), st.none(),
                         st.text(max_size=3), st.integers(1, 3).map(float)))
-def test_bad_frame_stride_is_input_error(stride, tmp_path_factory) -> None:
+def test_bad_frame_stride_is_input_error(stride) -> None:
     """frame_stride=0 was a ZeroDivisionError, -1 scored every frame, 2.5 was accepted."""
     m = Metric(backbone="pixel", domain="pixel")
     with pytest.raises(InputError, match="frame_stride"):
@@ -441,6 +441,7 @@ def test_cuda_frames_on_cpu_metric_give_exact_q() -> None:
 
 # ------------------------------------------------------------------ (4) owned arrays, flat memory
 def test_scores_own_their_memory(pixel) -> None:
+    """score() returned NumPy views of torch tensors (kept per batch by score_video)."""
     q = pixel.score(_frames(), _frames(seed=1))
     qk = pixel.score(_frames(), _frames(seed=1), per_filter=True)
     for arr in (q, qk):
