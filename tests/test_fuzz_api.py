@@ -374,6 +374,33 @@ def test_spectral_edge_cases_same_on_every_implementation(impl, n, c, h, w, k, m
     torch.testing.assert_close(q, cpu, rtol=1e-4, atol=0)
 
 
+_DIRECT_CASES = [(2, 0, 5, 4, 3), (0, 3, 5, 4, 3), (2, 3, 5, 4, 0), (1, 3, 1, 1, 2), (3, 4, 2, 9, 5)]
+
+
+def _direct(n, c, h, w, k, device: str) -> torch.Tensor:
+    g = torch.Generator().manual_seed(n + 2 * c + 3 * h + 5 * w + 7 * k)
+    co, cc = torch.randn(n, c, h, w, generator=g), torch.randn(n, c, h, w, generator=g)
+    f = torch.randn(k, c, 3, 2, generator=g)
+    return torch.ops.dctqa.spectral_qk(co.to(device), cc.to(device), f.to(device), EPSILON).cpu()
+
+
+@needs_cpp
+@pytest.mark.parametrize("n,c,h,w,k", _DIRECT_CASES)
+def test_cpu_op_direct_edge_cases(n, c, h, w, k) -> None:
+    """The CPU op itself (no wrapper): 0 channels -> 1, empty batch / no filter -> empty."""
+    q = _direct(n, c, h, w, k, "cpu")
+    assert q.shape == (n, k)
+    if c == 0:
+        assert bool((q == 1.0).all())
+
+
+@needs_cuda
+@pytest.mark.parametrize("n,c,h,w,k", _DIRECT_CASES)
+def test_cuda_op_direct_edge_cases_match_cpu_op(n, c, h, w, k) -> None:
+    """The CUDA op itself failed "invalid argument" for 0 channels (an empty launch)."""
+    torch.testing.assert_close(_direct(n, c, h, w, k, "cuda"), _direct(n, c, h, w, k, "cpu"), rtol=1e-4, atol=0)
+
+
 @needs_cuda
 def test_cuda_op_errors_reach_python_as_exceptions() -> None:
     """Calling the CUDA op directly with 5 channels killed the process (SIGSEGV) on the
