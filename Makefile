@@ -24,6 +24,7 @@ build: $(VENV)/.built
 $(VENV)/.built: $(VENV)/.installed $(CSRC)
 	CPATH="$$($(PY) -c 'import os,torch;print(os.path.join(os.path.dirname(torch.__file__),"..","nvidia","cu13","include"))'):$$CPATH" \
 	  $(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	@cat build/dctqa-toolchain.txt 2>/dev/null || true  # the one C++ toolchain used (setup.py)
 	touch $@
 
 test: build

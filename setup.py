@@ -124,10 +124,17 @@ def _choose_toolchain(use_cuda: bool) -> list[str]:
                         f"does not exist at run time (one symptom: a crash while building an error message)")
     os.environ["CXX"] = cxx
     os.environ["CC"] = _sibling_c_compiler(cxx)
-    print(f"dctqa build: host C++ compiler {cxx} ({family} {version}); nvcc host compiler (-ccbin): "
-          f"{cxx if use_cuda else 'n/a (CPU-only build)'}; torch built with {torch_cc}, "
-          f"C++11 ABI={int(abi)}; libstdc++ at build GLIBCXX_3.4.{lv_build} ({lib_build}), "
-          f"at run time GLIBCXX_3.4.{lv_run} ({lib_run})", flush=True)
+    line = (f"dctqa build: host C++ compiler {cxx} ({family} {version}); nvcc host compiler (-ccbin): "
+            f"{cxx if use_cuda else 'n/a (CPU-only build)'}; torch built with {torch_cc}, "
+            f"C++11 ABI={int(abi)}; libstdc++ at build GLIBCXX_3.4.{lv_build} ({lib_build}), "
+            f"at run time GLIBCXX_3.4.{lv_run} ({lib_run})")
+    print(line, flush=True)
+    try:  # also kept in build/ (pip -q hides the line; `make build` prints this file)
+        os.makedirs(os.path.join(ROOT, "build"), exist_ok=True)
+        with open(os.path.join(ROOT, "build", "dctqa-toolchain.txt"), "w") as f:
+            f.write(line + "\n" + "".join(f"problem: {p}\n" for p in problems))
+    except OSError:
+        pass
     if problems and not _truthy("DCTQA_ALLOW_TOOLCHAIN_MISMATCH"):
         raise ToolchainError("dctqa build: inconsistent C++ toolchain:\n  - " + "\n  - ".join(problems) +
                              "\n  Fix: set CXX to the compiler whose libstdc++ the Python process loads "

@@ -20,11 +20,11 @@ _NAMES = {"ToolchainError", "_run", "_glibcxx_level", "_loaded_libstdcxx", "_sib
 
 
 @pytest.fixture()
-def tc() -> dict:
+def tc(tmp_path) -> dict:
     tree = ast.parse(SETUP.read_text())
     body = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name in _NAMES]
     assert {n.name for n in body} == _NAMES
-    ns: dict = {"os": os, "shutil": shutil, "__name__": "setup_toolchain"}
+    ns: dict = {"os": os, "shutil": shutil, "__name__": "setup_toolchain", "ROOT": str(tmp_path)}
     exec(compile(ast.Module(body=body, type_ignores=[]), str(SETUP), "exec"), ns)
     return ns
 
@@ -65,6 +65,7 @@ def test_one_compiler_for_host_and_nvcc(tc, tmp_path, monkeypatch, capsys) -> No
     out = capsys.readouterr().out
     assert f"host C++ compiler {cxx} (GCC 99.1.0); nvcc host compiler (-ccbin): {cxx}" in out
     assert tc["_choose_toolchain"](False) == []
+    assert "CPU-only build" in (tmp_path / "build" / "dctqa-toolchain.txt").read_text()
 
 
 def test_newer_libstdcxx_than_torch_runs_with_fails_early(tc, tmp_path, monkeypatch) -> None:
@@ -75,6 +76,7 @@ def test_newer_libstdcxx_than_torch_runs_with_fails_early(tc, tmp_path, monkeypa
     tc["_loaded_libstdcxx"] = lambda: old
     with pytest.raises(SystemExit, match=r"GLIBCXX_3\.4\.33.*GLIBCXX_3\.4\.30"):
         tc["_choose_toolchain"](True)
+    assert "problem:" in (tmp_path / "build" / "dctqa-toolchain.txt").read_text()
     monkeypatch.setenv("DCTQA_ALLOW_TOOLCHAIN_MISMATCH", "1")
     assert tc["_choose_toolchain"](True) == ["-ccbin", cxx]
 
