@@ -14,7 +14,8 @@ import numpy as np
 
 from .backbones import get_backbone
 from .errors import DctqaError, WeightsError
-from .fileio import OutputSet, shared_dir
+from .fileio import OutputSet
+from .settings import shared_dir
 
 PAPER_BACKBONE = "fasterrcnn_resnet50_fpn"
 

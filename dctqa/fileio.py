@@ -34,16 +34,10 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from .errors import InputError, OutputError
+from .settings import shared_dir  # noqa: F401  (re-export for study/pipeline.py until phase 2 of issue 8)
 
 _FORBIDDEN_ROOTS = ("/proc", "/sys")
 _umask_lock = threading.Lock()
-
-
-def shared_dir() -> Path:
-    """The shared data folder (videos, YOLOX-Nano): ``$DCTQA_SHARED``, else ``../shared``
-    beside this checkout."""
-    env = os.environ.get("DCTQA_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def _umask() -> int:

@@ -19,7 +19,7 @@ from .backbones import Backbone, Preprocess, get_backbone
 from .constants import DEFAULT_BACKBONE, DOMAINS, EPSILON, METRIC_VERSION
 from .domains import make_domain
 from .errors import InputError, ResourceError
-from .settings import env_number
+from . import settings
 
 #: Devices a Metric can run on (and frames may live on).
 SUPPORTED_DEVICES = ("cpu", "cuda")
@@ -231,7 +231,7 @@ class Metric:
         if not _is_int(batch_size) or batch_size < 1:
             raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         if max_pixels is None:
-            max_pixels = int(env_number("DCTQA_MAX_PIXELS"))
+            max_pixels = settings.max_pixels()
         elif not _is_int(max_pixels) or max_pixels < 1:
             raise InputError(f"max_pixels must be a whole number >= 1 or None, got {max_pixels!r}")
         self.max_pixels = int(max_pixels)

@@ -5,7 +5,6 @@ from there skip with the reason when it is absent.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_dir() -> Path:
-    return Path(os.environ.get("DCTQA_SHARED", REPO.parent / "shared"))
+    from dctqa.settings import shared_dir as configured
+
+    return configured()
 
 
 def shared_file(rel: str) -> Path:
