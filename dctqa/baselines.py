@@ -43,6 +43,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError
+from .registry import MetricInfo, metric_info
 
 #: PSNR of identical frames, and the upper cap of every PSNR value (dB).
 PSNR_CAP_DB = 100.0
@@ -375,28 +376,40 @@ def contrast_torch(y):
     return y.std(dim=(1, 2), correction=0)
 
 
-# ----------------------------------------------------------------------------- registry
+# ----------------------------------------------------------------------------- registry (facts: dctqa.registry)
 
 @dataclass(frozen=True)
 class BaselineMetric:
-    """A registry entry: ``full_reference`` metrics take (ref, dist), the others one frame."""
+    """How a baseline is computed; its facts (kind, direction, unit, range) are the
+    registry's: :attr:`info` (:func:`dctqa.registry.metric_info`)."""
 
     name: str
-    full_reference: bool
-    higher_is_better: bool
-    unit: str
     numpy_fn: Callable
     torch_fn: Callable
 
+    @property
+    def info(self) -> MetricInfo:
+        return metric_info(self.name)
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Read-only ``not info.lower_better``, kept only for ``dctqa/study/report.py``
+        until it reads ``metric_info`` (issue 8, phase 2); not part of the API."""
+        return not self.info.lower_better
+
 
 BASELINES: dict[str, BaselineMetric] = {m.name: m for m in (
-    BaselineMetric("psnr", True, True, "dB", psnr_np, psnr_torch),
-    BaselineMetric("ssim", True, True, "", ssim_np, ssim_torch),
-    BaselineMetric("blockiness", False, False, "ratio", blockiness_np, blockiness_torch),
-    BaselineMetric("blur", False, False, "px", blur_np, blur_torch),
-    BaselineMetric("noise", False, False, "8-bit luma", noise_np, noise_torch),
-    BaselineMetric("contrast", False, True, "8-bit luma", contrast_np, contrast_torch),
+    BaselineMetric("psnr", psnr_np, psnr_torch),
+    BaselineMetric("ssim", ssim_np, ssim_torch),
+    BaselineMetric("blockiness", blockiness_np, blockiness_torch),
+    BaselineMetric("blur", blur_np, blur_torch),
+    BaselineMetric("noise", noise_np, noise_torch),
+    BaselineMetric("contrast", contrast_np, contrast_torch),
 )}
+
+
+def _full_reference(name: str) -> bool:
+    return metric_info(name).kind == "FR"
 
 
 def baseline_names() -> list[str]:
@@ -429,11 +442,11 @@ def compute_baselines(ref, dist, names: list[str] | None = None, device: str = "
         raise InputError(f"reference and distorted batches differ: {np.shape(ref)} vs {np.shape(dist)}")
     with torch.no_grad():
         yd = luma_torch(dist, device=device, dtype=dtype)
-        yr = luma_torch(ref, device=device, dtype=dtype) if any(BASELINES[n].full_reference for n in names) else None
+        yr = luma_torch(ref, device=device, dtype=dtype) if any(map(_full_reference, names)) else None
         out: dict[str, np.ndarray] = {}
         for nm in names:
-            m = BASELINES[nm]
-            v = m.torch_fn(yr, yd) if m.full_reference else m.torch_fn(yd)
+            fn = BASELINES[nm].torch_fn
+            v = fn(yr, yd) if _full_reference(nm) else fn(yd)
             out[nm] = v.double().cpu().numpy()
         if "psnr" in names:
             out["mse"] = mse_torch(yr, yd).double().cpu().numpy()
@@ -448,26 +461,16 @@ class BaselineScorer:
     """
 
     def __init__(self, name: str, device: str = "cpu", dtype=None) -> None:
-        self.info = get_baseline(name)
+        self.info = get_baseline(name).info
         self.name = name
-        self.lower_better = not self.info.higher_is_better
+        self.lower_better = self.info.lower_better
         self.device, self.dtype = device, dtype
 
     def score(self, *frames) -> np.ndarray:
-        need = 2 if self.info.full_reference else 1
+        need = 2 if self.info.kind == "FR" else 1
         if len(frames) != need:
             raise InputError(f"{self.name} takes {'(ref, dist)' if need == 2 else '(dist)'} frames, "
                              f"got {len(frames)} arguments")
         batch = [np.asarray(f)[None] if np.ndim(f) == 3 else np.asarray(f) for f in frames]
         ref, dist = (batch[0], batch[1]) if need == 2 else (batch[0], batch[0])
         return compute_baselines(ref, dist, names=[self.name], device=self.device, dtype=self.dtype)[self.name]
-
-
-def registry_entries() -> list:
-    """:class:`dctqa.registry.MetricInfo` entries for every baseline (used by the metric registry)."""
-    from .registry import MetricInfo
-
-    return [MetricInfo(m.name, "FR" if m.full_reference else "NR", not m.higher_is_better,
-                       f"baseline per BASELINES.md ({m.unit or 'unitless'})",
-                       (lambda name: (lambda **kw: BaselineScorer(name, **kw)))(m.name))
-            for m in BASELINES.values()]

@@ -19,6 +19,7 @@ from .backbones import Backbone, Preprocess, get_backbone
 from .constants import DEFAULT_BACKBONE, DOMAINS, EPSILON, METRIC_VERSION
 from .domains import make_domain
 from .errors import InputError, ResourceError
+from .registry import DCTQA_METRICS, metric_info
 from . import settings
 
 #: Devices a Metric can run on (and frames may live on).
@@ -217,8 +218,15 @@ class Metric:
     the detector's filters respond to was lost (worse for detection): ``lower_better``.
     """
 
-    lower_better = True
-    name = "dctqa"
+    @property
+    def name(self) -> str:
+        """Registry name of this metric: ``dctqa``, ``dctqa_feature`` or ``dctqa_pixel`` (by domain)."""
+        return DCTQA_METRICS[self.domain_name]
+
+    @property
+    def lower_better(self) -> bool:
+        """``True``: lower Q = less damage (the registry's fact for :attr:`name`)."""
+        return metric_info(self.name).lower_better
 
     def __init__(self, backbone: str | Backbone = DEFAULT_BACKBONE, domain: str = "spectral",
                  device: str | torch.device = "cpu", weights: str | os.PathLike | None = None,

@@ -1,65 +1,132 @@
-"""Metric registry: ``create_metric(name)`` returns a ready object (pyiqa's idea).
+"""The one metric table: ``create_metric(name)`` returns a ready object (pyiqa's idea).
 
-Every entry declares whether lower or higher is better, so callers can rank frames
-without knowing the metric.
+Every metric's facts live here and nowhere else: its name, ``kind`` (``"FR"``: needs the
+reference, ``"NR"``: the distorted frames only), ``lower_better`` (the one spelling of a
+metric's direction: ``True`` when a lower value means less damage), its unit and range.
+Callers (the CLI's ``info``, the study's tables) read them with :func:`metric_info`.
+
+The table names each metric's constructor as ``"module:attribute"`` and imports it only
+when :func:`create_metric` is called, so this module imports no metric module: the
+baselines and the metric itself sit below it without an import circle, and a wing (e.g.
+``dctqa.nr``) can be registered by name with :func:`register_metric` without the core
+importing it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+import importlib
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 from .errors import InputError
+
+#: The two kinds of metric: full-reference (takes ref, dist) and no-reference (takes dist).
+KINDS = ("FR", "NR")
+#: The dctqa metric's registry name for each domain (``Metric(domain=d).name``).
+DCTQA_METRICS: dict[str, str] = {"spectral": "dctqa", "feature": "dctqa_feature", "pixel": "dctqa_pixel"}
 
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """name; kind ``FR`` (needs the reference) or ``NR``; ``lower_better``; a one-line description."""
+    """Facts of one metric.
+
+    name: registry name. kind: ``"FR"`` or ``"NR"``. lower_better: lower values = less
+    damage. description: one line. unit: of the values (``""`` if none).
+    range: ``(low, high)`` the values can take (``math.inf`` where unbounded).
+    entry: ``"module:attribute"`` (imported on first use) or a callable that builds the
+    metric object; ``defaults`` are keyword arguments it always gets.
+    """
 
     name: str
     kind: str
     lower_better: bool
     description: str
-    factory: Callable[..., Any]
+    entry: str | Callable[..., Any]
+    unit: str = ""
+    range: tuple[float, float] = (-math.inf, math.inf)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def create(self, **kwargs: Any) -> Any:
+        """A ready metric object: ``entry(**defaults, **kwargs)``."""
+        factory = self.entry
+        if isinstance(factory, str):
+            module, _, attr = factory.partition(":")
+            factory = getattr(importlib.import_module(module), attr)
+        return factory(**{**self.defaults, **kwargs})
 
 
-def _dctqa(domain: str) -> Callable[..., Any]:
-    def make(**kwargs: Any) -> Any:
-        from .metric import Metric
-
-        return Metric(domain=domain, **kwargs)
-
-    return make
+_TABLE: dict[str, MetricInfo] = {}
+_lock = threading.Lock()
 
 
-_ENTRIES: dict[str, MetricInfo] = {
-    "dctqa": MetricInfo("dctqa", "FR", True, "the paper's metric, spectral domain (METRIC.md)", _dctqa("spectral")),
-    "dctqa_feature": MetricInfo("dctqa_feature", "FR", True, "the metric on DCTs of the real first-layer maps",
-                                _dctqa("feature")),
-    "dctqa_pixel": MetricInfo("dctqa_pixel", "FR", True, "the metric on the image's own DCT (no CNN filters)",
-                              _dctqa("pixel")),
-}
+def register_metric(name: str, *, kind: str, lower_better: bool, description: str,
+                    entry: str | Callable[..., Any], unit: str = "",
+                    range: tuple[float, float] = (-math.inf, math.inf),
+                    defaults: Mapping[str, Any] | None = None, replace: bool = False) -> MetricInfo:
+    """Add a metric to the table and return its :class:`MetricInfo`.
+
+    ``entry`` as ``"package.module:factory"`` is imported only when the metric is created
+    (how a wing registers without being imported by the core). Raises
+    :class:`InputError` for a bad kind or a name already taken (unless ``replace``).
+    """
+    if kind not in KINDS:
+        raise InputError(f"metric kind must be one of {KINDS}, got {kind!r}")
+    if not isinstance(entry, str) and not callable(entry):
+        raise InputError(f"metric entry must be 'module:attribute' or a callable, got {type(entry).__name__}")
+    if isinstance(entry, str) and not all(entry.partition(":")[::2]):
+        raise InputError(f"metric entry must be written 'module:attribute', got {entry!r}")
+    info = MetricInfo(name, kind, bool(lower_better), description, entry, unit, tuple(range), dict(defaults or {}))
+    with _lock:
+        if name in _TABLE and not replace:
+            raise InputError(f"metric {name!r} is already registered")
+        _TABLE[name] = info
+    return info
 
 
-def _all() -> dict[str, MetricInfo]:
-    from .baselines import registry_entries
-
-    entries = dict(_ENTRIES)
-    for info in registry_entries():
-        entries.setdefault(info.name, info)
-    return entries
+def metric_info(name: str) -> MetricInfo:
+    """Facts of the registered metric ``name``; :class:`InputError` if unknown."""
+    with _lock:
+        info = _TABLE.get(name)
+        known = sorted(_TABLE)
+    if info is None:
+        raise InputError(f"unknown metric {name!r}; expected one of {known}")
+    return info
 
 
 def list_metrics() -> list[MetricInfo]:
-    """Every registered metric."""
-    return list(_all().values())
+    """Every registered metric, in registration order."""
+    with _lock:
+        return list(_TABLE.values())
 
 
 def create_metric(name: str, **kwargs: Any) -> Any:
     """A ready metric object for ``name`` (see :func:`list_metrics`); kwargs go to its constructor.
 
-    The object has ``score(ref, dist)`` (FR) or ``score(dist)`` (NR) and ``lower_better``.
+    The object has ``name`` (= ``name``), ``lower_better``, and ``score(ref, dist)`` (FR)
+    or ``score(dist)`` (NR).
     """
-    entries = _all()
-    if name not in entries:
-        raise InputError(f"unknown metric {name!r}; expected one of {sorted(entries)}")
-    return entries[name].factory(**kwargs)
+    return metric_info(name).create(**kwargs)
+
+
+_Q_RANGE = (0.0, math.inf)  # Q >= 0; 1 for identical frames
+register_metric("dctqa", kind="FR", lower_better=True, description="the paper's metric, spectral domain (METRIC.md)",
+                entry="dctqa.metric:Metric", range=_Q_RANGE, defaults={"domain": "spectral"})
+register_metric("dctqa_feature", kind="FR", lower_better=True,
+                description="the metric on DCTs of the real first-layer maps",
+                entry="dctqa.metric:Metric", range=_Q_RANGE, defaults={"domain": "feature"})
+register_metric("dctqa_pixel", kind="FR", lower_better=True,
+                description="the metric on the image's own DCT (no CNN filters)",
+                entry="dctqa.metric:Metric", range=_Q_RANGE, defaults={"domain": "pixel"})
+# The baselines of shared/docs/BASELINES.md (dctqa.baselines computes them), in report order.
+for _name, _kind, _lower, _unit, _range in (
+        ("psnr", "FR", False, "dB", (0.0, 100.0)),
+        ("ssim", "FR", False, "", (-1.0, 1.0)),
+        ("blockiness", "NR", True, "ratio", (0.0, math.inf)),
+        ("blur", "NR", True, "px", (0.0, math.inf)),
+        ("noise", "NR", True, "8-bit luma", (0.0, math.inf)),
+        ("contrast", "NR", False, "8-bit luma", (0.0, 127.5))):
+    register_metric(_name, kind=_kind, lower_better=_lower, unit=_unit, range=_range,
+                    description=f"baseline per BASELINES.md ({_unit or 'unitless'})",
+                    entry="dctqa.baselines:BaselineScorer", defaults={"name": _name})
+del _name, _kind, _lower, _unit, _range

@@ -120,7 +120,7 @@ def test_torch_matches_numpy(dtype, tol):
     dists[1] = refs[1]  # identical pair: PSNR cap
     got = B.compute_baselines(refs, dists, dtype=dtype)
     for name, m in B.BASELINES.items():
-        want = np.array([m.numpy_fn(r, d) if m.full_reference else m.numpy_fn(d) for r, d in zip(refs, dists)])
+        want = np.array([m.numpy_fn(r, d) if m.info.kind == "FR" else m.numpy_fn(d) for r, d in zip(refs, dists)])
         assert got[name].shape == (4,)
         np.testing.assert_allclose(got[name], want, rtol=tol, atol=tol, err_msg=name)
     assert got["psnr"][1] == 100.0
@@ -129,9 +129,11 @@ def test_torch_matches_numpy(dtype, tol):
 
 def test_registry():
     assert B.baseline_names() == ["psnr", "ssim", "blockiness", "blur", "noise", "contrast"]
-    assert B.get_baseline("psnr").full_reference and B.get_baseline("psnr").higher_is_better
-    assert not B.get_baseline("blur").full_reference and not B.get_baseline("blur").higher_is_better
-    assert B.get_baseline("contrast").higher_is_better
+    psnr, blur = B.get_baseline("psnr").info, B.get_baseline("blur").info
+    assert psnr.kind == "FR" and not psnr.lower_better and psnr.unit == "dB" and psnr.range == (0.0, 100.0)
+    assert blur.kind == "NR" and blur.lower_better
+    assert not B.get_baseline("contrast").info.lower_better
+    assert B.get_baseline("contrast").higher_is_better  # the study's read-only alias (issue 8 phase 2 drops it)
     with pytest.raises(InputError, match="unknown baseline"):
         B.get_baseline("vmaf")
 
