@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backbones import get_backbone
+from .backbones import get_backbone, onnx_spec, parse_spec
 from .errors import DctqaError, WeightsError
 from .fileio import OutputSet
 from .settings import shared_dir
@@ -36,7 +36,7 @@ def choose_backbone() -> tuple[str, str]:
             pass
     yolox = shared_dir() / "models" / "yolox_nano.onnx"
     if yolox.is_file():
-        return (f"onnx:{yolox}", "a real COCO detector available offline (YOLOX-Nano); the paper's Faster R-CNN "
+        return (onnx_spec(yolox), "a real COCO detector available offline (YOLOX-Nano); the paper's Faster R-CNN "
                 "weights are not in torchvision's cache (see README: detector weights offline)")
     return "pixel", ("no detector weights found offline (neither torchvision's cache nor "
                      f"{yolox}); the pixel domain needs none")
@@ -117,7 +117,8 @@ def _run_demo(outputs: OutputSet, out: Path, frames: int, progress: bool, backbo
     ax2 = ax.twinx()
     ax2.plot(crf, [r["psnr_db"] for r in rows], "s--", color="tab:blue", label="PSNR")
     ax2.set_ylabel("PSNR (dB)", color="tab:blue")
-    ax.set_title(f"dctqa demo: {Path(name).name if name.startswith('onnx:') else name}")
+    spec = parse_spec(name)
+    ax.set_title(f"dctqa demo: {spec.path.name if spec.path is not None else name}")
     fig.tight_layout()
     with outputs.staged(plot, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")

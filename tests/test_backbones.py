@@ -1,6 +1,8 @@
 """Backbones: the Focus stem's exact 6x6 equivalent, torchvision first layers, weight errors."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -150,3 +152,16 @@ def test_plain_first_conv_onnx(tmp_path, rng):
     bb = get_backbone(f"onnx:{path}")
     np.testing.assert_array_equal(bb.filters, w.astype(np.float64))
     assert bb.stem.stride == 2 and bb.stem.padding == (1, 1, 1, 1) and bb.stem.activation == "relu"
+
+
+def test_one_spec_parser():
+    from dctqa.backbones import onnx_spec, parse_spec
+
+    s = parse_spec("onnx:models/yolox_nano.onnx")
+    assert s.kind == "onnx" and s.path == Path("models/yolox_nano.onnx") and s.label == "yolox_nano"
+    assert onnx_spec(s.path) == s.text
+    assert parse_spec("pixel").kind == "pixel" and parse_spec("pixel").path is None
+    assert parse_spec("fasterrcnn_resnet50_fpn").kind == "named"
+    for bad, match in (("", "non-empty"), (None, "non-empty"), ("onnx:", "empty ONNX"), ("onnx:  ", "empty ONNX")):
+        with pytest.raises(BackboneError, match=match):
+            parse_spec(bad)

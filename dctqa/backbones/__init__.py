@@ -13,19 +13,19 @@ import numpy as np
 from ..errors import BackboneError
 from .base import IMAGENET, Backbone, Preprocess, Stem
 from .onnx_model import YOLOX_PREPROCESS
+from .spec import ONNX_PREFIX, PIXEL, ModelSpec, onnx_spec, parse_spec
 from .torchvision_models import DETECTORS as TORCHVISION_DETECTORS
 
 __all__ = ["Backbone", "Preprocess", "Stem", "IMAGENET", "YOLOX_PREPROCESS", "get_backbone",
-           "backbone_names", "TORCHVISION_DETECTORS"]
+           "backbone_names", "TORCHVISION_DETECTORS", "ModelSpec", "parse_spec", "onnx_spec", "ONNX_PREFIX"]
 
-PIXEL = "pixel"
 _cache: dict[tuple, Backbone] = {}
 _lock = threading.Lock()
 
 
 def backbone_names() -> list[str]:
     """Names accepted by :func:`get_backbone` (``onnx:PATH`` stands for any ONNX file)."""
-    return [PIXEL, *TORCHVISION_DETECTORS, "onnx:PATH"]
+    return [PIXEL, *TORCHVISION_DETECTORS, onnx_spec("PATH")]
 
 
 def pixel_backbone() -> Backbone:
@@ -44,23 +44,22 @@ def get_backbone(name: str, weights: str | os.PathLike | None = None,
     Raises :class:`BackboneError` for unknown names and
     :class:`~dctqa.errors.WeightsError` when weights are missing or do not fit.
     """
-    if not isinstance(name, str) or not name:
-        raise BackboneError(f"backbone must be a non-empty name, got {name!r}")
+    spec = parse_spec(name)
     key = (name, None if weights is None else os.path.abspath(weights), preprocess)
     with _lock:
         hit = _cache.get(key)
     if hit is not None:
         return hit
-    if name == PIXEL:
+    if spec.kind == PIXEL:
         if weights is not None:
             raise BackboneError("backbone 'pixel' takes no weights")
         bb = pixel_backbone()
-    elif name.startswith("onnx:"):
+    elif spec.kind == "onnx":
         if weights is not None:
             raise BackboneError("onnx:PATH backbones read their weights from PATH; drop --weights")
         from . import onnx_model
 
-        bb = onnx_model.load(name[5:], preprocess)
+        bb = onnx_model.load(spec.path, preprocess)
     elif name in TORCHVISION_DETECTORS:
         from . import torchvision_models
 

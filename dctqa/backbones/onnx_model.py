@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import BackboneError
 from .base import Backbone, Preprocess, Stem
+from .spec import onnx_spec
 
 #: YOLOX's input convention (the default for ``onnx:`` backbones).
 YOLOX_PREPROCESS = Preprocess("BGR", 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
@@ -105,8 +106,6 @@ def load(path: str | os.PathLike, preprocess: Preprocess | None = None) -> Backb
     import onnx
 
     p = Path(path)
-    if not str(path).strip():
-        raise BackboneError("empty ONNX model path: write the backbone as onnx:PATH, e.g. onnx:models/yolox_nano.onnx")
     if not p.exists():
         raise BackboneError(f"ONNX model {str(p)!r} does not exist")
     if p.is_dir():
@@ -170,7 +169,7 @@ def load(path: str | os.PathLike, preprocess: Preprocess | None = None) -> Backb
     stem = Stem(weight=filters, stride=stride, padding=tuple(int(v) for v in padding),
                 scale=np.ones(k), shift=bias, activation=act, pad_to_multiple=multiple,
                 negative_slope=slope)
-    return Backbone(name=f"onnx:{p}", filters=filters, preprocess=preprocess or YOLOX_PREPROCESS,
+    return Backbone(name=onnx_spec(p), filters=filters, preprocess=preprocess or YOLOX_PREPROCESS,
                     stem=stem, source=str(p.resolve()),
                     details={"stem_kind": kind, "first_conv": conv.name or conv.output[0],
                              "first_conv_output": conv.output[0]})
