@@ -53,7 +53,7 @@ def positive_int(text: str) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from .fileio import OutputSet
     from .metric import Metric
-    from .report import build_log, csv_text, json_text, log_to_rows
+    from .log import build_log, csv_text, json_text, log_to_rows
 
     with OutputSet(inputs=[args.ref, args.dist]) as outputs:
         for path in (args.json, args.csv):  # checked before any frame is scored

@@ -78,7 +78,7 @@ def _run_demo(outputs: OutputSet, out: Path, frames: int, progress: bool, backbo
     from .codec import DEFAULT_CRFS, EncodeSettings, encode_sweep
     from .io import read_frames
     from .metric import Metric
-    from .report import json_text
+    from .log import json_text
 
     if frames < 2:
         raise DctqaError(f"--frames must be at least 2, got {frames}")

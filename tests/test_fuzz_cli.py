@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dctqa import fileio, io, report
+from dctqa import fileio, io, log
 from dctqa.cli import main
 from dctqa.errors import OutputError
 from tests.helpers import make_video
@@ -150,7 +150,7 @@ def test_a_failure_after_scoring_leaves_no_output(pair, tmp_path, monkeypatch):
     def broken(rows):
         raise InputError("csv failed")
 
-    monkeypatch.setattr(report, "csv_text", broken)
+    monkeypatch.setattr(log, "csv_text", broken)
     ok = tmp_path / "ok.json"
     assert _score(pair, "--json", str(ok), "--csv", str(tmp_path / "c.csv")) == 2
     assert not ok.exists() and not (tmp_path / "c.csv").exists() and _leftovers(tmp_path) == []
@@ -331,11 +331,11 @@ def test_undefined_scores_are_null_in_json_and_empty_in_csv(pair, tmp_path, monk
 
 
 def test_harmonic_mean_is_over_positive_scores():
-    p = report.pooled([0.0, 2.0, 2.0])
+    p = log.pooled([0.0, 2.0, 2.0])
     assert p["harmonic_mean"] == 2.0 and p["harmonic_mean_excluded"] == 1 and p["min"] == 0.0
-    assert report.pooled([0.0])["harmonic_mean"] is None
+    assert log.pooled([0.0])["harmonic_mean"] is None
     with pytest.raises(Exception, match="defined score"):
-        report.pooled([float("nan")])
+        log.pooled([float("nan")])
 
 
 @settings(max_examples=200, deadline=None)
@@ -345,11 +345,11 @@ def test_pooled_never_yields_invalid_json(values):
     finite = v[np.isfinite(v)]
     if finite.size == 0:
         with pytest.raises(Exception):
-            report.pooled(values)
+            log.pooled(values)
         return
     with np.errstate(all="ignore"):
-        pool = report.pooled(values)
-    text = report.json_text(report.build_log(v, range(len(v)), {}))
+        pool = log.pooled(values)
+    text = log.json_text(log.build_log(v, range(len(v)), {}))
     _strict_json(text)
     assert pool["frames"] + pool["undefined_frames"] == len(values)
     pos = finite[finite > 0]
@@ -359,7 +359,7 @@ def test_pooled_never_yields_invalid_json(values):
 
 def test_json_writer_refuses_nan():
     with pytest.raises(Exception, match="invalid JSON"):
-        report.json_text({"q": float("nan")})
+        log.json_text({"q": float("nan")})
 
 
 # --- 9: messages ------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Score logs in libvmaf's JSON layout (per-frame metrics plus pooled statistics), and CSV.
+"""Score logs in libvmaf's JSON layout (per-frame metrics plus pooled statistics), and the
+core's one CSV writer (:func:`csv_text` / :func:`write_csv`).
 
 No NaN or infinity is ever written as a score: undefined frames are ``null`` in JSON and
 empty in CSV, and the pooled statistics exclude them and count them.
@@ -12,7 +13,7 @@ import csv
 import io
 import json
 import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -86,21 +87,38 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json_text(obj), make_parents=False)
 
 
-def csv_text(rows: list[Mapping[str, Any]]) -> str:
-    """A list of dicts (same keys) as CSV with a header; ``None`` and NaN/inf become empty cells."""
+def _cell(x: Any, float_format: str | None) -> Any:
+    if isinstance(x, float):
+        if not np.isfinite(x):
+            return ""
+        return format(x, float_format) if float_format else x
+    return "" if x is None else x
+
+
+def csv_text(rows: Sequence[Mapping[str, Any]], float_format: str | None = None,
+             lineterminator: str = "\r\n", empty_ok: bool = False) -> str:
+    """A list of dicts (same keys) as CSV with a header; ``None`` and NaN/inf become empty cells.
+
+    float_format: e.g. ``".6g"`` to round floats (default: ``repr``, exact).
+    lineterminator: the csv module's default ``\r\n`` (RFC 4180) unless given.
+    No rows: :class:`InputError`, or ``""`` when ``empty_ok``.
+    """
     if not rows:
+        if empty_ok:
+            return ""
         raise InputError("no rows to write")
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
+    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator=lineterminator)
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if isinstance(x, float) and not np.isfinite(x) else x) for k, x in r.items()})
+        w.writerow({k: _cell(x, float_format) for k, x in r.items()})
     return buf.getvalue()
 
 
-def write_csv(path: str | os.PathLike, rows: list[Mapping[str, Any]]) -> None:
-    """Write a list of dicts (same keys) as CSV with a header, atomically (see :func:`csv_text`)."""
-    atomic_write_text(path, csv_text(rows), make_parents=False)
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], **options: Any) -> None:
+    """Write a list of dicts (same keys) as CSV with a header, atomically; ``options`` as
+    :func:`csv_text` takes them."""
+    atomic_write_text(path, csv_text(rows, **options), make_parents=False)
 
 
 def log_to_rows(log: Mapping[str, Any], metric: str = "dctqa") -> list[dict[str, Any]]:
