@@ -27,7 +27,8 @@ PLUGINS = ("dctqa.study.cli",)
 
 
 def _progress_wanted(args: argparse.Namespace) -> bool:
-    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+    """Progress unless ``--quiet``: a bar on a terminal, plain lines otherwise (dctqa.progress)."""
+    return not getattr(args, "quiet", False)
 
 
 def _add_metric_options(p: argparse.ArgumentParser) -> None:
@@ -157,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "errors and missing frames); default: such a file is an error")
     p.add_argument("--per-filter", action="store_true", help="also log Q_k of every filter")
     p.add_argument("--batch-size", type=positive_int, default=8, help="frame pairs per batch (default 8)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress (a bar on a terminal, else a line per 10%%)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("info", help="available implementations, backbones and metrics")
@@ -167,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="encode a clip of real photographs at 5 CRFs and score it")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--frames", type=positive_int, default=40, help="frames in the clip (default 40)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress (a bar on a terminal, else a line per 10%%)")
     p.set_defaults(func=cmd_demo)
 
     for name in PLUGINS:
