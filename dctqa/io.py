@@ -6,6 +6,7 @@ stays bounded whatever the video's length.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -88,12 +89,14 @@ class DecodeReport:
     missing_frames: frames the container announces (frame count, duration, or a cut
     transport-stream packet) that never decoded: truncation.
     notes: one line per problem (the first 20), for logs.
+    frames: frames decoded (after ``max_frames``), set when the file has been read to its end.
     """
 
     path: str
     errors: int = 0
     missing_frames: int = 0
     notes: list[str] = field(default_factory=list)
+    frames: int | None = None
 
     @property
     def clean(self) -> bool:
@@ -212,6 +215,7 @@ def iter_frames(path: str | os.PathLike, stride: int = 1, size: tuple[int, int] 
                         yield frame.reformat(width=size[1], height=size[0], format="rgb24",
                                              interpolation="BICUBIC").to_ndarray()
                 n += 1
+        report.frames = n
         if n == 0:
             why = f" ({'; '.join(report.notes[:2])})" if report.notes else ""
             raise VideoError(f"{str(path)!r} holds no decodable frame{why}")
@@ -224,3 +228,63 @@ def read_frames(path: str | os.PathLike, stride: int = 1, max_frames: int | None
     """All (or the first ``max_frames``) frames as one ``N x H x W x 3`` uint8 array; for short clips."""
     return np.stack(list(iter_frames(path, stride=stride, max_frames=max_frames,
                                      ignore_decode_errors=ignore_decode_errors)))
+
+
+class FramePairs:
+    """Two videos (or images) walked in step, in batches: the one paired-frame iterator.
+
+    Iterating yields ``(ref, dist, numbers)``: ``B x H x W x 3`` uint8 RGB batches of at
+    most ``batch_size`` frame pairs and the ``(B,)`` int64 source frame numbers, frames
+    ``0, stride, 2*stride, ...`` of both files; ``size`` resizes the distorted frames
+    (see :func:`iter_frames`, as are ``max_frames`` and ``ignore_decode_errors``).
+    Memory stays bounded by one batch whatever the length.
+
+    Mismatched frame counts (the one policy): the common frames are yielded, the longer
+    file is still decoded to its end so that both counts are exact, and a warning says
+    so; after the iteration ``ref_frames`` / ``dist_frames`` hold both counts and
+    ``notes`` the warning and any damage summaries (of ``reports``) for logs.
+    """
+
+    def __init__(self, ref_path: str | os.PathLike, dist_path: str | os.PathLike, batch_size: int, *,
+                 stride: int = 1, size: tuple[int, int] | None = None, max_frames: int | None = None,
+                 ignore_decode_errors: bool = False) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.reports = (DecodeReport(str(ref_path)), DecodeReport(str(dist_path)))
+        self._its = tuple(iter_frames(p, stride=stride, size=sz, max_frames=max_frames,
+                                      ignore_decode_errors=ignore_decode_errors, report=r)
+                          for p, sz, r in ((ref_path, None, self.reports[0]), (dist_path, size, self.reports[1])))
+        self.batch_size, self.stride = batch_size, stride
+        self.ref_frames: int | None = None
+        self.dist_frames: int | None = None
+        self.notes: list[str] = []
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        ref_it, dist_it = self._its
+        k = 0
+        while True:
+            pairs = []
+            while len(pairs) < self.batch_size:
+                fr, fd = next(ref_it, None), next(dist_it, None)
+                if fr is None or fd is None:
+                    break
+                pairs.append((fr, fd))
+            if pairs:
+                numbers = np.arange(k, k + len(pairs), dtype=np.int64) * self.stride
+                k += len(pairs)
+                yield np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), numbers
+            if len(pairs) < self.batch_size:
+                break
+        for rest in (ref_it, dist_it):  # the longer file to its end: exact counts, truncation checked
+            for _ in rest:
+                pass
+        self._finish()
+
+    def _finish(self) -> None:
+        self.ref_frames, self.dist_frames = (r.frames for r in self.reports)
+        self.notes = [f"damaged input, scored what decodes: {r.summary()}" for r in self.reports if not r.clean]
+        if self.ref_frames != self.dist_frames:
+            msg = (f"frame counts differ: reference has {self.ref_frames}, distorted has {self.dist_frames}; "
+                   f"scored the first {min(self.ref_frames, self.dist_frames)}")
+            warnings.warn(msg, stacklevel=3)
+            self.notes.append(msg)

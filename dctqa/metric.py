@@ -7,7 +7,6 @@ filter spectra, is locked).
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from . import ops
+from . import progress as _progress
 from .backbones import Backbone, Preprocess, get_backbone
 from .constants import DEFAULT_BACKBONE, DOMAINS, EPSILON, METRIC_VERSION
 from .domains import make_domain
@@ -350,67 +350,23 @@ class Metric:
                 raise InputError(f"reference is {ri.width}x{ri.height} but distorted is {di.width}x{di.height}; "
                                  f"pass scale=True (--scale) to resize the distorted frames to the reference")
             size = (ri.height, ri.width)
-        reports = [io.DecodeReport(str(ref_path)), io.DecodeReport(str(dist_path))]
-        ref_it = io.iter_frames(ref_path, max_frames=max_frames, ignore_decode_errors=ignore_decode_errors,
-                                report=reports[0])
-        dist_it = io.iter_frames(dist_path, size=size, max_frames=max_frames,
-                                 ignore_decode_errors=ignore_decode_errors, report=reports[1])
+        pairs = io.FramePairs(ref_path, dist_path, self.batch_size, stride=frame_stride, size=size,
+                              max_frames=max_frames, ignore_decode_errors=ignore_decode_errors)
         total = None if ri.frames is None or di.frames is None else min(ri.frames, di.frames)
         if total is not None and max_frames is not None:
             total = min(total, max_frames)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, unit="frame", desc="scoring", leave=False)
         qs, numbers = [], []
-        n_ref = n_dist = 0
-        batch_r, batch_d, batch_n = [], [], []
-        try:
-            while True:
-                fr = next(ref_it, None)
-                fd = next(dist_it, None)
-                n_ref += fr is not None
-                n_dist += fd is not None
-                if fr is None or fd is None:
-                    break
-                idx = n_ref - 1
-                if idx % frame_stride == 0:
-                    batch_r.append(fr)
-                    batch_d.append(fd)
-                    batch_n.append(idx)
-                if len(batch_r) == self.batch_size:
-                    qs.append(self.score(np.stack(batch_r), np.stack(batch_d), per_filter=True))
-                    numbers += batch_n
-                    if bar is not None:
-                        bar.update(len(batch_r) * frame_stride)
-                    batch_r, batch_d, batch_n = [], [], []
-            if batch_r:
-                qs.append(self.score(np.stack(batch_r), np.stack(batch_d), per_filter=True))
-                numbers += batch_n
-            # count the rest of the longer stream
-            rest = ref_it if fr is not None else dist_it if fd is not None else None
-            if rest is not None:
-                extra = sum(1 for _ in rest)
-                if fr is not None:
-                    n_ref += extra
-                else:
-                    n_dist += extra
-        finally:
-            if bar is not None:
-                bar.close()
-        notes = [f"damaged input, scored what decodes: {r.summary()}" for r in reports if not r.clean]
-        if n_ref != n_dist:
-            msg = (f"frame counts differ: reference has {n_ref}, distorted has {n_dist}; "
-                   f"scored the first {min(n_ref, n_dist)}")
-            warnings.warn(msg, stacklevel=2)
-            notes.append(msg)
+        with _progress.progress(total, "scoring", unit="frame", enabled=progress) as bar:
+            for ref, dist, batch_numbers in pairs:
+                qs.append(self.score(ref, dist, per_filter=True))
+                numbers.append(batch_numbers)
+                bar.update(len(batch_numbers) * frame_stride)
         qk = np.concatenate(qs) if qs else np.zeros((0, self.backbone.num_filters))
-        return VideoScore(q=qk.mean(axis=1), frame_numbers=np.asarray(numbers, dtype=np.int64),
-                          ref_frames=n_ref, dist_frames=n_dist,
-                          q_filters=qk if per_filter else None, warnings=notes,
-                          decode_errors=sum(r.errors for r in reports),
-                          missing_frames=sum(r.missing_frames for r in reports))
+        return VideoScore(q=qk.mean(axis=1), frame_numbers=np.concatenate(numbers) if numbers else np.zeros(0, np.int64),
+                          ref_frames=pairs.ref_frames, dist_frames=pairs.dist_frames,
+                          q_filters=qk if per_filter else None, warnings=pairs.notes,
+                          decode_errors=sum(r.errors for r in pairs.reports),
+                          missing_frames=sum(r.missing_frames for r in pairs.reports))
 
 
 def backends(metric: Metric | None = None) -> dict:

@@ -82,3 +82,49 @@ def test_truncated_video(tmp_path, rng):
     cut.write_bytes(data[: len(data) // 3])
     with pytest.raises(VideoError):
         list(io.iter_frames(cut))
+
+
+def _clip(path, rng, n, size=(16, 24)):
+    frames = rng.integers(0, 256, (n, *size, 3), dtype=np.uint8)
+    make_video(path, frames, codec="ffv1")
+    return frames
+
+
+@pytest.mark.parametrize("batch,stride", [(3, 1), (2, 3), (8, 2)])
+def test_frame_pairs_walk_in_step(tmp_path, rng, batch, stride):
+    _clip(tmp_path / "a.mkv", rng, 7)
+    _clip(tmp_path / "b.mkv", rng, 7)
+    a, b = io.read_frames(tmp_path / "a.mkv"), io.read_frames(tmp_path / "b.mkv")
+    pairs = io.FramePairs(tmp_path / "a.mkv", tmp_path / "b.mkv", batch, stride=stride)
+    got = list(pairs)
+    assert all(len(n) <= batch for _, _, n in got)
+    numbers = np.concatenate([n for _, _, n in got])
+    np.testing.assert_array_equal(numbers, np.arange(0, 7, stride))
+    np.testing.assert_array_equal(np.concatenate([r for r, _, _ in got]), a[::stride])
+    np.testing.assert_array_equal(np.concatenate([d for _, d, _ in got]), b[::stride])
+    assert (pairs.ref_frames, pairs.dist_frames, pairs.notes) == (7, 7, [])
+
+
+@pytest.mark.parametrize("longer", ["ref", "dist"])
+def test_frame_pairs_mismatch_policy_warns_and_counts(tmp_path, rng, longer):
+    _clip(tmp_path / "long.mkv", rng, 9)
+    _clip(tmp_path / "short.mkv", rng, 5)
+    paths = ("long.mkv", "short.mkv") if longer == "ref" else ("short.mkv", "long.mkv")
+    pairs = io.FramePairs(tmp_path / paths[0], tmp_path / paths[1], 2)
+    with pytest.warns(UserWarning, match="frame counts differ"):
+        numbers = np.concatenate([n for _, _, n in pairs])
+    np.testing.assert_array_equal(numbers, np.arange(5))
+    counts = (9, 5) if longer == "ref" else (5, 9)
+    assert (pairs.ref_frames, pairs.dist_frames) == counts
+    assert pairs.notes == [f"frame counts differ: reference has {counts[0]}, distorted has {counts[1]}; "
+                           f"scored the first 5"]
+
+
+def test_frame_pairs_resize_and_bad_batch(tmp_path, rng):
+    _clip(tmp_path / "a.mkv", rng, 2, size=(16, 24))
+    _clip(tmp_path / "b.mkv", rng, 2, size=(32, 48))
+    (r, d, _), = list(io.FramePairs(tmp_path / "a.mkv", tmp_path / "b.mkv", 4, size=(16, 24)))
+    assert r.shape == d.shape == (2, 16, 24, 3)
+    for bad in (0, True, 1.5):
+        with pytest.raises(InputError, match="batch_size"):
+            io.FramePairs(tmp_path / "a.mkv", tmp_path / "b.mkv", bad)
