@@ -28,6 +28,7 @@ $(VENV)/.built: $(VENV)/.installed $(CSRC)
 	touch $@
 
 test: build
+	$(VENV)/bin/lint-imports  # the import contracts in .importlinter (README, "Architecture")
 	$(PY) -m pytest -q tests
 
 demo: build
