@@ -24,3 +24,23 @@ class BackboneError(DctqaError):
 
 class WeightsError(BackboneError):
     """Detector weights that are missing or do not fit the model."""
+
+
+class ServeError(DctqaError):
+    """A frame pair submitted to :class:`dctqa.StreamScorer` that was not scored."""
+
+
+class ScorerClosedError(ServeError):
+    """The scorer was closed before (or while) the pair could be scored."""
+
+
+class QueueFullError(ServeError):
+    """The queue stayed full for the whole ``timeout`` of a blocking submit."""
+
+
+class DroppedError(ServeError):
+    """The pair was dropped (oldest first) to make room for newer ones (``when_full="drop_oldest"``)."""
+
+
+class ScoringError(ServeError):
+    """The scorer raised something other than a :class:`DctqaError` for this pair (see ``__cause__``)."""
