@@ -175,6 +175,8 @@ def _stats_of(counts: collections.Counter, pending: int, lat: list[float]) -> St
 
 def _frame(name: str, x: Any) -> torch.Tensor:
     """One frame (``H x W x 3`` array or ``[1,] 3 x H x W`` tensor) -> ``[3, H, W]`` view, validated."""
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        x = x.copy()  # e.g. np.frombuffer of a request body; torch cannot wrap read-only memory
     t = _as_nchw(name, x)
     if t.shape[0] != 1:
         raise InputError(f"{name}: submit takes one frame (H x W x 3 or 3 x H x W), got a batch of "
