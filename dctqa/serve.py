@@ -210,7 +210,7 @@ class StreamScorer:
 
     def __init__(self, scorer: Any, *, max_batch: int = 8, max_wait_ms: float = 10.0, max_queue: int = 64,
                  when_full: str = "block", device: str | torch.device | None = None,
-                 reference: bool | None = None, latency_window: int = 10_000) -> None:
+                 reference: bool | None = None, latency_window: int = 4096) -> None:
         if when_full not in WHEN_FULL:
             raise InputError(f"when_full must be one of {WHEN_FULL}, got {when_full!r}")
         if not (isinstance(max_batch, int) and max_batch >= 1):
@@ -343,13 +343,17 @@ class StreamScorer:
 
     # ------------------------------------------------------------------ the worker
     def _worker(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            self._drain_ready()  # pairs due after cancelled ones were skipped
-            if batch:
-                self._record(self._run(batch))
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                self._drain_ready()  # pairs due after cancelled ones were skipped
+                if batch:
+                    self._record(self._run(batch))
+        except BaseException as exc:  # a bug here must not leave futures waiting forever
+            self._fail_unresolved(f"the scorer's worker thread failed ({type(exc).__name__}: {exc})")
+            raise
 
     def _next_batch(self) -> list[_Item] | None:
         """Wait for a batch to be due; ``None`` when closed and drained (or abandoned)."""
@@ -525,18 +529,29 @@ class StreamScorer:
             return
         self._thread.join(timeout)
         if self._thread.is_alive():
-            self._abandon(timeout)
+            self._fail_unresolved(f"the scorer was closed and its worker did not finish within {timeout} s")
 
-    def _abandon(self, timeout: float | None) -> None:
+    def _fail_unresolved(self, why: str) -> None:
+        """Stop the worker after its current call and fail every unresolved future (closed)."""
         with self._lock:
-            self._abandoned = True
+            self._closed = self._abandoned = True
             self._queue.clear()
             self._keys.clear()
             items = [it for st in self._streams.values() for it in st.unresolved.values() if not it.done]
             self._not_empty.notify_all()
-        self._record([(it, "failed", ScorerClosedError(
-            f"stream {it.stream!r} pair #{it.seq}: the scorer was closed and its worker did not finish "
-            f"within {timeout} s")) for it in items])
+            self._not_full.notify_all()
+        self._record([(it, "failed", ScorerClosedError(f"stream {it.stream!r} pair #{it.seq}: {why}"))
+                      for it in items])
+
+    def forget(self, stream_id: Hashable) -> None:
+        """Drop the counters of a finished stream (totals keep its figures), so that a server
+        whose streams come and go holds no memory for old ones. Raises :class:`InputError`
+        while the stream has unresolved pairs; unknown streams are ignored."""
+        with self._lock:
+            st = self._streams.get(stream_id)
+            if st is not None and st.unresolved:
+                raise InputError(f"stream {stream_id!r} still has {len(st.unresolved)} unresolved pairs")
+            self._streams.pop(stream_id, None)
 
     def __enter__(self) -> "StreamScorer":
         return self

@@ -400,3 +400,36 @@ def test_cuda_pinned_staging_and_cuda_frames(rng) -> None:
                         torch.from_numpy(dist[i]).permute(2, 0, 1).cuda()) for i in range(4)]
         np.testing.assert_allclose([f.result(timeout=30) for f in host], want, rtol=1e-6)
         np.testing.assert_allclose([f.result(timeout=30) for f in dev], want, rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_worker_bug_fails_futures_instead_of_hanging() -> None:
+    gate = Gate()
+    s = StreamScorer(gate, max_batch=3, max_wait_ms=5000)  # the batch starts once all 3 are queued
+
+    def broken(batch):
+        raise RuntimeError("bug in the worker")
+
+    s._run = broken
+    fs = [s.submit("s", marked(v), marked(v)) for v in range(3)]
+    for f in fs:
+        with pytest.raises(ScorerClosedError, match="worker thread failed .*bug in the worker"):
+            f.result(timeout=10)
+    with pytest.raises(ScorerClosedError):
+        s.submit("s", marked(1), marked(1))
+    s.close(timeout=5)
+
+
+def test_forget_finished_stream() -> None:
+    gate = Gate()
+    with StreamScorer(gate, max_batch=1, max_wait_ms=0) as s:
+        f = s.submit("old", marked(1), marked(1))
+        with pytest.raises(InputError, match="unresolved"):
+            s.forget("old")
+        gate.release.set()
+        f.result(timeout=10)
+        wait_until(lambda: s.stats().total.pending == 0)
+        s.forget("old")
+        s.forget("never-seen")
+        st = s.stats()
+    assert "old" not in st.streams and st.total.pairs == 1
