@@ -94,8 +94,9 @@ def stage(frames: list[torch.Tensor], device: torch.device, pin: bool) -> torch.
 
 @dataclass(frozen=True)
 class StreamStats:
-    """Counters of one stream (or of all of them). Latencies in milliseconds, submit -> scored,
-    over the last ``latency_window`` scored pairs; ``None`` before the first scored pair.
+    """Counters of one stream (or of all of them). Latencies in milliseconds from the ``submit``
+    call (time blocked on a full queue included) to the score, over the last ``latency_window``
+    scored pairs; ``None`` before the first scored pair.
 
     submitted: accepted by ``submit``; pairs: scored; dropped: failed with :class:`DroppedError`;
     failed: failed for another reason (bad input, scorer error, closed); cancelled: cancelled by
@@ -251,6 +252,11 @@ class StreamScorer:
         Raises :class:`ScorerClosedError` after :meth:`close`, :class:`QueueFullError` when
         the queue stayed full for ``timeout`` seconds.
         """
+        t0 = time.perf_counter()
+        try:
+            hash(stream_id)
+        except TypeError:
+            raise InputError(f"stream_id must be hashable (a str or int, say), got {type(stream_id).__name__}") from None
         try:
             ref_t, dist_t, key, error = *self._validate(ref, dist), None
         except DctqaError as exc:
@@ -262,7 +268,7 @@ class StreamScorer:
                 raise ScorerClosedError("StreamScorer is closed; no more pairs are accepted")
             dropped = None if error is not None else self._make_room(timeout)
             st = self._stream(stream_id)
-            item = _Item(stream_id, st.next_seq, ref_t, dist_t, key, fut, time.perf_counter())
+            item = _Item(stream_id, st.next_seq, ref_t, dist_t, key, fut, t0)
             st.next_seq += 1
             st.unresolved[item.seq] = item
             self._count(st, "submitted")

@@ -365,6 +365,8 @@ def test_no_reference_scorer_protocol() -> None:
             s.submit("s", marked(9), marked(9)).result(timeout=10)
     with pytest.raises(InputError, match="cannot serve"):
         StreamScorer(object())
+    with StreamScorer(NR()) as s, pytest.raises(InputError, match="hashable"):
+        s.submit(["not", "hashable"], None, marked(1))
 
 
 @pytest.mark.parametrize("kw,match", [({"when_full": "spill"}, "when_full"), ({"max_batch": 0}, "max_batch"),
