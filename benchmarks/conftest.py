@@ -23,6 +23,9 @@ if str(REPO) not in sys.path:
 #: (family, "HxW", K, batch, impl) -> pairs per second
 RESULTS: dict[tuple[str, str, int, int, str], float] = {}
 
+#: Free-form result lines (e.g. the serving benchmark's latency levels), printed after the table.
+NOTES: list[str] = []
+
 #: Wall-clock budget per benchmark (s), used to choose the number of rounds.
 ROUND_BUDGET_S = float(os.environ.get("DCTQA_BENCH_BUDGET_S", "4"))
 
@@ -74,9 +77,13 @@ def _baseline(family: str, size: str, k: int, impl: str) -> float | None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    tr = terminalreporter
+    if NOTES:
+        tr.section("dctqa: serving")
+        for line in NOTES:
+            tr.write_line(line)
     if not RESULTS:
         return
-    tr = terminalreporter
     tr.section("dctqa: frame pairs per second (ratios to the same run's reference / torch path)")
     tr.write_line(f"{'family':<9}{'size':>10}{'K':>4}{'batch':>6}  {'impl':<11}{'pairs/s':>10}"
                   f"{'x ref':>10}{'x torch':>9}")

@@ -15,18 +15,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .constants import EPSILON, METRIC_VERSION
-from .errors import (BackboneError, ConfigError, DctqaError, InputError, ResourceError, VideoError,
-                     WeightsError)
+from .errors import (BackboneError, ConfigError, DctqaError, DroppedError, InputError, QueueFullError,
+                     ResourceError, ScorerClosedError, ScoringError, ServeError, VideoError, WeightsError)
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from .metric import Metric, VideoScore, backends
     from .registry import create_metric, list_metrics
+    from .serve import ServeStats, StreamScorer, StreamStats
 
 # torch is imported on first use of these names, so ``import dctqa.<submodule>`` stays light.
 _LAZY = {"Metric": "metric", "VideoScore": "metric", "backends": "metric",
-         "create_metric": "registry", "list_metrics": "registry"}
+         "create_metric": "registry", "list_metrics": "registry",
+         "StreamScorer": "serve", "ServeStats": "serve", "StreamStats": "serve"}
 
 
 def __getattr__(name: str) -> Any:
@@ -38,6 +40,7 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module 'dctqa' has no attribute {name!r}")
 
-__all__ = ["Metric", "VideoScore", "backends", "create_metric", "list_metrics", "EPSILON",
-           "METRIC_VERSION", "DctqaError", "InputError", "VideoError", "BackboneError",
-           "WeightsError", "ConfigError", "ResourceError", "__version__"]
+__all__ = ["Metric", "VideoScore", "backends", "create_metric", "list_metrics", "StreamScorer",
+           "ServeStats", "StreamStats", "EPSILON", "METRIC_VERSION", "DctqaError", "InputError",
+           "VideoError", "BackboneError", "WeightsError", "ConfigError", "ResourceError", "ServeError",
+           "ScorerClosedError", "QueueFullError", "DroppedError", "ScoringError", "__version__"]

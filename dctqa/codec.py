@@ -23,13 +23,16 @@ Files appear atomically (temporary file in the same folder, then ``os.replace``)
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
 
 from .errors import InputError, VideoError
 from .fileio import atomic_path, atomic_write_text
@@ -382,3 +385,53 @@ def write_reference(src: str | os.PathLike, path: str | os.PathLike, max_frames:
 
     info = probe(src)
     return write_lossless(iter_frames(src, max_frames=max_frames), path, info.fps or 25.0)
+
+
+def transcode_live(frames: Iterable, crf: int = 35, preset: str = "veryfast",
+                   fps: float = 25.0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Pair each frame with its H.264-compressed version, frame by frame, in memory.
+
+    What an encoder-side scorer sees live: every ``H x W x 3`` uint8 RGB frame (even ``H``
+    and ``W``) goes through libx264 (yuv420p, ``crf`` 0..51, ``tune=zerolatency``: no frame
+    delay, no B-frames) and FFmpeg's H.264 decoder. Yields ``(original, compressed)`` RGB
+    pairs in order, one per input frame. Raises :class:`InputError` for odd sizes or a bad
+    ``crf``/``preset``, :class:`VideoError` when the codec fails.
+    """
+    import av
+
+    if not (isinstance(crf, int) and 0 <= crf <= 51) or preset not in PRESETS:
+        raise InputError(f"crf must be an integer 0..51 and preset one of {PRESETS}; got {crf!r}, {preset!r}")
+    enc = dec = None
+    pending: collections.deque = collections.deque()
+    try:
+        for i, rgb in enumerate(frames):
+            if enc is None:
+                enc, dec = _live_codecs(rgb.shape, crf, preset, fps)
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
+            vf.pts = i
+            pending.append(rgb)
+            for pkt in enc.encode(vf):
+                for out in dec.decode(pkt):
+                    yield pending.popleft(), out.to_ndarray(format="rgb24")
+        if enc is not None:
+            for pkt in [*enc.encode(None), None]:
+                for out in dec.decode(pkt):
+                    yield pending.popleft(), out.to_ndarray(format="rgb24")
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"live H.264 transcoding failed ({exc.strerror or exc})") from None
+
+
+def _live_codecs(shape: tuple, crf: int, preset: str, fps: float):
+    import av
+
+    if len(shape) != 3 or shape[2] != 3 or shape[0] % 2 or shape[1] % 2:
+        raise InputError(f"transcode_live needs H x W x 3 RGB frames of even size, got shape {shape}")
+    enc = av.CodecContext.create("libx264", "w")
+    enc.width, enc.height, enc.pix_fmt = shape[1], shape[0], "yuv420p"
+    enc.time_base = Fraction(1, 1) / _rate(fps)
+    enc.framerate = _rate(fps)
+    enc.options = {"crf": str(crf), "preset": preset, "tune": "zerolatency"}
+    enc.thread_count = 1
+    dec = av.CodecContext.create("h264", "r")
+    dec.thread_count = 1
+    return enc, dec

@@ -36,3 +36,23 @@ class ConfigError(DctqaError, ValueError):
 
 class ResourceError(DctqaError, MemoryError):
     """Not enough memory (host or GPU) for the work asked for, or a size over the configured cap."""
+
+
+class ServeError(DctqaError):
+    """A frame pair submitted to :class:`dctqa.StreamScorer` that was not scored."""
+
+
+class ScorerClosedError(ServeError):
+    """The scorer was closed before (or while) the pair could be scored."""
+
+
+class QueueFullError(ServeError):
+    """The queue stayed full for the whole ``timeout`` of a blocking submit."""
+
+
+class DroppedError(ServeError):
+    """The pair was dropped (oldest first) to make room for newer ones (``when_full="drop_oldest"``)."""
+
+
+class ScoringError(ServeError):
+    """The scorer raised something other than a :class:`DctqaError` for this pair (see ``__cause__``)."""

@@ -191,3 +191,20 @@ def test_single_thread_is_reproducible(synth_clip, tmp_path):
     b = encode_sweep(synth_clip, tmp_path / "b", s)
     for va, vb in zip(a, b):
         assert va.path.read_bytes() == vb.path.read_bytes()
+
+
+def test_transcode_live_pairs_each_frame_with_its_compressed_version(vtest_path):
+    from dctqa.codec import transcode_live
+    from dctqa.io import iter_frames
+
+    src = read_frames(vtest_path, max_frames=6)
+    got = list(transcode_live(iter_frames(vtest_path, max_frames=6), crf=40))
+    assert len(got) == 6
+    for s, (ref, dist) in zip(src, got):
+        assert np.array_equal(ref, s) and dist.shape == s.shape and dist.dtype == np.uint8
+        err = np.abs(dist.astype(int) - s.astype(int)).mean()
+        assert 0.5 < err < 20  # compressed, but the same picture
+    with pytest.raises(InputError, match="even size"):
+        list(transcode_live([np.zeros((5, 8, 3), np.uint8)]))
+    with pytest.raises(InputError, match="crf"):
+        list(transcode_live([np.zeros((4, 8, 3), np.uint8)], crf=60))
