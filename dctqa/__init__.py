@@ -21,13 +21,14 @@ from .errors import (BackboneError, ConfigError, DctqaError, DroppedError, Input
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .io import read_frames
     from .metric import Metric, VideoScore, backends
     from .registry import create_metric, list_metrics
     from .serve import ServeStats, StreamScorer, StreamStats
 
 # torch is imported on first use of these names, so ``import dctqa.<submodule>`` stays light.
 _LAZY = {"Metric": "metric", "VideoScore": "metric", "backends": "metric",
-         "create_metric": "registry", "list_metrics": "registry",
+         "create_metric": "registry", "list_metrics": "registry", "read_frames": "io",
          "StreamScorer": "serve", "ServeStats": "serve", "StreamStats": "serve"}
 
 
@@ -40,7 +41,7 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module 'dctqa' has no attribute {name!r}")
 
-__all__ = ["Metric", "VideoScore", "backends", "create_metric", "list_metrics", "StreamScorer",
+__all__ = ["Metric", "VideoScore", "backends", "create_metric", "list_metrics", "read_frames", "StreamScorer",
            "ServeStats", "StreamStats", "EPSILON", "METRIC_VERSION", "DctqaError", "InputError",
            "VideoError", "BackboneError", "WeightsError", "ConfigError", "ResourceError", "ServeError",
            "ScorerClosedError", "QueueFullError", "DroppedError", "ScoringError", "__version__"]

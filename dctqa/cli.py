@@ -28,7 +28,20 @@ PLUGINS = ("dctqa.study.cli",)
 
 def _progress_wanted(args: argparse.Namespace) -> bool:
     """Progress unless ``--quiet``: a bar on a terminal, plain lines otherwise (dctqa.progress)."""
-    return not getattr(args, "quiet", False)
+    return progress_mode(args) != "none"
+
+
+def add_progress_options(p: argparse.ArgumentParser) -> None:
+    """``--progress auto|bar|log|none`` and ``--quiet`` (= none), read by :func:`progress_mode`."""
+    p.add_argument("--progress", default="auto", choices=("auto", "bar", "log", "none"),
+                   help="auto (default): a bar on a terminal, else one line per stage and per 10%% with "
+                        "elapsed time and ETA (log); bar or log to force one; none = --quiet")
+    p.add_argument("--quiet", action="store_true", help="no progress at all (same as --progress none)")
+
+
+def progress_mode(args: argparse.Namespace) -> str:
+    """The progress mode the command line asked for (``--quiet`` wins)."""
+    return "none" if getattr(args, "quiet", False) else getattr(args, "progress", "auto")
 
 
 def _add_metric_options(p: argparse.ArgumentParser) -> None:
@@ -158,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "errors and missing frames); default: such a file is an error")
     p.add_argument("--per-filter", action="store_true", help="also log Q_k of every filter")
     p.add_argument("--batch-size", type=positive_int, default=8, help="frame pairs per batch (default 8)")
-    p.add_argument("--quiet", action="store_true", help="no progress (a bar on a terminal, else a line per 10%%)")
+    add_progress_options(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("info", help="available implementations, backbones and metrics")
@@ -168,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="encode a clip of real photographs at 5 CRFs and score it")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--frames", type=positive_int, default=40, help="frames in the clip (default 40)")
-    p.add_argument("--quiet", action="store_true", help="no progress (a bar on a terminal, else a line per 10%%)")
+    add_progress_options(p)
     p.set_defaults(func=cmd_demo)
 
     for name in PLUGINS:
@@ -210,8 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    from .progress import using_mode
+
     try:
-        return int(args.func(args) or 0)
+        with using_mode(progress_mode(args)):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -255,12 +255,14 @@ def _rate(fps: float) -> Fraction:
 
 def encode_sweep(src: str | os.PathLike, out_dir: str | os.PathLike,
                  settings: EncodeSettings = EncodeSettings(),
-                 progress: Callable[[int], None] | None = None) -> list[Variant]:
+                 progress: Callable[[int], None] | None = None,
+                 verified: Callable[[Variant], None] | None = None) -> list[Variant]:
     """Encode every variant of ``settings`` for ``src`` into ``out_dir`` (created if needed).
 
     Files: ``out_dir/<name>.mp4`` per variant and ``out_dir/variants.json`` (the returned
     list plus the settings).  ``progress(n)`` is called after each source frame with the
-    number of frames just encoded (1).  Width and height must be even (yuv420p);
+    number of frames just encoded (1) into all variants at once; ``verified(variant)``
+    after each variant has been decoded again and checked (one call per variant).  Width and height must be even (yuv420p);
     odd sizes raise :class:`InputError` rather than being padded, because a padded variant
     would no longer align pixel-for-pixel with its reference.
     Raises :class:`VideoError` for unreadable sources, sources with no frame, and variants
@@ -311,6 +313,8 @@ def encode_sweep(src: str | os.PathLike, out_dir: str | os.PathLike,
             os.replace(enc.tmp, enc.path)
             variants.append(Variant(enc.plan.name, enc.plan.crf, enc.plan.maxrate_kbps, enc.path, kbps, n,
                                     enc.plan.cap_bpp))
+            if verified is not None:
+                verified(variants[-1])
     except BaseException:
         for enc in encoders:
             enc.abort()

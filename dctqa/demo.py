@@ -15,6 +15,7 @@ import numpy as np
 from .backbones import get_backbone, onnx_spec, parse_spec
 from .errors import DctqaError, WeightsError
 from .fileio import OutputSet
+from .progress import progress as _progress, stage
 from .settings import shared_dir
 
 PAPER_BACKBONE = "fasterrcnn_resnet50_fpn"
@@ -74,7 +75,6 @@ def _run_demo(outputs: OutputSet, out: Path, frames: int, progress: bool, backbo
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .baselines import compute_baselines, global_psnr
     from .codec import DEFAULT_CRFS, EncodeSettings, encode_sweep
     from .io import read_frames
     from .metric import Metric
@@ -93,17 +93,16 @@ def _run_demo(outputs: OutputSet, out: Path, frames: int, progress: bool, backbo
     ref = read_frames(src)
     print(f"clip: {len(ref)} frames {ref.shape[2]}x{ref.shape[1]}, a pan over scikit-image's 'coffee' photo "
           f"(lossless FFV1: {src})")
-    variants = encode_sweep(src, out / "h264", EncodeSettings(crfs=DEFAULT_CRFS, cap_bpp=(), include_uncapped=True))
+    stage(f"demo: encoding {len(DEFAULT_CRFS)} H.264 variants (CRF {', '.join(map(str, DEFAULT_CRFS))})",
+          enabled=progress)
+    with _progress(len(ref), "demo: encode", unit="frame", enabled=progress) as bar:
+        variants = encode_sweep(src, out / "h264", EncodeSettings(crfs=DEFAULT_CRFS, cap_bpp=(), include_uncapped=True),
+                                progress=bar.update)
     metric = Metric(name)
-    rows = []
-    for v in sorted(variants, key=lambda v: v.crf):
-        dist = read_frames(v.path)
-        q = metric.score(ref, dist)
-        base = compute_baselines(ref, dist, ["psnr", "ssim"])
-        rows.append({"crf": v.crf, "bitrate_kbps": round(v.bitrate_kbps, 1),
-                     "psnr_db": float(np.mean(base["psnr"])), "psnr_global_db": float(global_psnr(base["mse"])),
-                     "ssim": float(np.mean(base["ssim"])), "q_mean": float(q.mean()), "q_max": float(q.max()),
-                     "file": str(v.path)})
+    stage(f"demo: scoring {len(variants)} variants (Q, PSNR, SSIM)", enabled=progress)
+    bar = _progress(len(variants), "demo: score", unit="variant", enabled=progress, step_percent=100 / len(variants))
+    with bar:
+        rows = _score_variants(ref, variants, metric, bar)
     print(f"\n{'CRF':>4} {'kbit/s':>9} {'PSNR dB':>8} {'SSIM':>7} {'Q mean':>8} {'Q max':>8}")
     for r in rows:
         print(f"{r['crf']:>4} {r['bitrate_kbps']:>9.1f} {r['psnr_db']:>8.2f} {r['ssim']:>7.4f} "
@@ -126,4 +125,22 @@ def _run_demo(outputs: OutputSet, out: Path, frames: int, progress: bool, backbo
     outputs.write_text(results, json_text({"backbone": name, "why": why, "params": metric.params(), "rows": rows}))
     print(f"\nwrote {plot} and {results}")
     sys.stdout.flush()
+    return rows
+
+
+def _score_variants(ref: np.ndarray, variants: list, metric, bar) -> list[dict]:
+    """One table row per variant (by CRF): bitrate, PSNR, SSIM, Q mean and max; ``bar`` counts variants."""
+    from .baselines import compute_baselines, global_psnr
+    from .io import read_frames
+
+    rows = []
+    for v in sorted(variants, key=lambda v: v.crf):
+        dist = read_frames(v.path)
+        q = metric.score(ref, dist)
+        base = compute_baselines(ref, dist, ["psnr", "ssim"])
+        rows.append({"crf": v.crf, "bitrate_kbps": round(v.bitrate_kbps, 1),
+                     "psnr_db": float(np.mean(base["psnr"])), "psnr_global_db": float(global_psnr(base["mse"])),
+                     "ssim": float(np.mean(base["ssim"])), "q_mean": float(q.mean()), "q_max": float(q.max()),
+                     "file": str(v.path)})
+        bar.update(1)
     return rows

@@ -3,18 +3,65 @@
     with progress(total=795, desc="scoring", unit="frame", enabled=not quiet) as bar:
         for batch in ...:
             bar.update(len(batch))
+    stage("study: stage 2/4, score 25 variants")   # one line naming a stage, in both modes
 
 On a terminal (the stream's ``isatty()``) it is a tqdm bar that disappears when done. On
 anything else (a log file, a CI job, a pipe) it writes one line each time another
 ``step_percent`` % of ``total`` is done, with elapsed time and ETA, and one line at the
 end; with an unknown total, one line at most every ``interval_s`` seconds. Nothing is
 written before the first unit is done, so a run that fails at once prints only its error.
+
+The mode is chosen per stream (``"auto"``: bar on a terminal, else lines) unless a
+process-wide mode is set with :func:`using_mode` (the CLI's ``--progress bar|log|none``;
+``--quiet`` is ``none``): ``"bar"`` forces the bar, ``"log"`` the lines, ``"none"``
+silences every progress line and stage line.
 """
 from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Callable
+from contextlib import contextmanager
+from typing import IO, Callable, Iterator
+
+#: The progress modes: auto (bar on a terminal, else lines), bar, log (lines), none.
+MODES = ("auto", "bar", "log", "none")
+_mode = "auto"
+
+
+@contextmanager
+def using_mode(mode: str) -> Iterator[None]:
+    """Within the block every :func:`progress` and :func:`stage` uses ``mode`` (one of
+    :data:`MODES`); the previous mode is restored afterwards. Raises ``ValueError`` for others."""
+    global _mode
+    if mode not in MODES:
+        raise ValueError(f"progress mode must be one of {MODES}, got {mode!r}")
+    previous, _mode = _mode, mode
+    try:
+        yield
+    finally:
+        _mode = previous
+
+
+def resolve_mode(enabled: bool = True, stream: IO[str] | None = None) -> str:
+    """``"bar"``, ``"log"`` or ``"none"``: what progress on ``stream`` (default stderr) does now."""
+    if not enabled or _mode == "none":
+        return "none"
+    if _mode != "auto":
+        return _mode
+    return "bar" if _isatty(sys.stderr if stream is None else stream) else "log"
+
+
+def stage(text: str, enabled: bool = True, stream: IO[str] | None = None) -> None:
+    """Write one line naming a stage (both modes; nothing when quiet), e.g. ``"encode: 25 variants"``."""
+    stream = sys.stderr if stream is None else stream
+    mode = resolve_mode(enabled, stream)
+    if mode == "bar":
+        from tqdm import tqdm
+
+        tqdm.write(text, file=stream)  # above any bar that is showing
+    elif mode == "log":
+        stream.write(text + "\n")
+        stream.flush()
 
 
 def _fmt_s(seconds: float) -> str:
@@ -35,8 +82,9 @@ class Progress:
         self._last_line = self._start
         self._next_pct = self._step
         self._bar = None
-        self._lines = enabled and not _isatty(stream)
-        if enabled and not self._lines:
+        mode = resolve_mode(enabled, stream)
+        self._lines = mode == "log"
+        if mode == "bar":
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, desc=desc, unit=unit, file=stream, leave=False)

@@ -5,6 +5,21 @@ reference, ``"NR"``: the distorted frames only), ``lower_better`` (the one spell
 metric's direction: ``True`` when a lower value means less damage), its unit and range.
 Callers (the CLI's ``info``, the study's tables) read them with :func:`metric_info`.
 
+How each is called (``metric_info(name).kind``):
+
+* full-reference (``"FR"``) -- ``dctqa``, ``dctqa_feature``, ``dctqa_pixel``, ``psnr``,
+  ``ssim``: ``m.score(ref, dist)``;
+* no-reference (``"NR"``) -- ``blockiness``, ``blur``, ``noise``, ``contrast``:
+  ``m.score(dist)``, the distorted frames only.
+
+Frames are ``H x W x 3`` / ``N x H x W x 3`` uint8 RGB arrays (e.g. from
+:func:`dctqa.read_frames`). The three ``dctqa*`` metrics take :class:`dctqa.Metric`'s
+arguments; their default backbone is the paper's Faster R-CNN, whose COCO weights must be
+in torchvision's cache (or ``weights=FILE``). Offline, name another backbone, e.g.
+``create_metric("dctqa", backbone="onnx:../shared/models/yolox_nano.onnx")``: a metric
+name means one definition, so the backbone is never switched silently, and the error
+says how to pass one.
+
 The table names each metric's constructor as ``"module:attribute"`` and imports it only
 when :func:`create_metric` is called, so this module imports no metric module: the
 baselines and the metric itself sit below it without an import circle, and a wing (e.g.
@@ -104,7 +119,10 @@ def create_metric(name: str, **kwargs: Any) -> Any:
     """A ready metric object for ``name`` (see :func:`list_metrics`); kwargs go to its constructor.
 
     The object has ``name`` (= ``name``), ``lower_better``, and ``score(ref, dist)`` (FR)
-    or ``score(dist)`` (NR).
+    or ``score(dist)`` (NR); see the module docstring for which is which. The ``dctqa*``
+    metrics default to the Faster R-CNN backbone and raise :class:`~dctqa.errors.WeightsError`
+    (saying how to pass ``backbone="onnx:PATH"`` or ``weights=FILE``) when its weights
+    are not available; they never fall back to another backbone.
     """
     return metric_info(name).create(**kwargs)
 

@@ -42,8 +42,19 @@ def is_published_file(sha256: str, url: str) -> bool:
     return bool(m) and sha256.startswith(m.group(1))
 
 
-def missing_weights_message(name: str, url: str, error: BaseException | None = None) -> str:
-    why = f" ({type(error).__name__}: {error})" if error is not None else ""
+def missing_weights_message(name: str, url: str, error: BaseException | str | None = None) -> str:
+    """What to do when the COCO weights of ``name`` (published at ``url``) are not available."""
+    if isinstance(error, BaseException):
+        why = f" ({type(error).__name__}: {error})"
+    else:
+        why = f" ({error})" if error else ""
+    from .settings import shared_dir
+
+    try:
+        onnx = shared_dir() / "models" / "yolox_nano.onnx"
+        example = str(onnx) if onnx.is_file() else "path/to/model.onnx"
+    except Exception:  # a malformed DCTQA_SHARED must not hide this message
+        example = "path/to/model.onnx"
     return (f"no COCO weights for {name!r}: torchvision could not find them in its cache and could not "
             f"download them{why}.\n"
             f"  Either, on a machine with network, download {url}\n"
@@ -51,7 +62,37 @@ def missing_weights_message(name: str, url: str, error: BaseException | None = N
             f"to move it),\n"
             f"  or pass the file explicitly: --weights FILE (Python: weights=FILE), a state_dict of the "
             f"whole detector.\n"
-            f"  Without detector weights, use 'onnx:PATH' (e.g. YOLOX-Nano) or the 'pixel' backbone.")
+            f"  Without detector weights, use an ONNX detector's first layer (e.g. YOLOX-Nano):\n"
+            f"    Python: dctqa.create_metric(\"dctqa\", backbone=\"onnx:{example}\")  "
+            f"(or dctqa.Metric(backbone=\"onnx:{example}\"))\n"
+            f"    CLI:    --backbone onnx:{example}\n"
+            f"  or the CNN-free 'pixel' backbone (backbone=\"pixel\").")
+
+
+def can_reach(url: str, timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to ``url``'s host and port opens within ``timeout_s`` seconds
+    (name lookup included; it runs in a helper thread so that a hanging resolver cannot block)."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    result: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return bool(result and result[0])
 
 
 def read_state_dict(path: str | os.PathLike, name: str) -> dict:
@@ -103,6 +144,11 @@ def build_detector(name: str, weights: str | os.PathLike | None = None, **model_
                                f"or one of {list(enum_cls.__members__)})")
         enum = enum_cls[member]
     if enum is not None:
+        # torch's hub prints 'Downloading: "<url>"' before it tries; offline that line is misleading,
+        # so without a cached copy the network is checked first and the clear error given at once.
+        if not hub_cache_path(enum.url).is_file() and not can_reach(enum.url):
+            raise WeightsError(missing_weights_message(name, enum.url, f"not in the cache and no network: "
+                                                       f"{enum.url.split('/')[2]} cannot be reached"))
         try:
             model = builder(weights=enum, progress=False, **model_kwargs)
         except Exception as exc:

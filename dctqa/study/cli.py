@@ -1,14 +1,33 @@
-"""``dctqa encode`` and ``dctqa study`` subcommands (plugged into ``dctqa.cli`` via :func:`register`)."""
+"""``dctqa encode`` and ``dctqa study`` subcommands (plugged into ``dctqa.cli`` via :func:`register`).
+
+Progress of ``dctqa study``: :func:`dctqa.study.pipeline.run_study` makes its progress
+bars with its private ``_bar(cfg, total, desc)`` (a tqdm bar, shown on a terminal only).
+Until the layout refactor makes the pipeline call :mod:`dctqa.progress` itself, the CLI
+swaps that factory for :class:`StudyProgress` while the study runs (:func:`_study_progress`),
+which prints a line per stage and routes every bar through :func:`dctqa.progress.progress`
+(bar on a terminal, lines with elapsed time and ETA elsewhere, nothing with ``--quiet``).
+"""
 from __future__ import annotations
 
 import argparse
 import shlex
 import sys
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from ..codec import DEFAULT_CAP_BPP, DEFAULT_CRFS, PRESETS, EncodeSettings, parse_floats
-from ..cli import positive_int
+from ..cli import add_progress_options, positive_int, progress_mode
 from ..errors import InputError
 from ..fileio import check_output_dir
+from ..progress import progress, stage
+
+#: ``dctqa study --quick``: a preset of existing options for trying the pipeline (each applies
+#: only where the option was left at its default). One source video, its first 200 frames,
+#: three uncapped variants (CRF 35, 41, 47: the paper's high-compression subsets), YOLOX-Nano
+#: in the spectral domain plus the pixel ablation, PSNR and SSIM, 50-frame AP windows, 200
+#: bootstrap resamples.
+QUICK: dict[str, Any] = {"max_frames": 200, "crf": (35, 41, 47), "cap_bpp": "", "domain": ["spectral"],
+                         "baselines": "psnr,ssim", "window": 50, "n_boot": 200}
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -41,13 +60,11 @@ def _encode_settings(args: argparse.Namespace) -> EncodeSettings:
 
 
 def _progress(args: argparse.Namespace) -> bool:
-    return not args.quiet and sys.stderr.isatty()
+    return progress_mode(args) != "none"
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..codec import encode_sweep
+    from ..codec import encode_sweep, plan_variants
     from ..io import probe
 
     settings = _encode_settings(args)
@@ -55,9 +72,19 @@ def cmd_encode(args: argparse.Namespace) -> int:
     info = probe(args.src)
     total = info.frames if settings.max_frames is None or info.frames is None else min(info.frames,
                                                                                         settings.max_frames)
-    with tqdm(total=total, unit="frame", desc="encode", file=sys.stderr, leave=False,
-              disable=not _progress(args)) as bar:
-        variants = encode_sweep(args.src, args.out, settings, progress=bar.update)
+    n = len(plan_variants(settings, info.width, info.height, info.fps or 25.0))
+    on = _progress(args)
+    stage(f"encode: {n} variants of {args.src} ({total if total is not None else 'unknown number of'} frames, "
+          f"encoded in one pass), then each variant decoded again and checked", enabled=on)
+    frames_bar = progress(total, "encode", unit="frame", enabled=on)
+    check_bar = progress(n, "encode: check", unit="variant", enabled=on, step_percent=100.0 / max(n, 1))
+
+    def verified(variant) -> None:
+        frames_bar.close()  # all frames are encoded once the first variant is checked
+        check_bar.update(1)
+
+    with frames_bar, check_bar:
+        variants = encode_sweep(args.src, args.out, settings, progress=frames_bar.update, verified=verified)
     print(f"{'variant':20s} {'crf':>4s} {'cap kbit/s':>10s} {'kbit/s':>9s} frames")
     for v in variants:
         cap = "-" if v.maxrate_kbps is None else f"{v.maxrate_kbps:.1f}"
@@ -65,9 +92,69 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+class StudyProgress:
+    """Stands in for ``pipeline._bar(cfg, total, desc)``: a stage line, then a
+    :func:`dctqa.progress.progress` for the stage (see the module docstring)."""
+
+    STAGES = 4
+
+    def __init__(self, videos: int) -> None:
+        self.videos = videos
+        self.encoded = 0
+
+    def __call__(self, cfg: Any, total: int, desc: str):
+        on = bool(cfg.progress)
+        if desc.startswith("encode"):
+            self.encoded += 1
+            stage(f"study: stage 1/{self.STAGES} encode, video {self.encoded}/{self.videos} "
+                  f"({desc[len('encode '):]}, {total} frames)", enabled=on)
+            return progress(total, f"study: {desc}", unit="frame", enabled=on)
+        if desc == "score":
+            stage(f"study: stage 2/{self.STAGES} score every metric on {total} variants", enabled=on)
+            return progress(total, "study: score", unit="variant", enabled=on)
+        if desc == "detect+AP":
+            stage(f"study: stage 3/{self.STAGES} detect and AP per window ({total - self.videos} variants "
+                  f"and {self.videos} reference(s))", enabled=on)
+            bar = progress(total, "study: detect+AP", unit="step", enabled=on)
+            close, announced = bar.close, []
+
+            def close_then_announce() -> None:
+                close()
+                if bar.done and not announced:
+                    announced.append(True)
+                    stage(f"study: stage 4/{self.STAGES} correlations ({cfg.n_boot} bootstrap resamples), "
+                          f"tables and report", enabled=on)
+
+            bar.close = close_then_announce
+            return bar
+        return progress(total, f"study: {desc}", enabled=on)
+
+
+@contextmanager
+def _study_progress(videos: int) -> Iterator[None]:
+    """Route ``run_study``'s progress through :class:`StudyProgress` (until phase 2 does it in the pipeline)."""
+    from . import pipeline
+
+    previous = pipeline._bar
+    pipeline._bar = StudyProgress(videos)
+    try:
+        yield
+    finally:
+        pipeline._bar = previous
+
+
+def _apply_quick(args: argparse.Namespace) -> None:
+    """``--quick``: set every option of :data:`QUICK` that was left at its default."""
+    for name, value in QUICK.items():
+        if getattr(args, name) == args.quick_defaults[name]:
+            setattr(args, name, value)
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from .pipeline import StudyConfig, default_model, run_study
 
+    if args.quick:
+        _apply_quick(args)
     check_output_dir(args.out)
     model = default_model()
     cfg = StudyConfig(videos=args.videos, out=args.out, encode=_encode_settings(args),
@@ -85,7 +172,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 
             if not Path(spec[5:]).is_file():
                 raise InputError(f"model file {spec[5:]!r} not found; pass --backbone/--detector onnx:PATH")
-    result = run_study(cfg)
+    with _study_progress(len(cfg.videos)):
+        result = run_study(cfg)
     print(f"report: {result.report}")
     print(f"windows: {len(result.windows)} rows in {result.out / 'windows.csv'}")
     return 0
@@ -97,7 +185,7 @@ def register(subparsers) -> None:
     p.add_argument("src", help="source video")
     p.add_argument("--out", required=True, help="output folder (one .mp4 per variant + variants.json)")
     _add_encode_options(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_options(p)
     p.set_defaults(func=cmd_encode)
 
     p = subparsers.add_parser("study", help="encode, score, detect, AP per window, correlations, report")
@@ -126,5 +214,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8, help="frames per scoring batch (default 8)")
     p.add_argument("--no-record-command", dest="record_command", action="store_false",
                    help="do not write the command line into report.md")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_study)
+    p.add_argument("--quick", action="store_true",
+                   help="a quick trial run (minutes on one video): --max-frames 200 --crf 35,41,47 --cap-bpp '' "
+                        "--domain spectral --baselines psnr,ssim --window 50 --n-boot 200, each unless given")
+    add_progress_options(p)
+    p.set_defaults(func=cmd_study, quick_defaults={name: p.get_default(name) for name in QUICK})

@@ -1,0 +1,146 @@
+"""Issue 11, a new user's first hour: progress in every mode, `study --quick`, the offline
+weights error (no misleading download line), `dctqa.read_frames`."""
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from dctqa.cli import build_parser, main
+from dctqa.progress import progress, resolve_mode, stage, using_mode
+from tests.helpers import make_video
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_modes_override_the_terminal_check_and_none_silences_everything():
+    assert resolve_mode(True, io.StringIO()) == "log" and resolve_mode(True, Tty()) == "bar"
+    for mode, stream, want in (("log", Tty(), "log"), ("bar", io.StringIO(), "bar"), ("none", Tty(), "none")):
+        with using_mode(mode):
+            assert resolve_mode(True, stream) == want
+            assert resolve_mode(False, stream) == "none"  # enabled=False (quiet) always wins
+    assert resolve_mode(True, io.StringIO()) == "log"  # restored
+    with pytest.raises(ValueError, match="progress mode"):
+        with using_mode("loud"):
+            pass
+
+
+def test_stage_lines_in_log_mode_only_when_not_quiet():
+    out = io.StringIO()
+    with using_mode("log"):
+        stage("study: stage 1/4 encode", stream=out)
+        with progress(2, "encode", unit="frame", stream=out) as bar:
+            bar.update(2)
+    with using_mode("none"):
+        stage("hidden", stream=out)
+        with progress(2, "hidden", stream=out) as bar:
+            bar.update(2)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "study: stage 1/4 encode" and lines[1].startswith("encode: done, 2 frame in ")
+    assert len(lines) == 2
+
+
+@pytest.fixture(scope="module")
+def small_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("src") / "clip.mp4"
+    rng = np.random.default_rng(0)
+    make_video(path, rng.integers(0, 255, (6, 48, 64, 3), dtype=np.uint8), preset="ultrafast", crf=10)
+    return path
+
+
+def test_encode_reports_frames_and_every_variant_in_log_mode(small_video, tmp_path, capsys):
+    rc = main(["encode", str(small_video), "--out", str(tmp_path / "o"), "--crf", "35,41", "--cap-bpp", "0.1",
+               "--preset", "ultrafast", "--progress", "log"])
+    assert rc == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"encode: 4 variants of {small_video} (6 frames")
+    assert any(e.startswith("encode: done, 6 frame in ") for e in err)
+    checks = [e.split(",")[0] for e in err if e.startswith("encode: check: ")]
+    assert checks == ["encode: check: 25% (1/4 variant)", "encode: check: 50% (2/4 variant)",
+                      "encode: check: 75% (3/4 variant)", "encode: check: done"]
+
+
+def test_encode_quiet_prints_no_progress(small_video, tmp_path, capsys):
+    assert main(["encode", str(small_video), "--out", str(tmp_path / "o"), "--crf", "41", "--cap-bpp", "",
+                 "--preset", "ultrafast", "--quiet", "--progress", "log"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_study_quick_is_a_preset_of_documented_options_that_explicit_options_override():
+    from dctqa.study.cli import QUICK, _apply_quick
+
+    args = build_parser().parse_args(["study", "v.mp4", "--out", "o", "--quick", "--window", "30"])
+    _apply_quick(args)
+    assert args.window == 30  # given explicitly: kept
+    assert (args.max_frames, args.crf, args.cap_bpp, args.domain, args.baselines, args.n_boot) == (
+        200, (35, 41, 47), "", ["spectral"], "psnr,ssim", 200)
+    plain = build_parser().parse_args(["study", "v.mp4", "--out", "o"])
+    assert all(getattr(plain, k) != v for k, v in QUICK.items())  # without --quick nothing changes
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["study"].format_help().split())
+    assert "--quick" in help_text and "--max-frames 200" in help_text
+
+
+def test_study_progress_names_each_stage_and_how_far(capsys):
+    from dctqa.study.cli import StudyProgress
+
+    cfg = SimpleNamespace(progress=True, n_boot=200)
+    bars = StudyProgress(videos=1)
+    with using_mode("log"):
+        for total, desc in ((4, "encode v.mp4"), (3, "score"), (4, "detect+AP")):
+            bar = bars(cfg, total, desc)
+            bar.update(total)
+            bar.close()
+            bar.close()
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "study: stage 1/4 encode, video 1/1 (v.mp4, 4 frames)"
+    assert "study: stage 2/4 score every metric on 3 variants" in err
+    assert "study: stage 3/4 detect and AP per window (3 variants and 1 reference(s))" in err
+    assert err[-1] == "study: stage 4/4 correlations (200 bootstrap resamples), tables and report"
+    assert err.count(err[-1]) == 1
+    for desc, unit in (("study: encode v.mp4", "frame"), ("study: score", "variant"), ("study: detect+AP", "step")):
+        assert any(e.startswith(f"{desc}: done, ") and unit in e for e in err), (desc, err)
+
+
+def test_study_cli_routes_the_pipeline_bars_and_restores_them():
+    from dctqa.study import pipeline
+    from dctqa.study.cli import StudyProgress, _study_progress
+
+    before = pipeline._bar
+    with _study_progress(2):
+        assert isinstance(pipeline._bar, StudyProgress)
+    assert pipeline._bar is before
+
+
+def test_offline_default_backbone_says_how_to_pass_onnx_without_a_download_line(tmp_path, monkeypatch, capfd):
+    import dctqa
+    from dctqa import weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # empty cache
+    monkeypatch.setattr(weights, "can_reach", lambda url, timeout_s=3.0: False)
+    with pytest.raises(dctqa.WeightsError) as info:
+        dctqa.create_metric("dctqa")
+    text = str(info.value)
+    assert 'create_metric("dctqa", backbone="onnx:' in text and "--backbone onnx:" in text
+    assert "--weights FILE" in text and "no network" in text
+    assert "Downloading" not in capfd.readouterr().err
+
+
+def test_can_reach_is_false_for_a_closed_port_and_a_bad_url():
+    from dctqa.weights import can_reach
+
+    assert can_reach("http://127.0.0.1:1/x", timeout_s=2) is False
+    assert can_reach("not a url") is False
+
+
+def test_read_frames_at_the_package_root(small_video):
+    import dctqa
+    from dctqa import io as dio
+
+    frames = dctqa.read_frames(small_video, max_frames=4)
+    assert frames.shape == (4, 48, 64, 3) and frames.dtype == np.uint8
+    assert dctqa.read_frames is dio.read_frames and "read_frames" in dctqa.__all__
