@@ -1,0 +1,281 @@
+// The spectral-domain kernel on channel DCTs and the cache of filter spectra.
+//
+// For every block of filters and every chunk of frames the kernel walks the rows of the
+// spectrum in mirrored pairs (u, H-u), builds the filter spectrum G[k, :, u, :] for
+// both rows from its separable form (one row costs C*kh*W complex multiply-adds, and
+// the mirrored row comes for free), applies it to every frame of the chunk, and keeps
+// the magnitudes A^o, A^c of the block for the chunk only. Then per frame: selection of
+// the lower median of A^o, eps_k, and the ratio mean.
+// Working memory per worker thread: 2 * chunk * kb * H * W floats (kb <= 4 filters at a
+// time), chunk sized to a fixed byte budget: it does not grow with the number of frames.
+#include "spectral_core.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <list>
+#include <mutex>
+
+#include "../../common/checks.h"
+#include "../../common/cpu_kernels.h"
+
+namespace dctqa {
+namespace cpu {
+
+std::size_t FilterSpectra::nbytes() const {
+  return sizeof(float) * (filters.size() + pre.size() + pim.size() + hre.size() + him.size());
+}
+
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+std::shared_ptr<FilterSpectra> build_spectra(const float* h, int64_t K, int64_t C, int64_t kh,
+                                             int64_t kw, int64_t H, int64_t W) {
+  auto fs = std::make_shared<FilterSpectra>();
+  fs->K = K, fs->C = C, fs->kh = kh, fs->kw = kw, fs->H = H, fs->W = W;
+  fs->Wp = padded_width((int)W);
+  const int64_t Wp = fs->Wp;
+  fs->filters.assign(h, h + K * C * kh * kw);
+  // Row phases p_u^i = exp(-i pi u i / H), i < kh (angles reduced exactly mod 2H).
+  fs->pre.resize(H * kh);
+  fs->pim.resize(H * kh);
+  for (int64_t u = 0; u < H; ++u)
+    for (int64_t i = 0; i < kh; ++i) {
+      const double a = kPi * (double)((u * i) % (2 * H)) / (double)H;
+      fs->pre[u * kh + i] = (float)std::cos(a);
+      fs->pim[u * kh + i] = (float)-std::sin(a);
+    }
+  // Hv[k][c][i][v] = sum_j h[k,c,i,j] exp(-i pi v j / W), in double, stored as float.
+  std::vector<double> zr(W * kw), zi(W * kw);
+  for (int64_t v = 0; v < W; ++v)
+    for (int64_t j = 0; j < kw; ++j) {
+      const double a = kPi * (double)((v * j) % (2 * W)) / (double)W;
+      zr[v * kw + j] = std::cos(a);
+      zi[v * kw + j] = -std::sin(a);
+    }
+  fs->hre.assign(K * C * kh * Wp, 0.f);
+  fs->him.assign(K * C * kh * Wp, 0.f);
+  float* hre = fs->hre.data();
+  float* him = fs->him.data();
+  at::parallel_for(0, K * C * kh, 1, [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; ++row) {  // row = (k*C + c)*kh + i
+      const float* hr = h + row * kw;
+      for (int64_t v = 0; v < W; ++v) {
+        double sr = 0.0, si = 0.0;
+        for (int64_t j = 0; j < kw; ++j) {
+          sr += hr[j] * zr[v * kw + j];
+          si += hr[j] * zi[v * kw + j];
+        }
+        hre[row * Wp + v] = (float)sr;
+        him[row * Wp + v] = (float)si;
+      }
+    }
+  });
+  return fs;
+}
+
+// LRU of spectra keyed by (filter bank, H, W), bounded in bytes (DCTQA_SPECTRA_CACHE_MB,
+// default 1024 MiB). Lookups compare the bank itself, not a hash of it.
+struct SpectraCache {
+  std::mutex mu;
+  std::list<std::shared_ptr<const FilterSpectra>> items;  // most recent first
+  int64_t bytes = 0, hits = 0, misses = 0;
+  int64_t max_bytes = env_budget_bytes("DCTQA_SPECTRA_CACHE_MB", 1024);
+
+  void evict_to(int64_t bound) {  // caller holds mu
+    while (bytes > bound && !items.empty()) {
+      bytes -= (int64_t)items.back()->nbytes();
+      items.pop_back();
+    }
+  }
+};
+
+SpectraCache& cache() {
+  static SpectraCache* c = new SpectraCache();  // never destroyed: safe at exit
+  return *c;
+}
+
+bool same_key(const FilterSpectra& e, const float* h, int64_t K, int64_t C, int64_t kh,
+              int64_t kw, int64_t H, int64_t W) {
+  return e.K == K && e.C == C && e.kh == kh && e.kw == kw && e.H == H && e.W == W &&
+         std::memcmp(e.filters.data(), h, sizeof(float) * K * C * kh * kw) == 0;
+}
+
+}  // namespace
+
+std::shared_ptr<const FilterSpectra> filter_spectra(const float* h, int64_t K, int64_t C,
+                                                    int64_t kh, int64_t kw, int64_t H, int64_t W) {
+  SpectraCache& sc = cache();
+  {
+    std::lock_guard<std::mutex> lock(sc.mu);
+    for (auto it = sc.items.begin(); it != sc.items.end(); ++it) {
+      if (same_key(**it, h, K, C, kh, kw, H, W)) {
+        ++sc.hits;
+        sc.items.splice(sc.items.begin(), sc.items, it);
+        return sc.items.front();
+      }
+    }
+    ++sc.misses;
+  }
+  // Built outside the lock (two threads may build the same entry; one is kept).
+  std::shared_ptr<const FilterSpectra> fs = build_spectra(h, K, C, kh, kw, H, W);
+  std::lock_guard<std::mutex> lock(sc.mu);
+  if ((int64_t)fs->nbytes() > sc.max_bytes) return fs;
+  for (const auto& e : sc.items)
+    if (same_key(*e, h, K, C, kh, kw, H, W)) return e;
+  sc.items.push_front(fs);
+  sc.bytes += (int64_t)fs->nbytes();
+  sc.evict_to(sc.max_bytes);
+  return fs;
+}
+
+SpectraCacheStats spectra_cache_stats() {
+  SpectraCache& sc = cache();
+  std::lock_guard<std::mutex> lock(sc.mu);
+  return {sc.bytes, (int64_t)sc.items.size(), sc.hits, sc.misses, sc.max_bytes};
+}
+
+void spectra_cache_clear() {
+  SpectraCache& sc = cache();
+  std::lock_guard<std::mutex> lock(sc.mu);
+  sc.items.clear();
+  sc.bytes = sc.hits = sc.misses = 0;
+}
+
+void spectra_cache_set_max_bytes(int64_t max_bytes) {
+  SpectraCache& sc = cache();
+  std::lock_guard<std::mutex> lock(sc.mu);
+  sc.max_bytes = std::max<int64_t>(0, max_bytes);
+  sc.evict_to(sc.max_bytes);
+}
+
+namespace {
+
+// Byte budget of the per-worker magnitude buffers (env DCTQA_CPU_CHUNK_MB overrides).
+// The buffers are kept per thread between calls (at most this size, or one frame pair's
+// planes of one filter when that is larger).
+int64_t chunk_budget_bytes() {
+  static const int64_t bytes = env_budget_bytes("DCTQA_CPU_CHUNK_MB", 64);
+  return bytes;
+}
+
+// Thread-local scratch buffer `slot`, at least n floats, contents undefined.
+float* scratch(int slot, size_t n) {
+  thread_local std::unique_ptr<float[]> buf[2];
+  thread_local size_t cap[2] = {0, 0};
+  if (cap[slot] < n) {
+    buf[slot].reset();
+    buf[slot].reset(new float[n]);
+    cap[slot] = n;
+  }
+  return buf[slot].get();
+}
+
+// About this many A^o values per plane are sampled for the median's bracket.
+constexpr int64_t kSampleTarget = 8192;
+
+inline void take_sample(const float* row, int64_t step, int64_t count, int64_t u, float* out) {
+  const int64_t off = step > 1 ? (u * 7919) % step : 0;
+  for (int64_t j = 0; j < count; ++j) out[j] = row[j * step + off];
+}
+
+// Work split: (block of kb filters, chunk of frames) items.
+struct Split {
+  int64_t chunk, kb, kblocks, nchunks;
+};
+
+Split plan_split(int64_t N, int64_t K, int64_t HW) {
+  // Frames first (each extra frame in a chunk shares the filter spectra, the largest
+  // cost at batch 1), then filters (kb filters share each row of the frames' DCTs).
+  const int64_t plane_pair = (int64_t)(2 * sizeof(float)) * HW;
+  const int64_t budget = chunk_budget_bytes();
+  Split s;
+  s.chunk = std::max<int64_t>(1, std::min<int64_t>(N, budget / plane_pair));
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  s.kb = std::min<int64_t>({K, 4, std::max<int64_t>(1, K / (2 * threads))});
+  s.kb = std::max<int64_t>(1, std::min<int64_t>(s.kb, budget / (plane_pair * s.chunk)));
+  s.kblocks = (K + s.kb - 1) / s.kb;
+  s.nchunks = (N + s.chunk - 1) / s.chunk;
+  return s;
+}
+
+}  // namespace
+
+void spectral_qk_planes(const float* pco, const float* pcc, int64_t N, const FilterSpectra& fs,
+                        double epsilon, double* pout) {
+  const int64_t C = fs.C, H = fs.H, W = fs.W, K = fs.K, kh = fs.kh;
+  const int Wp = fs.Wp;
+  const int64_t HW = H * W;
+  const int64_t hv_per_k = C * kh * Wp;
+  if (N == 0 || K == 0) return;
+  const Split sp = plan_split(N, K, HW);
+  const int64_t chunk = sp.chunk, kb = sp.kb, kblocks = sp.kblocks;
+
+  at::parallel_for(0, kblocks * sp.nchunks, 1, [&](int64_t b, int64_t e) {
+    // ao/ac: [chunk][kb][HW]; g: [kb][4][C][Wp] (row u re/im, row H-u re/im).
+    // Per-thread scratch reused across calls (no page faults on every call); it only
+    // grows to the largest chunk used, which the byte budget bounds.
+    const size_t plane_floats = (size_t)(chunk * kb * HW);
+    float* ao = scratch(0, plane_floats);
+    float* ac = scratch(1, plane_floats);
+    std::vector<float> g((size_t)(kb * 4 * C * Wp));
+    // Per plane, a sample of A^o taken while its rows are hot in L1 (for the median's
+    // bracket): spr values from each row, evenly spread, with a row-dependent offset.
+    const int64_t spr = std::min<int64_t>(W, (kSampleTarget + H - 1) / H);
+    const int64_t sstep = W / spr;
+    std::vector<float> samples((size_t)(chunk * kb * H * spr));
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t ci = item / kblocks, k0 = (item % kblocks) * kb;
+      const int64_t kn = std::min(kb, K - k0);
+      const int64_t n0 = ci * chunk;
+      const int64_t nn = std::min(chunk, N - n0);
+      for (int64_t u = 0; u <= H / 2; ++u) {
+        const int64_t u2 = H - u;
+        const bool pair = (u2 < H) && (u2 != u);
+        for (int64_t q = 0; q < kn; ++q) {
+          float* gq = g.data() + q * 4 * C * Wp;
+          filter_spectrum_rows(fs.hre.data() + (k0 + q) * hv_per_k, fs.him.data() + (k0 + q) * hv_per_k,
+                               fs.pre.data() + u * kh, fs.pim.data() + u * kh, (int)C, (int)kh, Wp,
+                               pair, gq, gq + C * Wp, gq + 2 * C * Wp, gq + 3 * C * Wp);
+        }
+        for (int64_t t = 0; t < nn; ++t) {
+          const float* xo = pco + (n0 + t) * C * HW;
+          const float* xc = pcc + (n0 + t) * C * HW;
+          for (int64_t q = 0; q < kn; ++q) {
+            const float* gq = g.data() + q * 4 * C * Wp;
+            float* aoq = ao + (t * kb + q) * HW;
+            float* acq = ac + (t * kb + q) * HW;
+            float* sq = samples.data() + (t * kb + q) * H * spr;
+            magnitude_row(xo + u * W, HW, gq, gq + C * Wp, (int)C, (int)W, Wp, aoq + u * W);
+            take_sample(aoq + u * W, sstep, spr, u, sq + u * spr);
+            magnitude_row(xc + u * W, HW, gq, gq + C * Wp, (int)C, (int)W, Wp, acq + u * W);
+            if (pair) {
+              magnitude_row(xo + u2 * W, HW, gq + 2 * C * Wp, gq + 3 * C * Wp, (int)C, (int)W,
+                            Wp, aoq + u2 * W);
+              take_sample(aoq + u2 * W, sstep, spr, u2, sq + u2 * spr);
+              magnitude_row(xc + u2 * W, HW, gq + 2 * C * Wp, gq + 3 * C * Wp, (int)C, (int)W,
+                            Wp, acq + u2 * W);
+            }
+          }
+        }
+      }
+      for (int64_t t = 0; t < nn; ++t) {
+        for (int64_t q = 0; q < kn; ++q) {
+          const float* a = ao + (t * kb + q) * HW;
+          const double m = (double)select_rank_sampled(
+              a, (size_t)HW, (size_t)(HW - 1) / 2, samples.data() + (t * kb + q) * H * spr,
+              (size_t)(H * spr));
+          const float eps = (float)(epsilon * m + 1e-12);
+          pout[(n0 + t) * K + k0 + q] =
+              ratio_sum(a, ac + (t * kb + q) * HW, (size_t)HW, eps) / (double)HW;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace dctqa
