@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from . import ops
-from .backbones import Backbone, Preprocess, get_backbone
+from .backbones import Backbone, get_backbone
 from .constants import DEFAULT_BACKBONE, DOMAINS, EPSILON, METRIC_VERSION
 from .domains import make_domain
+from .preprocess import preprocess_torch
 from .errors import InputError
 
 FrameBatch = Any  # ndarray HxWx3 / NxHxWx3, torch Tensor [N,]3xHxW, or a sequence of HxWx3 arrays
@@ -72,26 +73,6 @@ def _as_nchw(name: str, frames: FrameBatch) -> torch.Tensor:
     return t
 
 
-def preprocess_torch(t: torch.Tensor, p: Preprocess, device: torch.device) -> torch.Tensor:
-    """``[N, 3, H, W]`` RGB 0..255 (any strides) -> contiguous float32 detector input on ``device``.
-
-    METRIC.md's ``P``: channel ``c`` of the output is ``pixel[order[c]] * scale / std_c - mean_c / std_c``,
-    one gathered copy and at most one affine pass per plane.
-    """
-    n, _, h, w = t.shape
-    src = t.to(device=device, non_blocking=True)
-    out = torch.empty((n, 3, h, w), dtype=torch.float32, device=device)
-    for c, s in enumerate(p.channel_index):
-        plane = out[:, c]
-        plane.copy_(src[:, s])
-        a, b = p.scale / p.std[c], -p.mean[c] / p.std[c]
-        if a != 1.0:
-            plane.mul_(a)
-        if b != 0.0:
-            plane.add_(b)
-    return out
-
-
 class Metric:
     """The dctqa full-reference metric, ready to score.
 
@@ -137,8 +118,16 @@ class Metric:
         self._domain = make_domain(domain, self.backbone, self.device, self.epsilon)
 
     @property
+    def _use_fused(self) -> bool:
+        return self._domain.fused and ops.implementation_for(self.device, ops.FUSED_OP) != "torch"
+
+    @property
     def implementation(self) -> str:
-        """Which implementation computes scores: ``cuda-op``, ``cpp-op`` or ``torch``."""
+        """Which implementation computes scores: ``cpp-fused`` (the whole metric from the
+        frames in one op), ``cuda-op``, ``cpp-op`` (preprocessing and DCTs in torch/SciPy,
+        then the op) or ``torch``."""
+        if self._use_fused:
+            return ops.implementation_for(self.device, ops.FUSED_OP)
         return ops.implementation_for(self.device, self._domain.op)
 
     def params(self) -> dict:
@@ -156,6 +145,11 @@ class Metric:
     def _qk(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         p = self.backbone.preprocess
         out = []
+        if self._use_fused:  # frames go to the op as they are (uint8, any strides)
+            for i in range(0, ref.shape[0], self.batch_size):
+                out.append(self._domain.qk_frames(ref[i:i + self.batch_size].to(self.device),
+                                                  dist[i:i + self.batch_size].to(self.device)))
+            return torch.cat(out)
         for i in range(0, ref.shape[0], self.batch_size):
             xo = preprocess_torch(ref[i:i + self.batch_size], p, self.device)
             xc = preprocess_torch(dist[i:i + self.batch_size], p, self.device)

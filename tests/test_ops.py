@@ -234,9 +234,10 @@ def test_ratio_op_matches_reference_and_torch() -> None:
 # ---------------------------------------------------------------- dispatch layer
 def test_available_report_shape() -> None:
     a = ops.available()
-    assert set(a) == {"reference", "torch", "cpp", "cuda", "cuda_device", "extension_error"}
+    assert set(a) == {"reference", "torch", "cpp", "cpp_fused", "cuda", "cuda_device", "extension_error"}
     assert a["reference"] is True and a["torch"] is True
-    assert isinstance(a["cpp"], bool) and isinstance(a["cuda"], bool)
+    assert isinstance(a["cpp"], bool) and isinstance(a["cuda"], bool) and isinstance(a["cpp_fused"], bool)
+    assert ops.implementation_for("cpu", ops.FUSED_OP) == ("cpp-fused" if a["cpp_fused"] else "torch")
     assert a["cuda_device"] == torch.cuda.is_available()
     assert (a["extension_error"] is None) == (a["cpp"] or a["cuda"])
     assert ops.implementation_for("cpu") == ("cpp-op" if a["cpp"] else "torch")
