@@ -167,8 +167,9 @@ def test_spectra_cache_hits_bound_and_eviction(rng):
         info = ops.spectra_cache_info()
         assert (info["entries"], info["misses"], info["hits"]) == (1, 1, 1)
         one = info["bytes"]
-        # K x 3 x kh x Wp complex (Wp = 48) + phases + the bank itself, in float32
-        assert one == 4 * (2 * 6 * 3 * 5 * 48 + 2 * 30 * 5 + 6 * 3 * 5 * 5)
+        # float32: factors K x 3 x kh x Wp complex (Wp = 48), phases, the bank itself, and
+        # (small enough) the whole G, K x H x 3 x Wp complex
+        assert one == 4 * (2 * 6 * 3 * 5 * 48 + 2 * 30 * 5 + 6 * 3 * 5 * 5 + 2 * 6 * 30 * 3 * 48)
         q2 = ops.spectral_qk_frames(r, d, f2, p, 0.01)
         assert not torch.equal(q1, q2)
         assert ops.spectra_cache_info()["entries"] == 2
@@ -217,8 +218,10 @@ def test_fused_op_is_thread_safe(rng, yolox_backbone):
 
 
 @needs_fused
-def test_small_chunk_budget_same_result(tmp_path, rng, yolox_backbone):
-    """DCTQA_CPU_CHUNK_MB=1 makes the op transform one frame pair at a time: same Q_k."""
+@pytest.mark.parametrize("env", [{"DCTQA_CPU_CHUNK_MB": "1"}, {"DCTQA_FULL_SPECTRA": "0"}])
+def test_chunking_and_spectra_rows_same_result(tmp_path, rng, yolox_backbone, env):
+    """DCTQA_CPU_CHUNK_MB=1 makes the op transform one frame pair at a time, and
+    DCTQA_FULL_SPECTRA=0 makes it rebuild G row by row instead of reading it: same Q_k."""
     ref, dist = _pair(rng, 3, 300, 400)
     np.save(tmp_path / "r.npy", ref)
     np.save(tmp_path / "d.npy", dist)
@@ -230,7 +233,7 @@ def test_small_chunk_budget_same_result(tmp_path, rng, yolox_backbone):
         "assert m.implementation == 'cpp-fused'\n"
         "np.save(p + '/q.npy', m.score(np.load(p + '/r.npy'), np.load(p + '/d.npy'), per_filter=True))\n"
     )
-    env = dict(os.environ, DCTQA_CPU_CHUNK_MB="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, **env, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     q_default = dctqa.Metric(yolox_backbone).score(ref, dist, per_filter=True)

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <list>
 #include <mutex>
@@ -25,15 +26,35 @@ namespace dctqa {
 namespace cpu {
 
 std::size_t FilterSpectra::nbytes() const {
-  return sizeof(float) * (filters.size() + pre.size() + pim.size() + hre.size() + him.size());
+  return sizeof(float) *
+         (filters.size() + pre.size() + pim.size() + hre.size() + him.size() + full.size());
 }
 
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
+// Fills fs.full from the factors: rows u and H-u of every filter at once.
+void build_full(FilterSpectra& fs) {
+  const int64_t K = fs.K, C = fs.C, H = fs.H, kh = fs.kh, Wp = fs.Wp;
+  const int64_t row = 2 * C * Wp, hv = C * kh * Wp;
+  fs.full.assign((size_t)(K * H * row), 0.f);
+  at::parallel_for(0, K * (H / 2 + 1), 1, [&](int64_t b, int64_t e) {
+    std::vector<float> g1((size_t)row);
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t k = item / (H / 2 + 1), u = item % (H / 2 + 1), u2 = H - u;
+      const bool pair = (u2 < H) && (u2 != u);
+      float* g0 = fs.full.data() + (k * H + u) * row;
+      float* g1p = pair ? fs.full.data() + (k * H + u2) * row : g1.data();
+      filter_spectrum_rows(fs.hre.data() + k * hv, fs.him.data() + k * hv, fs.pre.data() + u * kh,
+                           fs.pim.data() + u * kh, (int)C, (int)kh, (int)Wp, pair, g0, g0 + C * Wp,
+                           g1p, g1p + C * Wp);
+    }
+  });
+}
+
 std::shared_ptr<FilterSpectra> build_spectra(const float* h, int64_t K, int64_t C, int64_t kh,
-                                             int64_t kw, int64_t H, int64_t W) {
+                                             int64_t kw, int64_t H, int64_t W, bool with_full) {
   auto fs = std::make_shared<FilterSpectra>();
   fs->K = K, fs->C = C, fs->kh = kh, fs->kw = kw, fs->H = H, fs->W = W;
   fs->Wp = padded_width((int)W);
@@ -74,6 +95,7 @@ std::shared_ptr<FilterSpectra> build_spectra(const float* h, int64_t K, int64_t 
       }
     }
   });
+  if (with_full) build_full(*fs);
   return fs;
 }
 
@@ -121,7 +143,18 @@ std::shared_ptr<const FilterSpectra> filter_spectra(const float* h, int64_t K, i
     ++sc.misses;
   }
   // Built outside the lock (two threads may build the same entry; one is kept).
-  std::shared_ptr<const FilterSpectra> fs = build_spectra(h, K, C, kh, kw, H, W);
+  static const bool full_allowed = [] {
+    const char* s = std::getenv("DCTQA_FULL_SPECTRA");
+    return !(s && s[0] == '0');
+  }();
+  const int64_t full_bytes = (int64_t)sizeof(float) * K * H * 2 * C * padded_width((int)W);
+  int64_t max_bytes;
+  {
+    std::lock_guard<std::mutex> lock(sc.mu);
+    max_bytes = sc.max_bytes;
+  }
+  std::shared_ptr<const FilterSpectra> fs =
+      build_spectra(h, K, C, kh, kw, H, W, full_allowed && full_bytes <= max_bytes / 4);
   std::lock_guard<std::mutex> lock(sc.mu);
   if ((int64_t)fs->nbytes() > sc.max_bytes) return fs;
   for (const auto& e : sc.items)
@@ -221,7 +254,8 @@ void spectral_qk_planes(const float* pco, const float* pcc, int64_t N, const Fil
     const size_t plane_floats = (size_t)(chunk * kb * HW);
     float* ao = scratch(0, plane_floats);
     float* ac = scratch(1, plane_floats);
-    std::vector<float> g((size_t)(kb * 4 * C * Wp));
+    std::vector<float> g(fs.full.empty() ? (size_t)(kb * 4 * C * Wp) : 0);
+    std::vector<const float*> rows((size_t)(2 * kb));  // G rows u, H-u of each filter
     // Per plane, a sample of A^o taken while its rows are hot in L1 (for the median's
     // bracket): spr values from each row, evenly spread, with a row-dependent offset.
     const int64_t spr = std::min<int64_t>(W, (kSampleTarget + H - 1) / H);
@@ -236,16 +270,25 @@ void spectral_qk_planes(const float* pco, const float* pcc, int64_t N, const Fil
         const int64_t u2 = H - u;
         const bool pair = (u2 < H) && (u2 != u);
         for (int64_t q = 0; q < kn; ++q) {
+          const float** rq = rows.data() + q * 2;
+          if (!fs.full.empty()) {  // rows u and H-u of the cached G
+            rq[0] = fs.full.data() + ((k0 + q) * H + u) * 2 * C * Wp;
+            rq[1] = pair ? fs.full.data() + ((k0 + q) * H + u2) * 2 * C * Wp : nullptr;
+            continue;
+          }
           float* gq = g.data() + q * 4 * C * Wp;
           filter_spectrum_rows(fs.hre.data() + (k0 + q) * hv_per_k, fs.him.data() + (k0 + q) * hv_per_k,
                                fs.pre.data() + u * kh, fs.pim.data() + u * kh, (int)C, (int)kh, Wp,
                                pair, gq, gq + C * Wp, gq + 2 * C * Wp, gq + 3 * C * Wp);
+          rq[0] = gq;
+          rq[1] = gq + 2 * C * Wp;
         }
         for (int64_t t = 0; t < nn; ++t) {
           const float* xo = pco + (n0 + t) * C * HW;
           const float* xc = pcc + (n0 + t) * C * HW;
           for (int64_t q = 0; q < kn; ++q) {
-            const float* gq = g.data() + q * 4 * C * Wp;
+            const float* gq = rows[q * 2];
+            const float* gq2 = rows[q * 2 + 1];
             float* aoq = ao + (t * kb + q) * HW;
             float* acq = ac + (t * kb + q) * HW;
             float* sq = samples.data() + (t * kb + q) * H * spr;
@@ -253,11 +296,9 @@ void spectral_qk_planes(const float* pco, const float* pcc, int64_t N, const Fil
             take_sample(aoq + u * W, sstep, spr, u, sq + u * spr);
             magnitude_row(xc + u * W, HW, gq, gq + C * Wp, (int)C, (int)W, Wp, acq + u * W);
             if (pair) {
-              magnitude_row(xo + u2 * W, HW, gq + 2 * C * Wp, gq + 3 * C * Wp, (int)C, (int)W,
-                            Wp, aoq + u2 * W);
+              magnitude_row(xo + u2 * W, HW, gq2, gq2 + C * Wp, (int)C, (int)W, Wp, aoq + u2 * W);
               take_sample(aoq + u2 * W, sstep, spr, u2, sq + u2 * spr);
-              magnitude_row(xc + u2 * W, HW, gq + 2 * C * Wp, gq + 3 * C * Wp, (int)C, (int)W,
-                            Wp, acq + u2 * W);
+              magnitude_row(xc + u2 * W, HW, gq2, gq2 + C * Wp, (int)C, (int)W, Wp, acq + u2 * W);
             }
           }
         }

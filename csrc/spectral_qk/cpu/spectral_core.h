@@ -20,12 +20,17 @@ struct FilterSpectra {
   int Wp = 0;
   std::vector<float> filters;  // the bank it was built from (the cache key), K*C*kh*kw
   std::vector<float> pre, pim, hre, him;
+  // The whole G, [K][H][re/im][C][Wp], when it fits the cache's budget (see
+  // filter_spectra); empty otherwise (the kernel then builds rows from the factors).
+  std::vector<float> full;
   std::size_t nbytes() const;
 };
 
 // The spectra of `filters` (float32 K x C x kh x kw, contiguous) for H x W frames, from
 // the cache when present; built (in parallel) and inserted otherwise. Thread-safe. The
-// returned object stays valid while held even if the cache evicts it.
+// returned object stays valid while held even if the cache evicts it. The whole G is
+// included when it takes at most a quarter of the cache's bound (DCTQA_FULL_SPECTRA=0
+// turns that off): reading it costs less than rebuilding its rows on every call.
 std::shared_ptr<const FilterSpectra> filter_spectra(const float* filters, int64_t K, int64_t C,
                                                     int64_t kh, int64_t kw, int64_t H, int64_t W);
 
