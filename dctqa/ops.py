@@ -114,14 +114,17 @@ def implementation_for(device: torch.device | str, op: str = "spectral_qk") -> s
     """What :func:`spectral_qk` / :func:`ratio_qk` (``op="ratio_qk"``) /
     :func:`spectral_qk_frames` (``op="spectral_qk_frames"``) run for tensors on ``device``:
     ``"cuda-op"``, ``"cpp-op"`` or ``"torch"``; for the fused op ``"cpp-fused"``, or
-    ``"torch"`` when it has no kernel for the device (its fallback then runs the
-    preprocessing and DCTs in torch and :func:`spectral_qk`)."""
+    ``"torch"`` when it has no kernel for the device or ``DCTQA_DISABLE_FUSED=1`` (its
+    fallback then runs the preprocessing and DCTs in torch/SciPy and :func:`spectral_qk`,
+    which still uses the ``spectral_qk`` op)."""
     if op not in _OPS + (FUSED_OP,):
         raise InputError(f"unknown op {op!r}; expected one of {_OPS + (FUSED_OP,)}")
     if _disabled():
         return "torch"
     dev = torch.device(device)
     if op == FUSED_OP:
+        if os.environ.get("DCTQA_DISABLE_FUSED", "").strip().lower() in {"1", "true", "yes", "on"}:
+            return "torch"
         return "cpp-fused" if dev.type == "cpu" and _has_kernel(op, "CPU") else "torch"
     if dev.type == "cuda" and _has_kernel(op, "CUDA"):
         return "cuda-op"
