@@ -283,3 +283,17 @@ def test_wrapper_raises_input_error(ref, dist, filters, match) -> None:
         ops.spectral_qk_frames(z if ref is None else ref, z if dist is None else dist,
                                torch.zeros(2, 3, 3, 3) if filters is None else filters,
                                get_backbone("pixel").preprocess, 0.01)
+
+
+@needs_fused
+def test_cache_does_not_grow_with_frames(rng, yolox_backbone):
+    """Scoring 1 or 40 frame pairs of one size leaves one cache entry of one size."""
+    m = dctqa.Metric(yolox_backbone, batch_size=64)
+    ops.spectra_cache_clear()
+    ref, dist = _pair(rng, 40, 24, 35)
+    m.score(ref[:1], dist[:1])
+    one = ops.spectra_cache_info()
+    q = m.score(ref, dist)
+    many = ops.spectra_cache_info()
+    assert (many["entries"], many["bytes"]) == (one["entries"], one["bytes"]) == (1, one["bytes"])
+    assert many["hits"] == one["hits"] + 1 and q.shape == (40,) and np.isfinite(q).all()
