@@ -80,9 +80,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("  reference (float64 NumPy)      yes")
     print("  torch (float32, CPU/CUDA)      yes")
     print(f"  compiled C++ op (CPU)          {'yes' if b.get('cpp') else 'no'}")
-    print(f"  fused C++ op, frames to Q (CPU) {'yes' if b.get('cpp_fused') else 'no'}")
+    print(f"  fused C++ op, frames->Q (CPU)  {'yes' if b.get('cpp_fused') else 'no'}")
     print(f"  compiled CUDA op               {'yes' if b.get('cuda') else 'no'}"
           f"{'' if b.get('cuda_device') else '  (no CUDA device visible)'}")
+    sc = b.get("spectra_cache")
+    if sc:
+        print(f"  filter-spectra cache (compiled ops): {sc['bytes'] / 2**20:.1f} of {sc['max_bytes'] / 2**20:.0f} MiB, "
+              f"{sc['entries']} entries, {sc['hits']} hits, {sc['misses']} misses")
     if b.get("extension_error"):
         print(f"  extension not loaded: {b['extension_error']}")
     for dev in ["cpu"] + (["cuda"] if b.get("cuda_device") else []):

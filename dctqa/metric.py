@@ -252,8 +252,13 @@ class Metric:
 
 
 def backends(metric: Metric | None = None) -> dict:
-    """Which implementations are available here, and which one ``metric`` uses."""
+    """Which implementations are available here, and which one ``metric`` uses.
+
+    ``spectra_cache``: the compiled ops' cache of filter spectra (``bytes``, ``entries``,
+    ``hits``, ``misses``, ``max_bytes``), or ``None`` without the extension.
+    """
     info = dict(ops.available())
+    info["spectra_cache"] = ops.spectra_cache_info()
     if metric is not None:
         info["metric"] = repr(metric)
         info["implementation"] = metric.implementation
