@@ -34,21 +34,48 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-// Fills fs.full from the factors: rows u and H-u of every filter at once.
+}  // namespace
+
+// G rows of filter k for row pair (u, H-u) and, when `two`, (u+1, H-u-1), written to
+// rows[0..3] (u re, u im, H-u re, H-u im) and rows[4..7]; rows that do not exist (u = 0,
+// u = H/2) are written to wherever those pointers point.
+static void spectrum_rows(const FilterSpectra& fs, int64_t k, int64_t u, bool two, float* const* rows) {
+  const int64_t C = fs.C, H = fs.H, kh = fs.kh, Wp = fs.Wp, hv = C * kh * Wp;
+  const float* hre = fs.hre.data() + k * hv;
+  const float* him = fs.him.data() + k * hv;
+  const bool pair0 = (H - u < H) && (H - u != u);
+  if (!two) {
+    filter_spectrum_rows(hre, him, fs.pre.data() + u * kh, fs.pim.data() + u * kh, (int)C, (int)kh,
+                         (int)Wp, pair0, rows[0], rows[1], rows[2], rows[3]);
+    return;
+  }
+  const bool pair1 = (H - u - 1 < H) && (H - u - 1 != u + 1);
+  filter_spectrum_rows2(hre, him, fs.pre.data() + u * kh, fs.pim.data() + u * kh,
+                        fs.pre.data() + (u + 1) * kh, fs.pim.data() + (u + 1) * kh, (int)C, (int)kh,
+                        (int)Wp, pair0, pair1, rows);
+}
+
+namespace {
+
+// Fills fs.full from the factors: row pairs (u, H-u), (u+1, H-u-1) of a filter at a time.
 void build_full(FilterSpectra& fs) {
-  const int64_t K = fs.K, C = fs.C, H = fs.H, kh = fs.kh, Wp = fs.Wp;
-  const int64_t row = 2 * C * Wp, hv = C * kh * Wp;
+  const int64_t K = fs.K, C = fs.C, H = fs.H, Wp = fs.Wp;
+  const int64_t row = 2 * C * Wp, blocks = H / 4 + 1;  // u = 0, 2, 4, ... <= H/2
   fs.full.assign((size_t)(K * H * row), 0.f);
-  at::parallel_for(0, K * (H / 2 + 1), 1, [&](int64_t b, int64_t e) {
-    std::vector<float> g1((size_t)row);
+  at::parallel_for(0, K * blocks, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> spare((size_t)row);  // target of rows that do not exist
     for (int64_t item = b; item < e; ++item) {
-      const int64_t k = item / (H / 2 + 1), u = item % (H / 2 + 1), u2 = H - u;
-      const bool pair = (u2 < H) && (u2 != u);
-      float* g0 = fs.full.data() + (k * H + u) * row;
-      float* g1p = pair ? fs.full.data() + (k * H + u2) * row : g1.data();
-      filter_spectrum_rows(fs.hre.data() + k * hv, fs.him.data() + k * hv, fs.pre.data() + u * kh,
-                           fs.pim.data() + u * kh, (int)C, (int)kh, (int)Wp, pair, g0, g0 + C * Wp,
-                           g1p, g1p + C * Wp);
+      const int64_t k = item / blocks, u = 2 * (item % blocks);
+      if (u > H / 2) continue;
+      const bool two = u + 1 <= H / 2;
+      float* at[8];
+      for (int s = 0; s < (two ? 2 : 1); ++s) {
+        const int64_t ua = u + s, ub = H - ua;
+        float* ga = fs.full.data() + (k * H + ua) * row;
+        float* gb = (ub < H && ub != ua) ? fs.full.data() + (k * H + ub) * row : spare.data();
+        at[4 * s] = ga, at[4 * s + 1] = ga + C * Wp, at[4 * s + 2] = gb, at[4 * s + 3] = gb + C * Wp;
+      }
+      spectrum_rows(fs, k, u, two, at);
     }
   });
 }
@@ -235,14 +262,48 @@ Split plan_split(int64_t N, int64_t K, int64_t HW) {
   return s;
 }
 
+// What the magnitude pass of one work item needs.
+struct PlaneCtx {
+  const float *pco, *pcc;
+  int64_t n0, nn, kn, kb, H, W, C, Wp, spr, sstep;
+  float *ao, *ac, *samples;
+  const float* const* rows;  // per filter: rows u, H-u, u+1, H-u-1 (re; im C*Wp later)
+};
+
+// A^o, A^c of rows u and H-u (slot s of `rows`) for every frame and filter of the item,
+// and the sample of A^o.
+void pair_magnitudes(const PlaneCtx& c, int64_t u, int s) {
+  const int64_t u2 = c.H - u, HW = c.H * c.W, CW = c.C * c.Wp;
+  const bool pair = (u2 < c.H) && (u2 != u);
+  const int C = (int)c.C, W = (int)c.W, Wp = (int)c.Wp;
+  for (int64_t t = 0; t < c.nn; ++t) {
+    const float* xo = c.pco + (c.n0 + t) * c.C * HW;
+    const float* xc = c.pcc + (c.n0 + t) * c.C * HW;
+    for (int64_t q = 0; q < c.kn; ++q) {
+      const float* gq = c.rows[q * 4 + 2 * s];
+      const float* gq2 = c.rows[q * 4 + 2 * s + 1];
+      float* aoq = c.ao + (t * c.kb + q) * HW;
+      float* acq = c.ac + (t * c.kb + q) * HW;
+      float* sq = c.samples + (t * c.kb + q) * c.H * c.spr;
+      magnitude_row(xo + u * W, HW, gq, gq + CW, C, W, Wp, aoq + u * W);
+      take_sample(aoq + u * W, c.sstep, c.spr, u, sq + u * c.spr);
+      magnitude_row(xc + u * W, HW, gq, gq + CW, C, W, Wp, acq + u * W);
+      if (pair) {
+        magnitude_row(xo + u2 * W, HW, gq2, gq2 + CW, C, W, Wp, aoq + u2 * W);
+        take_sample(aoq + u2 * W, c.sstep, c.spr, u2, sq + u2 * c.spr);
+        magnitude_row(xc + u2 * W, HW, gq2, gq2 + CW, C, W, Wp, acq + u2 * W);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void spectral_qk_planes(const float* pco, const float* pcc, int64_t N, const FilterSpectra& fs,
                         double epsilon, double* pout) {
-  const int64_t C = fs.C, H = fs.H, W = fs.W, K = fs.K, kh = fs.kh;
+  const int64_t C = fs.C, H = fs.H, W = fs.W, K = fs.K;
   const int Wp = fs.Wp;
   const int64_t HW = H * W;
-  const int64_t hv_per_k = C * kh * Wp;
   if (N == 0 || K == 0) return;
   const Split sp = plan_split(N, K, HW);
   const int64_t chunk = sp.chunk, kb = sp.kb, kblocks = sp.kblocks;
@@ -254,8 +315,8 @@ void spectral_qk_planes(const float* pco, const float* pcc, int64_t N, const Fil
     const size_t plane_floats = (size_t)(chunk * kb * HW);
     float* ao = scratch(0, plane_floats);
     float* ac = scratch(1, plane_floats);
-    std::vector<float> g(fs.full.empty() ? (size_t)(kb * 4 * C * Wp) : 0);
-    std::vector<const float*> rows((size_t)(2 * kb));  // G rows u, H-u of each filter
+    std::vector<float> g(fs.full.empty() ? (size_t)(kb * 8 * C * Wp) : 0);
+    std::vector<const float*> rows((size_t)(4 * kb));  // G rows u, H-u, u+1, H-u-1 per filter
     // Per plane, a sample of A^o taken while its rows are hot in L1 (for the median's
     // bracket): spr values from each row, evenly spread, with a row-dependent offset.
     const int64_t spr = std::min<int64_t>(W, (kSampleTarget + H - 1) / H);
@@ -266,42 +327,29 @@ void spectral_qk_planes(const float* pco, const float* pcc, int64_t N, const Fil
       const int64_t kn = std::min(kb, K - k0);
       const int64_t n0 = ci * chunk;
       const int64_t nn = std::min(chunk, N - n0);
-      for (int64_t u = 0; u <= H / 2; ++u) {
-        const int64_t u2 = H - u;
-        const bool pair = (u2 < H) && (u2 != u);
+      const PlaneCtx ctx{pco, pcc, n0, nn, kn, kb, H, W, C, Wp, spr, sstep, ao, ac, samples.data(), rows.data()};
+      for (int64_t u = 0; u <= H / 2; u += 2) {
+        const bool two = u + 1 <= H / 2;
         for (int64_t q = 0; q < kn; ++q) {
-          const float** rq = rows.data() + q * 2;
-          if (!fs.full.empty()) {  // rows u and H-u of the cached G
-            rq[0] = fs.full.data() + ((k0 + q) * H + u) * 2 * C * Wp;
-            rq[1] = pair ? fs.full.data() + ((k0 + q) * H + u2) * 2 * C * Wp : nullptr;
-            continue;
-          }
-          float* gq = g.data() + q * 4 * C * Wp;
-          filter_spectrum_rows(fs.hre.data() + (k0 + q) * hv_per_k, fs.him.data() + (k0 + q) * hv_per_k,
-                               fs.pre.data() + u * kh, fs.pim.data() + u * kh, (int)C, (int)kh, Wp,
-                               pair, gq, gq + C * Wp, gq + 2 * C * Wp, gq + 3 * C * Wp);
-          rq[0] = gq;
-          rq[1] = gq + 2 * C * Wp;
-        }
-        for (int64_t t = 0; t < nn; ++t) {
-          const float* xo = pco + (n0 + t) * C * HW;
-          const float* xc = pcc + (n0 + t) * C * HW;
-          for (int64_t q = 0; q < kn; ++q) {
-            const float* gq = rows[q * 2];
-            const float* gq2 = rows[q * 2 + 1];
-            float* aoq = ao + (t * kb + q) * HW;
-            float* acq = ac + (t * kb + q) * HW;
-            float* sq = samples.data() + (t * kb + q) * H * spr;
-            magnitude_row(xo + u * W, HW, gq, gq + C * Wp, (int)C, (int)W, Wp, aoq + u * W);
-            take_sample(aoq + u * W, sstep, spr, u, sq + u * spr);
-            magnitude_row(xc + u * W, HW, gq, gq + C * Wp, (int)C, (int)W, Wp, acq + u * W);
-            if (pair) {
-              magnitude_row(xo + u2 * W, HW, gq2, gq2 + C * Wp, (int)C, (int)W, Wp, aoq + u2 * W);
-              take_sample(aoq + u2 * W, sstep, spr, u2, sq + u2 * spr);
-              magnitude_row(xc + u2 * W, HW, gq2, gq2 + C * Wp, (int)C, (int)W, Wp, acq + u2 * W);
+          const float** rq = rows.data() + q * 4;  // rows u, H-u, u+1, H-u-1
+          for (int s = 0; s < (two ? 2 : 1); ++s) {
+            const int64_t ua = u + s, ub = H - ua;
+            if (!fs.full.empty()) {  // rows of the cached G
+              rq[2 * s] = fs.full.data() + ((k0 + q) * H + ua) * 2 * C * Wp;
+              rq[2 * s + 1] = (ub < H && ub != ua) ? fs.full.data() + ((k0 + q) * H + ub) * 2 * C * Wp : nullptr;
+            } else {
+              rq[2 * s] = g.data() + (q * 8 + 4 * s) * C * Wp;
+              rq[2 * s + 1] = rq[2 * s] + 2 * C * Wp;
             }
           }
+          if (fs.full.empty()) {
+            float* gq = g.data() + q * 8 * C * Wp;
+            float* at[8];
+            for (int j = 0; j < 8; ++j) at[j] = gq + j * C * Wp;
+            spectrum_rows(fs, k0 + q, u, two, at);
+          }
         }
+        for (int s = 0; s < (two ? 2 : 1); ++s) pair_magnitudes(ctx, u + s, s);
       }
       for (int64_t t = 0; t < nn; ++t) {
         for (int64_t q = 0; q < kn; ++q) {
