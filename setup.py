@@ -167,7 +167,7 @@ def _extensions():
     use_cuda = bool(cuda_home) and torch.version.cuda is not None and ce.CUDA_HOME is not None
     ccbin = _choose_toolchain(use_cuda)
     common = sorted(glob.glob("csrc/common/*.cpp")) + ["csrc/module.cpp"]
-    ops = ["spectral", "feature"]
+    ops = ["spectral", "spectral_qk", "feature"]
     sources = list(common)
     for op in ops:
         sources += sorted(glob.glob(f"csrc/{op}/*.cpp")) + sorted(glob.glob(f"csrc/{op}/cpu/*.cpp"))
@@ -178,7 +178,7 @@ def _extensions():
     kwargs = dict(
         name="dctqa._C",
         sources=sources,
-        include_dirs=[os.path.join(ROOT, "csrc")],
+        include_dirs=[os.path.join(ROOT, "csrc"), os.path.join(ROOT, "third_party")],
         extra_link_args=["-fopenmp"],
     )
     if use_cuda:

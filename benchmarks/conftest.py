@@ -25,6 +25,8 @@ RESULTS: dict[tuple[str, str, int, int, str], float] = {}
 
 #: Free-form result lines (e.g. the serving benchmark's latency levels), printed after the table.
 NOTES: list[str] = []
+#: The implementation each family's "x base" column divides by (default: the torch path).
+BASELINE_IMPL = {"fused": "cpp-op"}
 
 #: Wall-clock budget per benchmark (s), used to choose the number of rounds.
 ROUND_BUDGET_S = float(os.environ.get("DCTQA_BENCH_BUDGET_S", "4"))
@@ -84,15 +86,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             tr.write_line(line)
     if not RESULTS:
         return
-    tr.section("dctqa: frame pairs per second (ratios to the same run's reference / torch path)")
+    tr.section("dctqa: frame pairs per second (ratios to the same run's reference / baseline: "
+               "the torch path, or for family 'fused' the unfused whole path 'cpp-op')")
     tr.write_line(f"{'family':<9}{'size':>10}{'K':>4}{'batch':>6}  {'impl':<11}{'pairs/s':>10}"
-                  f"{'x ref':>10}{'x torch':>9}")
+                  f"{'x ref':>10}{'x base':>9}")
     for (fam, size, k, b, impl), pps in sorted(RESULTS.items(), key=lambda kv: (kv[0][0], int(kv[0][1].split('x')[0]), kv[0][2], kv[0][3], kv[0][4])):
         ref = _baseline(fam, size, k, "reference")
         # GPU implementations are compared with the torch path on the GPU.
-        tor = _baseline(fam, size, k, "cuda-torch" if impl.startswith("cuda") else "torch")
+        base = "cuda-torch" if impl.startswith("cuda") else BASELINE_IMPL.get(fam, "torch")
+        # families with their own baseline compare at the same batch size
+        tor = RESULTS.get((fam, size, k, b, base)) if fam in BASELINE_IMPL else _baseline(fam, size, k, base)
         xr = f"{pps / ref:.0f}" if ref and impl != "reference" else "-"
-        xt = f"{pps / tor:.2f}" if tor and impl not in ("reference", "torch", "cuda-torch") else "-"
+        xt = f"{pps / tor:.2f}" if tor and impl not in ("reference", "torch", "cuda-torch", base) else "-"
         tr.write_line(f"{fam:<9}{size:>10}{k:>4}{b:>6}  {impl:<11}{pps:>10.3f}{xr:>10}{xt:>9}")
     tr.write_line(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
                   f"cuda device: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")

@@ -1,9 +1,47 @@
 // Python module dctqa._C. Importing it runs the TORCH_LIBRARY registrations of every
-// op in this shared object; the ops are then reached through torch.ops.dctqa.
+// op in this shared object; the ops are then reached through torch.ops.dctqa. The module
+// itself holds the controls of the CPU cache of filter spectra.
 #include <Python.h>
 
-static struct PyModuleDef dctqa_c_module = {PyModuleDef_HEAD_INIT, "_C",
-                                            "dctqa fused torch ops (torch.ops.dctqa)", -1,
-                                            nullptr};
+#include "spectral_qk/cpu/spectral_core.h"
+
+namespace {
+
+PyObject* spectra_cache_info(PyObject*, PyObject*) {
+  const dctqa::cpu::SpectraCacheStats s = dctqa::cpu::spectra_cache_stats();
+  return Py_BuildValue("{s:L,s:L,s:L,s:L,s:L}", "bytes", (long long)s.bytes, "entries",
+                       (long long)s.entries, "hits", (long long)s.hits, "misses",
+                       (long long)s.misses, "max_bytes", (long long)s.max_bytes);
+}
+
+PyObject* spectra_cache_clear(PyObject*, PyObject*) {
+  dctqa::cpu::spectra_cache_clear();
+  Py_RETURN_NONE;
+}
+
+PyObject* spectra_cache_set_max_bytes(PyObject*, PyObject* arg) {
+  const long long n = PyLong_AsLongLong(arg);
+  if (n == -1 && PyErr_Occurred()) return nullptr;
+  if (n < 0) {
+    PyErr_SetString(PyExc_ValueError, "max_bytes must be >= 0");
+    return nullptr;
+  }
+  dctqa::cpu::spectra_cache_set_max_bytes((int64_t)n);
+  Py_RETURN_NONE;
+}
+
+PyMethodDef methods[] = {
+    {"spectra_cache_info", spectra_cache_info, METH_NOARGS,
+     "CPU filter-spectra cache: {bytes, entries, hits, misses, max_bytes}."},
+    {"spectra_cache_clear", spectra_cache_clear, METH_NOARGS,
+     "Empty the CPU filter-spectra cache and reset its counters."},
+    {"spectra_cache_set_max_bytes", spectra_cache_set_max_bytes, METH_O,
+     "Set the byte bound of the CPU filter-spectra cache (evicts down to it)."},
+    {nullptr, nullptr, 0, nullptr}};
+
+struct PyModuleDef dctqa_c_module = {PyModuleDef_HEAD_INIT, "_C",
+                                     "dctqa fused torch ops (torch.ops.dctqa)", -1, methods};
+
+}  // namespace
 
 PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&dctqa_c_module); }

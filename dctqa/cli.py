@@ -125,15 +125,23 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("  reference (float64 NumPy)      yes")
     print("  torch (float32, CPU/CUDA)      yes")
     print(f"  compiled C++ op (CPU)          {'yes' if b.get('cpp') else 'no'}")
+    print(f"  fused C++ op, frames->Q (CPU)  {'yes' if b.get('cpp_fused') else 'no'}")
     print(f"  compiled CUDA op               {'yes' if b.get('cuda') else 'no'}"
           f"{'' if b.get('cuda_device') else '  (no CUDA device visible)'}")
+    sc = b.get("spectra_cache")
+    if sc:
+        print(f"  filter-spectra cache (compiled ops): {sc['bytes'] / 2**20:.1f} of {sc['max_bytes'] / 2**20:.0f} MiB, "
+              f"{sc['entries']} entries, {sc['hits']} hits, {sc['misses']} misses")
     if b.get("extension_error"):
         print(f"  extension not loaded: {b['extension_error']}")
     for dev in ["cpu"] + (["cuda"] if b.get("cuda_device") else []):
         from . import ops
 
-        print(f"  used on {dev}: spectral -> {ops.implementation_for(dev, 'spectral_qk')}, "
-              f"feature/pixel -> {ops.implementation_for(dev, 'ratio_qk')}")
+        fused = ops.implementation_for(dev, ops.FUSED_OP)
+        sp = fused if fused != "torch" else ops.implementation_for(dev, "spectral_qk")
+        px = fused if fused != "torch" else ops.implementation_for(dev, "ratio_qk")
+        print(f"  used on {dev}: spectral -> {sp}, pixel -> {px}, "
+              f"feature -> {ops.implementation_for(dev, 'ratio_qk')}")
     print("backbones: " + ", ".join(info["backbones"]))
     print("metrics:")
     for m in info["metrics"]:

@@ -15,10 +15,11 @@ import torch
 
 from . import ops
 from . import progress as _progress
-from .backbones import Backbone, Preprocess, get_backbone
+from .backbones import Backbone, get_backbone
 from .constants import DEFAULT_BACKBONE, DOMAINS, EPSILON, METRIC_VERSION
 from .domains import make_domain
 from .errors import InputError, ResourceError
+from .preprocess import _copy_is_async, preprocess_torch  # noqa: F401  (_copy_is_async: tests)
 from .registry import DCTQA_METRICS, metric_info
 from . import settings
 
@@ -115,44 +116,6 @@ def _check_size(shape: tuple[int, ...], max_pixels: int) -> None:
         raise ResourceError(f"frames of {w}x{h} = {h * w} pixels exceed the size limit of {max_pixels} pixels "
                             f"per frame; scale the frames down, or raise the limit with Metric(max_pixels=...) "
                             f"or DCTQA_MAX_PIXELS (about {_BYTES_PER_PIXEL} bytes of memory per pixel are needed)")
-
-
-def _copy_is_async(src: torch.device, dst: torch.device) -> bool:
-    """Whether a copy ``src -> dst`` may be issued with ``non_blocking=True``.
-
-    Only host -> GPU copies: the GPU stream orders them before any kernel that reads the
-    result. A copy *to the host* must block: with ``non_blocking=True`` the host buffer
-    is returned before the transfer ends and is read half-written (wrong Q, issue 7).
-    """
-    return src.type == "cpu" and dst.type == "cuda"
-
-
-def _rss_safe_numpy(t: torch.Tensor) -> np.ndarray:
-    """An owned float64 NumPy array with the values of ``t`` (blocking copy to the host).
-
-    No view of a torch tensor is kept: a list of such views held by a long video kept
-    every batch's torch allocations alive and memory grew with the video's length."""
-    return t.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
-
-
-def preprocess_torch(t: torch.Tensor, p: Preprocess, device: torch.device) -> torch.Tensor:
-    """``[N, 3, H, W]`` RGB 0..255 (any strides) -> contiguous float32 detector input on ``device``.
-
-    METRIC.md's ``P``: channel ``c`` of the output is ``pixel[order[c]] * scale / std_c - mean_c / std_c``,
-    one gathered copy and at most one affine pass per plane.
-    """
-    n, _, h, w = t.shape
-    src = t.to(device=device, non_blocking=_copy_is_async(t.device, torch.device(device)))
-    out = torch.empty((n, 3, h, w), dtype=torch.float32, device=device)
-    for c, s in enumerate(p.channel_index):
-        plane = out[:, c]
-        plane.copy_(src[:, s])
-        a, b = p.scale / p.std[c], -p.mean[c] / p.std[c]
-        if a != 1.0:
-            plane.mul_(a)
-        if b != 0.0:
-            plane.add_(b)
-    return out
 
 
 def _is_int(x: object) -> bool:
@@ -254,8 +217,16 @@ class Metric:
         self._domain = make_domain(domain, self.backbone, self.device, self.epsilon)
 
     @property
+    def _use_fused(self) -> bool:
+        return self._domain.fused and ops.implementation_for(self.device, ops.FUSED_OP) != "torch"
+
+    @property
     def implementation(self) -> str:
-        """Which implementation computes scores: ``cuda-op``, ``cpp-op`` or ``torch``."""
+        """Which implementation computes scores: ``cpp-fused`` (the whole metric from the
+        frames in one op), ``cuda-op``, ``cpp-op`` (preprocessing and DCTs in torch/SciPy,
+        then the op) or ``torch``."""
+        if self._use_fused:
+            return ops.implementation_for(self.device, ops.FUSED_OP)
         return ops.implementation_for(self.device, self._domain.op)
 
     def params(self) -> dict:
@@ -279,6 +250,11 @@ class Metric:
         p = self.backbone.preprocess
         out = []
         step = self._step(ref.shape[2], ref.shape[3])
+        if self._use_fused:  # frames go to the op as they are (uint8, any strides)
+            for i in range(0, ref.shape[0], step):
+                out.append(self._domain.qk_frames(ref[i:i + step].to(self.device),
+                                                  dist[i:i + step].to(self.device)))
+            return torch.cat(out)
         for i in range(0, ref.shape[0], step):
             xo = preprocess_torch(ref[i:i + step], p, self.device)
             xc = preprocess_torch(dist[i:i + step], p, self.device)
@@ -370,8 +346,13 @@ class Metric:
 
 
 def backends(metric: Metric | None = None) -> dict:
-    """Which implementations are available here, and which one ``metric`` uses."""
+    """Which implementations are available here, and which one ``metric`` uses.
+
+    ``spectra_cache``: the compiled ops' cache of filter spectra (``bytes``, ``entries``,
+    ``hits``, ``misses``, ``max_bytes``), or ``None`` without the extension.
+    """
     info = dict(ops.available())
+    info["spectra_cache"] = ops.spectra_cache_info()
     if metric is not None:
         info["metric"] = repr(metric)
         info["implementation"] = metric.implementation

@@ -1,27 +1,35 @@
 """The one place that knows whether the compiled ops exist for a device.
 
-The extension ``dctqa._C`` registers two torch ops (schemas in ``csrc/*/*.cpp``):
+The extension ``dctqa._C`` registers three torch ops (schemas in ``csrc/*/*.cpp``):
 
 * ``torch.ops.dctqa.spectral_qk(co, cc, filters, epsilon) -> Tensor[N, K] float64``
 * ``torch.ops.dctqa.ratio_qk(ao, ac, epsilon) -> Tensor[N, K] float64``
+* ``torch.ops.dctqa.spectral_qk_frames(ref, dist, filters, channel_index, scale, mean, std,
+  epsilon) -> Tensor[N, K] float64``: the whole spectral (and pixel) metric from RGB
+  frames, preprocessing and DCTs included ("fused"; CPU kernel only so far)
 
-each with a CPU kernel and, in a CUDA build, a CUDA kernel; fake (meta) kernels are
-registered here so that both work under ``torch.compile``. :func:`spectral_qk` and
-:func:`ratio_qk` call the op when it has a kernel for the tensors' device and fall back
-to the torch path otherwise (or when ``DCTQA_DISABLE_OPS=1``).
+with a CPU kernel and, in a CUDA build, a CUDA kernel for the first two; fake (meta)
+kernels are registered here so that they work under ``torch.compile``. The wrappers below
+call the op when it has a kernel for the tensors' device and fall back to the torch path
+otherwise (or when ``DCTQA_DISABLE_OPS=1``).
 """
 from __future__ import annotations
 
 import math
 import os
 import threading
+from typing import TYPE_CHECKING
 
 import torch
 
 from .errors import InputError
 from .settings import check_op_env
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .backbones.base import Preprocess
+
 _OPS = ("spectral_qk", "ratio_qk")
+FUSED_OP = "spectral_qk_frames"
 _lock = threading.Lock()
 _state: dict | None = None
 
@@ -56,7 +64,11 @@ def _register_fakes() -> None:
         torch._check(ao.dim() == 3, lambda: "ao must be 3-D [N, K, M]")
         return ao.new_empty((ao.shape[0], ao.shape[1]), dtype=torch.float64)
 
-    for name, fn in (("spectral_qk", _spectral_fake), ("ratio_qk", _ratio_fake)):
+    def _frames_fake(ref, dist, filters, channel_index, scale, mean, std, epsilon):
+        torch._check(ref.dim() == 4 and filters.dim() == 4, lambda: "ref and filters must be 4-D")
+        return filters.new_empty((ref.shape[0], filters.shape[0]), dtype=torch.float64)
+
+    for name, fn in (("spectral_qk", _spectral_fake), ("ratio_qk", _ratio_fake), (FUSED_OP, _frames_fake)):
         try:
             torch.library.register_fake(f"dctqa::{name}", fn)
         except RuntimeError as exc:  # already registered (module reloaded)
@@ -80,10 +92,12 @@ def _has_kernel(op: str, dispatch_key: str) -> bool:
 def available() -> dict:
     """Which implementations exist in this process.
 
-    Returns ``{"reference": True, "torch": True, "cpp": bool, "cuda": bool,
+    Returns ``{"reference": True, "torch": True, "cpp": bool, "cpp_fused": bool, "cuda": bool,
     "cuda_device": bool, "extension_error": str | None}``: ``cpp``/``cuda`` say whether
     the compiled ops have CPU/CUDA kernels (``cuda`` is about the build, ``cuda_device``
-    about the hardware); ``extension_error`` says why the extension did not load.
+    about the hardware); ``cpp_fused`` whether the fused frames-to-Q op
+    (``spectral_qk_frames``) has a CPU kernel; ``extension_error`` says why the extension
+    did not load.
     ``DCTQA_DISABLE_OPS=1`` does not change this report, only :func:`implementation_for`.
     """
     st = _load()
@@ -91,6 +105,7 @@ def available() -> dict:
         "reference": True,
         "torch": True,
         "cpp": all(_has_kernel(op, "CPU") for op in _OPS),
+        "cpp_fused": _has_kernel(FUSED_OP, "CPU"),
         "cuda": all(_has_kernel(op, "CUDA") for op in _OPS),
         "cuda_device": torch.cuda.is_available(),
         "extension_error": st["error"],
@@ -98,13 +113,21 @@ def available() -> dict:
 
 
 def implementation_for(device: torch.device | str, op: str = "spectral_qk") -> str:
-    """``"cuda-op"``, ``"cpp-op"`` or ``"torch"``: what :func:`spectral_qk` /
-    :func:`ratio_qk` (``op="ratio_qk"``) run for tensors on ``device``."""
-    if op not in _OPS:
-        raise InputError(f"unknown op {op!r}; expected one of {_OPS}")
+    """What :func:`spectral_qk` / :func:`ratio_qk` (``op="ratio_qk"``) /
+    :func:`spectral_qk_frames` (``op="spectral_qk_frames"``) run for tensors on ``device``:
+    ``"cuda-op"``, ``"cpp-op"`` or ``"torch"``; for the fused op ``"cpp-fused"``, or
+    ``"torch"`` when it has no kernel for the device or ``DCTQA_DISABLE_FUSED=1`` (its
+    fallback then runs the preprocessing and DCTs in torch/SciPy and :func:`spectral_qk`,
+    which still uses the ``spectral_qk`` op)."""
+    if op not in _OPS + (FUSED_OP,):
+        raise InputError(f"unknown op {op!r}; expected one of {_OPS + (FUSED_OP,)}")
     if _disabled():
         return "torch"
     dev = torch.device(device)
+    if op == FUSED_OP:
+        if os.environ.get("DCTQA_DISABLE_FUSED", "").strip().lower() in {"1", "true", "yes", "on"}:
+            return "torch"
+        return "cpp-fused" if dev.type == "cpu" and _has_kernel(op, "CPU") else "torch"
     if dev.type == "cuda" and _has_kernel(op, "CUDA"):
         return "cuda-op"
     if dev.type == "cpu" and _has_kernel(op, "CPU"):
@@ -217,3 +240,74 @@ def ratio_qk(ao: torch.Tensor, ac: torch.Tensor, epsilon: float) -> torch.Tensor
     from .reduction import ratio_qk_torch
 
     return ratio_qk_torch(ao, ac, epsilon)
+
+
+def spectral_qk_frames(ref: torch.Tensor, dist: torch.Tensor, filters: torch.Tensor,
+                       preprocess: "Preprocess", epsilon: float) -> torch.Tensor:
+    """Per-filter ``Q_k`` of METRIC.md's spectral domain straight from RGB frames, ``[N, K]`` float64.
+
+    ref, dist: ``[N, 3, H, W]`` RGB frames (channels first, any strides: pass an
+    ``N x H x W x 3`` array as ``torch.from_numpy(a).permute(0, 3, 1, 2)``), uint8 or float
+    in 0..255, same shape; filters: ``[K, 3, kh, kw]``; preprocess: the backbone's
+    :class:`~dctqa.backbones.Preprocess`; epsilon: relative floor. The pixel domain is this
+    with its identity ``K = 3``, ``1 x 1`` bank. Runs the fused op (``cpp-fused``) for CPU
+    uint8 / float32 frames, else preprocessing + :func:`dctqa.dct.dct2` + :func:`spectral_qk`.
+    """
+    for name, t in (("ref", ref), ("dist", dist)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[1] != 3:
+            raise InputError(f"{name} must be a tensor [N, 3, H, W] (RGB, channels first), got "
+                             f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+        if t.dtype != torch.uint8 and not t.is_floating_point():
+            raise InputError(f"{name} must be uint8 or float (0..255), got {t.dtype}")
+    if ref.shape != dist.shape:
+        raise InputError(f"ref and dist differ in shape: {tuple(ref.shape)} vs {tuple(dist.shape)}")
+    if ref.device != dist.device:
+        raise InputError(f"ref and dist are on different devices: {ref.device} vs {dist.device}")
+    _check_float_tensor("filters", filters, 4)
+    if filters.shape[1] != 3 or filters.shape[2] == 0 or filters.shape[3] == 0:
+        raise InputError(f"filters must be [K, 3, kh, kw] with kh, kw >= 1, got {tuple(filters.shape)}")
+    if ref.shape[2] == 0 or ref.shape[3] == 0:
+        raise InputError(f"empty frames: {tuple(ref.shape)}")
+    if implementation_for(ref.device, FUSED_OP) == "cpp-fused" and ref.shape[0] > 0:
+        if ref.dtype != dist.dtype or ref.dtype not in (torch.uint8, torch.float32):
+            ref, dist = ref.float(), dist.float()
+        f = filters.detach().to(device="cpu", dtype=torch.float32)
+        p = preprocess
+        return torch.ops.dctqa.spectral_qk_frames(ref, dist, f, list(p.channel_index), float(p.scale),
+                                                  [float(m) for m in p.mean], [float(s) for s in p.std],
+                                                  float(epsilon))
+    from .dct import dct2
+    from .preprocess import preprocess_torch
+
+    co = dct2(preprocess_torch(ref, preprocess, ref.device))
+    cc = dct2(preprocess_torch(dist, preprocess, ref.device))
+    return spectral_qk(co, cc, filters.to(ref.device), epsilon)
+
+
+def spectra_cache_info() -> dict | None:
+    """The compiled ops' CPU cache of filter spectra: ``{"bytes", "entries", "hits", "misses",
+    "max_bytes"}`` (``max_bytes`` from ``DCTQA_SPECTRA_CACHE_MB``, default 1024 MiB), or
+    ``None`` when the extension is not loaded. Shared by every call and thread in the process."""
+    if not _load()["loaded"]:
+        return None
+    from . import _C
+
+    return dict(_C.spectra_cache_info())
+
+
+def spectra_cache_clear() -> None:
+    """Empty the compiled ops' spectra cache and reset its counters (no-op without the extension)."""
+    if _load()["loaded"]:
+        from . import _C
+
+        _C.spectra_cache_clear()
+
+
+def spectra_cache_set_max_bytes(max_bytes: int) -> None:
+    """Bound the compiled ops' spectra cache to ``max_bytes`` (>= 0; evicts down to it)."""
+    if not isinstance(max_bytes, int) or max_bytes < 0:
+        raise InputError(f"max_bytes must be an int >= 0, got {max_bytes!r}")
+    if _load()["loaded"]:
+        from . import _C
+
+        _C.spectra_cache_set_max_bytes(max_bytes)

@@ -156,7 +156,10 @@ def test_all_zero_frames_stay_finite():
 
 def test_backends_and_registry():
     info = dctqa.backends(dctqa.Metric("pixel"))
-    assert info["torch"] is True and info["implementation"] in ("torch", "cpp-op", "cuda-op")
+    assert info["torch"] is True and info["implementation"] in ("torch", "cpp-op", "cuda-op", "cpp-fused")
+    assert (info["implementation"] == "cpp-fused") == info["cpp_fused"]
+    sc = info["spectra_cache"]
+    assert sc is None or (set(sc) == {"bytes", "entries", "hits", "misses", "max_bytes"} and sc["bytes"] <= sc["max_bytes"])
     m = dctqa.create_metric("dctqa_pixel")
     assert m.lower_better is True and m.domain_name == "pixel"
     with pytest.raises(InputError, match="unknown metric"):

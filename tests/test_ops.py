@@ -234,9 +234,10 @@ def test_ratio_op_matches_reference_and_torch() -> None:
 # ---------------------------------------------------------------- dispatch layer
 def test_available_report_shape() -> None:
     a = ops.available()
-    assert set(a) == {"reference", "torch", "cpp", "cuda", "cuda_device", "extension_error"}
+    assert set(a) == {"reference", "torch", "cpp", "cpp_fused", "cuda", "cuda_device", "extension_error"}
     assert a["reference"] is True and a["torch"] is True
-    assert isinstance(a["cpp"], bool) and isinstance(a["cuda"], bool)
+    assert isinstance(a["cpp"], bool) and isinstance(a["cuda"], bool) and isinstance(a["cpp_fused"], bool)
+    assert ops.implementation_for("cpu", ops.FUSED_OP) == ("cpp-fused" if a["cpp_fused"] else "torch")
     assert a["cuda_device"] == torch.cuda.is_available()
     assert (a["extension_error"] is None) == (a["cpp"] or a["cuda"])
     assert ops.implementation_for("cpu") == ("cpp-op" if a["cpp"] else "torch")
@@ -411,14 +412,19 @@ def test_package_works_without_extension() -> None:
         "f = torch.randn(4, 3, 3, 3, generator=g)\n"
         "q = ops.spectral_qk(dct2(x), dct2(y), f, 0.01)\n"
         "r = ops.ratio_qk(x.abs(), y.abs(), 0.01)\n"
-        "print(json.dumps({'a': a, 'impl': ops.implementation_for('cpu'), 'q': q.tolist(), 'r': r.tolist()}))\n"
+        "from dctqa.backbones.base import IMAGENET\n"
+        "u8 = torch.randint(0, 256, (2, 3, 9, 12), dtype=torch.uint8, generator=g)\n"
+        "u8d = torch.randint(0, 256, (2, 3, 9, 12), dtype=torch.uint8, generator=g)\n"
+        "fq = ops.spectral_qk_frames(u8, u8d, f, IMAGENET, 0.01)\n"
+        "print(json.dumps({'a': a, 'impl': ops.implementation_for('cpu'), 'q': q.tolist(), 'r': r.tolist(),\n"
+        "                  'fimpl': ops.implementation_for('cpu', 'spectral_qk_frames'), 'fq': fq.tolist()}))\n"
     )
     import json
 
     out = json.loads(_run_py(code, {}).strip().splitlines()[-1])
     assert out["a"]["cpp"] is False and out["a"]["cuda"] is False
     assert "ImportError" in out["a"]["extension_error"] or "ModuleNotFoundError" in out["a"]["extension_error"]
-    assert out["impl"] == "torch"
+    assert out["impl"] == "torch" and out["fimpl"] == "torch" and out["a"]["cpp_fused"] is False
     q = np.array(out["q"])
     assert q.shape == (2, 4) and np.all(np.isfinite(q)) and np.all(q > 0)
     if _AVAIL["cpp"]:  # same numbers as the op
@@ -427,6 +433,13 @@ def test_package_works_without_extension() -> None:
         y = x + 0.1 * torch.randn(2, 3, 9, 12, generator=g)
         f = torch.randn(4, 3, 3, 3, generator=g)
         _assert_q_close(q.mean(1), ops.spectral_qk(dct2(x), dct2(y), f, EPSILON).mean(1).numpy(), tol=1e-5)
+        if _AVAIL["cpp_fused"]:  # the fused op's fallback gives the op's numbers (same generator)
+            from dctqa.backbones.base import IMAGENET
+
+            u8 = torch.randint(0, 256, (2, 3, 9, 12), dtype=torch.uint8, generator=g)
+            u8d = torch.randint(0, 256, (2, 3, 9, 12), dtype=torch.uint8, generator=g)
+            fused = ops.spectral_qk_frames(u8, u8d, f, IMAGENET, EPSILON)
+            _assert_q_close(np.array(out["fq"]).mean(1), fused.mean(1).numpy(), tol=1e-5)
 
 
 @needs_cpp

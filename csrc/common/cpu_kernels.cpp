@@ -82,6 +82,76 @@ void filter_spectrum_rows(const float* hre, const float* him, const float* pre,
   }
 }
 
+namespace {
+// accumulate_parity for two rows' phases (p, q) at once: each b_i is loaded once.
+inline __attribute__((always_inline)) void accumulate_parity2(
+    const float* hre, const float* him, const float* pre, const float* pim, const float* qre,
+    const float* qim, int kh, int i0, std::ptrdiff_t istride, float* __restrict xr,
+    float* __restrict xi, float* __restrict yr, float* __restrict yi, float* __restrict zr,
+    float* __restrict zi, float* __restrict wr, float* __restrict wi) {
+  for (int i = i0; i < kh; i += 2) {
+    const float ar = pre[i], ai = pim[i], cr = qre[i], ci = qim[i];
+    const float* __restrict br = hre + i * istride;
+    const float* __restrict bi = him + i * istride;
+    for (int t = 0; t < VT; ++t) {
+      xr[t] += ar * br[t];
+      xi[t] += ar * bi[t];
+      yr[t] += ai * br[t];
+      yi[t] += ai * bi[t];
+      zr[t] += cr * br[t];
+      zi[t] += cr * bi[t];
+      wr[t] += ci * br[t];
+      wi[t] += ci * bi[t];
+    }
+  }
+}
+
+// Rows u (X + iY) and, when pair, H-u (X' - iY') from the even (e*) and odd (o*) sums.
+inline __attribute__((always_inline)) void combine_rows(
+    const float* exr, const float* exi, const float* eyr, const float* eyi, const float* oxr,
+    const float* oxi, const float* oyr, const float* oyi, bool pair, float* __restrict r0,
+    float* __restrict i0, float* __restrict r1, float* __restrict i1) {
+  for (int t = 0; t < VT; ++t) {
+    r0[t] = (exr[t] + oxr[t]) - (eyi[t] + oyi[t]);
+    i0[t] = (exi[t] + oxi[t]) + (eyr[t] + oyr[t]);
+  }
+  if (!pair) return;
+  for (int t = 0; t < VT; ++t) {
+    r1[t] = (exr[t] - oxr[t]) + (eyi[t] - oyi[t]);
+    i1[t] = (exi[t] - oxi[t]) - (eyr[t] - oyr[t]);
+  }
+}
+}  // namespace
+
+DCTQA_CLONES
+void filter_spectrum_rows2(const float* hre, const float* him, const float* pre0,
+                           const float* pim0, const float* pre1, const float* pim1, int C,
+                           int kh, int Wp, bool pair0, bool pair1, float* const* out) {
+  const std::ptrdiff_t istride = Wp;
+  for (int c = 0; c < C; ++c) {
+    const float* hrc = hre + (std::ptrdiff_t)c * kh * Wp;
+    const float* hic = him + (std::ptrdiff_t)c * kh * Wp;
+    const std::ptrdiff_t co = (std::ptrdiff_t)c * Wp;
+    for (int v0 = 0; v0 < Wp; v0 += VT) {
+      // Row pair 0: a*, row pair 1: b*; e = even taps, o = odd taps.
+      float aexr[VT], aexi[VT], aeyr[VT], aeyi[VT], bexr[VT], bexi[VT], beyr[VT], beyi[VT];
+      float aoxr[VT], aoxi[VT], aoyr[VT], aoyi[VT], boxr[VT], boxi[VT], boyr[VT], boyi[VT];
+      for (int t = 0; t < VT; ++t) {
+        aexr[t] = aexi[t] = aeyr[t] = aeyi[t] = bexr[t] = bexi[t] = beyr[t] = beyi[t] = 0.f;
+        aoxr[t] = aoxi[t] = aoyr[t] = aoyi[t] = boxr[t] = boxi[t] = boyr[t] = boyi[t] = 0.f;
+      }
+      accumulate_parity2(hrc + v0, hic + v0, pre0, pim0, pre1, pim1, kh, 0, istride, aexr, aexi,
+                         aeyr, aeyi, bexr, bexi, beyr, beyi);
+      accumulate_parity2(hrc + v0, hic + v0, pre0, pim0, pre1, pim1, kh, 1, istride, aoxr, aoxi,
+                         aoyr, aoyi, boxr, boxi, boyr, boyi);
+      combine_rows(aexr, aexi, aeyr, aeyi, aoxr, aoxi, aoyr, aoyi, pair0, out[0] + co + v0,
+                   out[1] + co + v0, out[2] + co + v0, out[3] + co + v0);
+      combine_rows(bexr, bexi, beyr, beyi, boxr, boxi, boyr, boyi, pair1, out[4] + co + v0,
+                   out[5] + co + v0, out[6] + co + v0, out[7] + co + v0);
+    }
+  }
+}
+
 DCTQA_CLONES
 void magnitude_row(const float* x, std::ptrdiff_t cstride, const float* gre,
                    const float* gim, int C, int W, int Wp, float* out) {

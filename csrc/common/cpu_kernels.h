@@ -20,6 +20,14 @@ void filter_spectrum_rows(const float* hre, const float* him, const float* pre,
                           const float* pim, int C, int kh, int Wp, bool pair,
                           float* g0re, float* g0im, float* g1re, float* g1im);
 
+// The same for two row pairs at once, (u, H-u) with phases pre0/pim0 and (u', H-u') with
+// pre1/pim1, each row spectrum of the filter read once for both (half the cache traffic).
+// out: row u re, im, row H-u re, im, row u' re, im, row H-u' re, im (C x Wp each).
+// Results are bitwise those of two filter_spectrum_rows calls.
+void filter_spectrum_rows2(const float* hre, const float* him, const float* pre0,
+                           const float* pim0, const float* pre1, const float* pim1, int C,
+                           int kh, int Wp, bool pair0, bool pair1, float* const* out);
+
 // out[v] = 4 |sum_c x[c*cstride + v] * conj(G[c][v])| for v < W (G rows of width Wp).
 void magnitude_row(const float* x, std::ptrdiff_t cstride, const float* gre,
                    const float* gim, int C, int W, int Wp, float* out);

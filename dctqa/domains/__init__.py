@@ -3,6 +3,9 @@
 Each domain object turns two batches of preprocessed frames (``[N, 3, H, W]``
 float32, detector channel order) into ``Q_k`` (``[N, K]`` float64) through
 :mod:`dctqa.ops`, which picks the compiled op for the device or the torch fallback.
+The spectral and pixel domains also take the RGB frames themselves
+(:meth:`Domain.qk_frames`, the fused op ``spectral_qk_frames``: preprocessing and DCTs
+in C++), which :class:`dctqa.Metric` uses whenever that op is built for the device.
 """
 from __future__ import annotations
 
@@ -19,31 +22,52 @@ from .feature import StemModule, feature_magnitudes_torch
 class Domain:
     name: str = ""
     op: str = ""  # the dctqa.ops entry point this domain calls
+    fused: bool = False  # whether qk_frames (dctqa.ops.spectral_qk_frames) serves this domain
 
     def qk(self, xo: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def qk_frames(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+        """``Q_k`` ``[N, K]`` float64 from RGB frames ``[N, 3, H, W]`` (uint8 or float 0..255)."""
+        raise NotImplementedError(f"domain {self.name!r} has no fused path")
 
 
 class SpectralDomain(Domain):
     """METRIC.md "spectral": the DCT-II identity with the backbone's filters at stride 1."""
 
-    name, op = "spectral", "spectral_qk"
+    name, op, fused = "spectral", "spectral_qk", True
 
     def __init__(self, backbone: Backbone, device: torch.device, epsilon: float = EPSILON) -> None:
         self.filters = torch.as_tensor(backbone.filters, dtype=torch.float32, device=device)
+        self.preprocess = backbone.preprocess
         self.epsilon = epsilon
 
     def qk(self, xo: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
         return ops.spectral_qk(dct2(xo), dct2(xc), self.filters, self.epsilon)
 
+    def qk_frames(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+        return ops.spectral_qk_frames(ref, dist, self.filters, self.preprocess, self.epsilon)
+
 
 class PixelDomain(Domain):
-    """METRIC.md "pixel": identity filters, so ``A_c = 4 |C_c|`` directly."""
+    """METRIC.md "pixel": identity filters, so ``A_c = 4 |C_c|`` directly.
 
-    name, op = "pixel", "ratio_qk"
+    The fused path runs the spectral op with the pixel backbone's identity bank (``K = 3``,
+    ``1 x 1``), which gives the same ``4 |C_c|``.
+    """
 
-    def __init__(self, epsilon: float = EPSILON) -> None:
+    name, op, fused = "pixel", "ratio_qk", True
+
+    def __init__(self, epsilon: float = EPSILON, backbone: Backbone | None = None) -> None:
+        from ..backbones import pixel_backbone
+
+        bb = backbone if backbone is not None else pixel_backbone()
+        self.filters = torch.as_tensor(bb.filters, dtype=torch.float32)
+        self.preprocess = bb.preprocess
         self.epsilon = epsilon
+
+    def qk_frames(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+        return ops.spectral_qk_frames(ref, dist, self.filters, self.preprocess, self.epsilon)
 
     def qk(self, xo: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
         return ops.ratio_qk(4.0 * dct2(xo).abs_(), 4.0 * dct2(xc).abs_(), self.epsilon)
@@ -77,7 +101,7 @@ def make_domain(name: str, backbone: Backbone, device: torch.device, epsilon: fl
     if name == "spectral":
         return SpectralDomain(backbone, device, epsilon)
     if name == "pixel":
-        return PixelDomain(epsilon)
+        return PixelDomain(epsilon, backbone if backbone.name == "pixel" else None)
     if name == "feature":
         return FeatureDomain(backbone, device, epsilon)
     raise InputError(f"unknown domain {name!r}; expected one of 'spectral', 'feature', 'pixel'")

@@ -1,0 +1,163 @@
+// CPU kernel of dctqa::spectral_qk_frames: uint8 (or float32) RGB frames to Q_k.
+//
+// Per chunk of frame pairs (sized to DCTQA_CPU_CHUNK_MB): each of the 3 channels of
+// both frames is gathered from the frames' memory (any strides) into a float32 plane
+// and transformed in place by pocketfft's DCT-II (third_party/pocketfft). The
+// preprocessing is affine per channel, x = a_c * p + b_c, so it is folded into the
+// transform: DCT(x) = a_c * DCT(p) + b_c * H * W at (0, 0) (the DCT of a constant).
+// The chunk's DCTs then go to the shared spectral kernel with the cached filter spectra.
+// Memory: 2 * chunk * 3 * H * W floats of DCTs plus the kernel's per-thread buffers;
+// nothing grows with the number of frames.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+// Standard headers pocketfft uses, included first so that only pocketfft's own
+// symbols get hidden visibility below (torch ships its own pocketfft build).
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <complex>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <queue>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#define POCKETFFT_CACHE_SIZE 16
+#pragma GCC visibility push(hidden)
+#include "pocketfft/pocketfft_hdronly.h"
+#pragma GCC visibility pop
+
+#include "../../common/checks.h"
+#include "spectral_core.h"
+
+namespace dctqa {
+namespace {
+
+struct Affine {
+  int src[3];     // RGB index feeding detector channel c
+  float a[3];     // scale / std[c]
+  double b[3];    // -mean[c] / std[c]
+};
+
+Affine make_affine(at::IntArrayRef channel_index, double scale, at::ArrayRef<double> mean,
+                   at::ArrayRef<double> stdv) {
+  TORCH_CHECK(channel_index.size() == 3 && mean.size() == 3 && stdv.size() == 3,
+              "dctqa: channel_index, mean and std need 3 values each, got ", channel_index.size(),
+              ", ", mean.size(), ", ", stdv.size());
+  TORCH_CHECK(std::isfinite(scale) && scale > 0, "dctqa: scale must be finite and > 0, got ", scale);
+  Affine p;
+  for (int c = 0; c < 3; ++c) {
+    TORCH_CHECK(channel_index[c] >= 0 && channel_index[c] < 3,
+                "dctqa: channel_index values must be 0, 1 or 2, got ", channel_index);
+    TORCH_CHECK(std::isfinite(stdv[c]) && stdv[c] > 0 && std::isfinite(mean[c]),
+                "dctqa: std must be finite and > 0 and mean finite, got mean ", mean, ", std ", stdv);
+    p.src[c] = (int)channel_index[c];
+    p.a[c] = (float)(scale / stdv[c]);
+    p.b[c] = -mean[c] / stdv[c];
+  }
+  return p;
+}
+
+void check_frames(const at::Tensor& ref, const at::Tensor& dist, const at::Tensor& filters) {
+  TORCH_CHECK(ref.dim() == 4 && ref.size(1) == 3,
+              "dctqa: ref must be [N, 3, H, W] RGB frames, got ", ref.sizes());
+  TORCH_CHECK(ref.sizes() == dist.sizes(), "dctqa: ref and dist must have the same shape, got ",
+              ref.sizes(), " and ", dist.sizes());
+  TORCH_CHECK(ref.scalar_type() == dist.scalar_type() &&
+                  (ref.scalar_type() == at::kByte || ref.scalar_type() == at::kFloat),
+              "dctqa: ref and dist must both be uint8 or both float32, got ", ref.scalar_type(),
+              " and ", dist.scalar_type());
+  TORCH_CHECK(ref.device().is_cpu() && dist.device().is_cpu() && filters.device().is_cpu(),
+              "dctqa: spectral_qk_frames CPU kernel got non-CPU tensors");
+  check_float32(filters, "filters", 4);
+  TORCH_CHECK(filters.size(1) == 3, "dctqa: filters must be [K, 3, kh, kw], got ", filters.sizes());
+  TORCH_CHECK(filters.size(2) > 0 && filters.size(3) > 0, "dctqa: empty filters ", filters.sizes());
+  TORCH_CHECK(ref.size(2) > 0 && ref.size(3) > 0, "dctqa: empty frames ", ref.sizes());
+  TORCH_CHECK(ref.size(2) * ref.size(3) < (int64_t(1) << 31),
+              "dctqa: frames larger than 2^31 pixels are not supported");
+}
+
+// dst[y*W + x] = src[y*sy + x*sx] as float (strides in elements).
+template <typename T>
+void gather_plane(const T* src, int64_t sy, int64_t sx, int64_t H, int64_t W, float* dst) {
+  for (int64_t y = 0; y < H; ++y) {
+    const T* s = src + y * sy;
+    float* d = dst + y * W;
+    if (sx == 1) {
+      for (int64_t x = 0; x < W; ++x) d[x] = (float)s[x];
+    } else {
+      for (int64_t x = 0; x < W; ++x) d[x] = (float)s[x * sx];
+    }
+  }
+}
+
+// Unnormalised 2-D DCT-II of METRIC.md, C[u, v] = sum x cos(..) cos(..), in place, times
+// `factor`. pocketfft's unnormalised DCT-II is 2 * sum per axis, hence 0.25.
+void dct2_inplace(float* plane, int64_t H, int64_t W, float factor) {
+  const pocketfft::shape_t shape{(size_t)H, (size_t)W};
+  const pocketfft::stride_t stride{(ptrdiff_t)(W * sizeof(float)), (ptrdiff_t)sizeof(float)};
+  pocketfft::dct<float>(shape, stride, stride, {0, 1}, 2, plane, plane, 0.25f * factor, false, 1);
+}
+
+// The channel DCTs of frames [n0, n0+nn) of ref and dist into co, cc ([nn, 3, H, W]).
+void frames_to_dcts(const at::Tensor& ref, const at::Tensor& dist, int64_t n0, int64_t nn,
+                    const Affine& p, float* co, float* cc) {
+  const int64_t H = ref.size(2), W = ref.size(3), HW = H * W;
+  at::parallel_for(0, nn * 6, 1, [&](int64_t b, int64_t e) {
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t t = item / 6, side = (item / 3) % 2, c = item % 3;
+      const at::Tensor& src = side == 0 ? ref : dist;
+      float* plane = (side == 0 ? co : cc) + (t * 3 + c) * HW;
+      const int64_t off = (n0 + t) * src.stride(0) + p.src[c] * src.stride(1);
+      if (src.scalar_type() == at::kByte)
+        gather_plane(src.data_ptr<uint8_t>() + off, src.stride(2), src.stride(3), H, W, plane);
+      else
+        gather_plane(src.data_ptr<float>() + off, src.stride(2), src.stride(3), H, W, plane);
+      dct2_inplace(plane, H, W, p.a[c]);
+      plane[0] += (float)(p.b[c] * (double)HW);
+    }
+  });
+}
+
+at::Tensor spectral_qk_frames_cpu(const at::Tensor& ref, const at::Tensor& dist,
+                                  const at::Tensor& filters_in, at::IntArrayRef channel_index,
+                                  double scale, at::ArrayRef<double> mean, at::ArrayRef<double> stdv,
+                                  double epsilon) {
+  check_frames(ref, dist, filters_in);
+  const Affine p = make_affine(channel_index, scale, mean, stdv);
+  TORCH_CHECK(std::isfinite(epsilon) && epsilon >= 0, "dctqa: epsilon must be finite and >= 0, got ",
+              epsilon);
+  const at::Tensor filt = filters_in.contiguous();
+  const int64_t N = ref.size(0), H = ref.size(2), W = ref.size(3), K = filt.size(0);
+  at::Tensor out = at::empty({N, K}, filt.options().dtype(at::kDouble));
+  if (N == 0 || K == 0) return out;
+  auto fs = cpu::filter_spectra(filt.data_ptr<float>(), K, 3, filt.size(2), filt.size(3), H, W);
+  const int64_t pair_bytes = (int64_t)(2 * 3 * sizeof(float)) * H * W;
+  const int64_t chunk =
+      std::max<int64_t>(1, std::min<int64_t>(N, env_budget_bytes("DCTQA_CPU_CHUNK_MB", 64) / pair_bytes));
+  at::Tensor co = at::empty({chunk, 3, H, W}, filt.options());
+  at::Tensor cc = at::empty({chunk, 3, H, W}, filt.options());
+  for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+    const int64_t nn = std::min(chunk, N - n0);
+    frames_to_dcts(ref, dist, n0, nn, p, co.data_ptr<float>(), cc.data_ptr<float>());
+    cpu::spectral_qk_planes(co.data_ptr<float>(), cc.data_ptr<float>(), nn, *fs, epsilon,
+                            out.data_ptr<double>() + n0 * K);
+  }
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dctqa, CPU, m) { m.impl("spectral_qk_frames", &spectral_qk_frames_cpu); }
+
+}  // namespace dctqa
