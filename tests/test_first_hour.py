@@ -78,11 +78,16 @@ def test_study_quick_is_a_preset_of_documented_options_that_explicit_options_ove
     _apply_quick(args)
     assert args.window == 30  # given explicitly: kept
     assert (args.max_frames, args.crf, args.cap_bpp, args.domain, args.baselines, args.n_boot) == (
-        200, (35, 41, 47), "", ["spectral"], "psnr,ssim", 200)
+        150, (35, 41, 47), "", ["spectral"], "psnr,ssim", 200)
+    assert (args.frame_stride, args.metric_stride) == (2, 4)
+    odd = build_parser().parse_args(["study", "v.mp4", "--out", "o", "--quick", "--frame-stride", "3"])
+    _apply_quick(odd)
+    assert odd.metric_stride == 6
     plain = build_parser().parse_args(["study", "v.mp4", "--out", "o"])
     assert all(getattr(plain, k) != v for k, v in QUICK.items())  # without --quick nothing changes
+    assert plain.metric_stride is None
     help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["study"].format_help().split())
-    assert "--quick" in help_text and "--max-frames 200" in help_text
+    assert "--quick" in help_text and "--max-frames 150" in help_text
 
 
 def test_study_progress_names_each_stage_and_how_far(capsys):
