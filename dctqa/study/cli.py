@@ -7,6 +7,7 @@ import sys
 
 from ..codec import DEFAULT_CAP_BPP, DEFAULT_CRFS, PRESETS, EncodeSettings, parse_floats
 from ..errors import InputError
+from .pipeline import DEFAULT_SENSITIVITY_GT, DEFAULT_SENSITIVITY_PRED
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -71,7 +72,11 @@ def cmd_study(args: argparse.Namespace) -> int:
                       pixel=not args.no_pixel, baselines=tuple(b for b in args.baselines.split(",") if b),
                       detector=args.detector or model, detector_weights=args.weights, device=args.device,
                       frame_stride=args.frame_stride, metric_stride=args.metric_stride, window=args.window,
-                      gt_score_threshold=args.gt_score, n_boot=args.n_boot, seed=args.seed, jobs=args.jobs,
+                      gt_score_threshold=args.gt_score, pred_score_threshold=args.pred_score, min_gt=args.min_gt,
+                      keep_duplicates=args.keep_duplicates, dup_tolerance=args.dup_tolerance,
+                      resampling=args.resampling, sensitivity_gt=parse_floats(args.sensitivity_gt) if
+                      args.sensitivity_gt else (), sensitivity_pred=parse_floats(args.sensitivity_pred) if
+                      args.sensitivity_pred else (), n_boot=args.n_boot, seed=args.seed, jobs=args.jobs,
                       batch_size=args.batch_size, progress=_progress(args),
                       command="dctqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command
                       else "")
@@ -116,6 +121,23 @@ def register(subparsers) -> None:
                    help="score every N-th frame, a multiple of --frame-stride (default: --frame-stride)")
     p.add_argument("--window", type=int, default=100, help="AP window in source frames (default 100)")
     p.add_argument("--gt-score", type=float, default=0.5, help="pseudo ground-truth score threshold (default 0.5)")
+    p.add_argument("--pred-score", type=float, default=0.0,
+                   help="drop predictions scoring below this before AP (default 0: keep all the detector "
+                        "returned; applied to cached detections)")
+    p.add_argument("--min-gt", type=int, default=10,
+                   help="leave out windows with fewer ground-truth boxes (default 10; counted in the report)")
+    p.add_argument("--keep-duplicates", action="store_true",
+                   help="keep capped variants that duplicate the uncapped one (identical windows, or bitrate "
+                        "within --dup-tolerance) in the correlations")
+    p.add_argument("--dup-tolerance", type=float, default=0.05,
+                   help="relative bitrate difference under which a capped variant is a duplicate (default 0.05)")
+    p.add_argument("--resampling", choices=("content", "video", "window"), default="content",
+                   help="bootstrap unit: content windows (video x window, all variants together; default), "
+                        "whole videos, or single windows (independent rows: overconfident, for comparison)")
+    p.add_argument("--sensitivity-gt", default=",".join(map(str, DEFAULT_SENSITIVITY_GT)), metavar="LIST",
+                   help="ground-truth score thresholds of the sensitivity table ('' for no table)")
+    p.add_argument("--sensitivity-pred", default=",".join(map(str, DEFAULT_SENSITIVITY_PRED)), metavar="LIST",
+                   help="prediction score thresholds of the sensitivity table ('' for no table)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for scoring (default 1)")
