@@ -116,7 +116,7 @@ def test_synthetic_study_and_resume(tmp_path):
     out = tmp_path / "study"
     cfg = StudyConfig(videos=[clip], out=out, encode=EncodeSettings(crfs=(20, 51), cap_bpp=(), preset="ultrafast"),
                       backbones=[], pixel=True, detector=BrightBlobDetector(), frame_stride=1, metric_stride=2,
-                      window=10, n_boot=100)
+                      window=10, n_boot=100, sensitivity_gt=(0.5, 0.7), sensitivity_pred=(0.0, 0.5))
     res = run_study(cfg)
     assert {r["variant"] for r in res.windows} == {"crf20", "crf51"}
     assert len(res.windows) == 2 * 4
@@ -157,6 +157,24 @@ def test_synthetic_study_and_resume(tmp_path):
     cfg_jobs = StudyConfig(**{**cfg.__dict__, "out": tmp_path / "study_jobs", "jobs": 2})
     run_study(cfg_jobs)
     assert (tmp_path / "study_jobs" / "windows.csv").read_text() == before
+    # the analysis tables and the threshold grid (2 x 2 points, two targets)
+    sens = read_csv(out / "sensitivity.csv")
+    assert len(sens) == 8 and {(r["gt_score"], r["pred_score"]) for r in sens} >= {("0.5", "0"), ("0.7", "0.5")}
+    assert read_csv(out / "differences.csv") and read_csv(out / "within.csv")
+    report = (out / "report.md").read_text()
+    for section in ("## Which windows count", "### Within content window", "## Sensitivity"):
+        assert section in report
+
+    # a prediction threshold filters the cached detections: no detector run, AP falls
+    det_files = sorted((out / "cache" / "detect").glob("*.npz"))
+    det_mtimes = [p.stat().st_mtime_ns for p in det_files]
+    hi = run_study(StudyConfig(**{**cfg.__dict__, "pred_score_threshold": 0.9, "sensitivity_gt": (),
+                                  "sensitivity_pred": ()}))
+    assert [p.stat().st_mtime_ns for p in sorted((out / "cache" / "detect").glob("*.npz"))] == det_mtimes
+    assert hi.sensitivity == [] and hi.correlations != res.correlations
+    lo_ap = {(r["variant"], r["window_start"]): r["ap"] for r in res.windows}
+    hi_ap = {(r["variant"], r["window_start"]): r["ap"] for r in hi.windows}
+    assert all(hi_ap[k] <= lo_ap[k] + 1e-12 for k in lo_ap) and any(hi_ap[k] < lo_ap[k] for k in lo_ap)
 
 
 def test_cli_encode_and_errors(tmp_path, capsys):

@@ -288,7 +288,7 @@ def _paper_lines(a) -> list[str]:
     by = {(c["subset"], c["target"], c["metric"]): c for c in a.correlations}
     for table, subset in PAPER_SUBSETS:
         for target in ("ap", "ap50"):
-            if (subset, target, rows[0]) not in by:
+            if (subset, target, rows[0]) not in by or by[(subset, target, rows[0])]["n"] < 3:
                 continue
             L += [f"**{table}: {subset} ({target.upper()}, n = {by[(subset, target, rows[0])]['n']})**", "",
                   "| metric | LCC | SRCC | KRCC |", "|---|---|---|---|"]
