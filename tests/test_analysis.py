@@ -211,3 +211,23 @@ def test_settings_errors():
         AnalysisSettings(metrics=METRICS, min_gt=-1)
     with pytest.raises(InputError, match="dup_tolerance"):
         AnalysisSettings(metrics=METRICS, dup_tolerance=1.5)
+
+
+def test_few_clusters_give_no_verdict_and_cli_study_tables(rng, tmp_path, capsys):
+    from dctqa.cli import main
+
+    rows = _table(rng, n_windows=4, videos=("v1", "v2", "v3"))
+    a = analyze(rows, ["v1", "v2", "v3"], AnalysisSettings(metrics=METRICS, n_boot=100, resampling="video"))
+    pooled = [d for d in a.differences if d["view"] == "pooled" and d["subset"] == "all"]
+    assert pooled and all(d["verdict"] == "too few clusters (3)" and d["n_clusters"] == 3 for d in pooled)
+    # the re-analysis command on a written window table
+    path = tmp_path / "windows.csv"
+    path.write_text(rows_to_csv(rows))
+    assert main(["study-tables", str(path), "--out", str(tmp_path / "t"), "--n-boot", "50", "--min-gt", "5"]) == 0
+    report = (tmp_path / "t" / "report.md").read_text()
+    assert "## Which windows count" in report and "fewer than 5" in report and "Table 1" in report
+    assert (tmp_path / "t" / "differences.csv").stat().st_size > 0
+    assert main(["study-tables", str(tmp_path / "none.csv"), "--out", str(tmp_path / "u")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    assert main(["study-tables", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "u")]) == 2

@@ -133,6 +133,15 @@ def load_windows_csv(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def metric_columns_of(rows: Sequence[dict]) -> list[str]:
+    """The metric columns of a window table: those between ``ap`` and the duplicate marks."""
+    if not rows:
+        return []
+    keys = list(rows[0])
+    end = keys.index("duplicate_of") if "duplicate_of" in keys else len(keys)
+    return keys[keys.index("ap") + 1:end]
+
+
 def _is_uncapped(row: dict) -> bool:
     v = row.get("maxrate_kbps")
     return v is None or (isinstance(v, float) and math.isnan(v))
@@ -242,9 +251,16 @@ def _f(v) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-def _verdict(lo, hi) -> str:
+#: Fewer resampling units than this: no verdict (a percentile bootstrap over 2-4 clusters
+#: cannot support a claim, whatever its interval says).
+MIN_CLUSTERS = 5
+
+
+def _verdict(lo, hi, n_clusters: int) -> str:
     if lo is None or hi is None:
         return "n/a"
+    if n_clusters < MIN_CLUSTERS:
+        return f"too few clusters ({n_clusters})"
     return "ahead" if lo > 0 else "behind" if hi < 0 else "no clear difference"
 
 
@@ -295,11 +311,11 @@ def pooled_tables(named: Sequence[tuple[str, list[dict]]], s: AnalysisSettings
                     rec.update({k: _f(r), f"{k}_lo": _f(lo), f"{k}_hi": _f(hi)})
                 corr.append(rec)
             if s.primary in boots:
-                diffs += _pooled_differences(name, target, scored, boots, counts, s)
+                diffs += _pooled_differences(name, target, scored, boots, counts, s, n_cl)
     return corr, diffs
 
 
-def _pooled_differences(name, target, scored, boots, counts, s: AnalysisSettings) -> list[dict]:
+def _pooled_differences(name, target, scored, boots, counts, s: AnalysisSettings, n_cl: int) -> list[dict]:
     out = []
     pa = boots[s.primary]
     for other in s.compared:
@@ -320,7 +336,8 @@ def _pooled_differences(name, target, scored, boots, counts, s: AnalysisSettings
         for k, v, (lo, hi) in zip(STATISTICS, d, lohi):
             out.append({"view": "pooled", "subset": name, "target": target, "stat": k, "metric": s.primary,
                         "baseline": other, "diff": _f(v), "lo": _f(lo), "hi": _f(hi),
-                        "verdict": _verdict(_f(lo), _f(hi)), "resampling": s.resampling})
+                        "verdict": _verdict(_f(lo), _f(hi), n_cl), "resampling": s.resampling,
+                        "n_clusters": n_cl})
     return out
 
 
@@ -373,15 +390,17 @@ def _within_content(name, target, scored, s: AnalysisSettings):
             d = sign(s.primary) * per[s.primary] - sign(other) * per[other]
             for i, k in enumerate(STATISTICS):
                 m = mean_with_interval(d[i], s.n_boot, s.seed)
+                n_def = int(np.isfinite(d[i]).sum())
                 diffs.append({"view": "content window", "subset": name, "target": target, "stat": k,
                               "metric": s.primary, "baseline": other, "diff": _f(m.r), "lo": _f(m.lo),
-                              "hi": _f(m.hi), "verdict": _verdict(_f(m.lo), _f(m.hi)),
-                              "resampling": "content"})
+                              "hi": _f(m.hi), "verdict": _verdict(_f(m.lo), _f(m.hi), n_def),
+                              "resampling": "content", "n_clusters": n_def})
     return rows, diffs
 
 
 def _within_video(name, target, scored, s: AnalysisSettings):
     videos = list(dict.fromkeys(r["video"] for r in scored))
+    n_cl = len({content_id(r) for r in scored}) if s.resampling != "window" else len(scored)
     est = {c: [] for c in s.metrics}
     boot = {c: [] for c in s.metrics}
     for vi, v in enumerate(videos):
@@ -418,8 +437,9 @@ def _within_video(name, target, scored, s: AnalysisSettings):
             for k, v, (lo, hi) in zip(STATISTICS, d, lohi):
                 diffs.append({"view": "video", "subset": name, "target": target, "stat": k,
                               "metric": s.primary, "baseline": other, "diff": _f(v), "lo": _f(lo),
-                              "hi": _f(hi), "verdict": _verdict(_f(lo), _f(hi)),
-                              "resampling": "content" if s.resampling != "window" else "window"})
+                              "hi": _f(hi), "verdict": _verdict(_f(lo), _f(hi), n_cl),
+                              "resampling": "content" if s.resampling != "window" else "window",
+                              "n_clusters": n_cl})
     return rows, diffs
 
 

@@ -92,6 +92,48 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_tables(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .analysis import AnalysisSettings, analyze, load_windows_csv, metric_columns_of
+    from .report import write_tables_report
+
+    path = Path(args.windows)
+    if not path.is_file():
+        raise InputError(f"window table {str(path)!r} does not exist (expected the windows.csv of a study run)")
+    try:
+        rows = load_windows_csv(path)
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"{str(path)!r} is not a study window table: {exc}") from None
+    if not rows or "ap" not in rows[0] or "video" not in rows[0]:
+        raise InputError(f"{str(path)!r} holds no study windows (expected the windows.csv of a study run)")
+    settings = AnalysisSettings(metrics=metric_columns_of(rows), resampling=args.resampling, n_boot=args.n_boot,
+                                seed=args.seed, min_gt=args.min_gt, dup_tolerance=args.dup_tolerance,
+                                keep_duplicates=args.keep_duplicates)
+    videos = list(dict.fromkeys(r["video"] for r in rows))
+    command = "dctqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command else ""
+    report = write_tables_report(analyze(rows, videos, settings), args.out, path.name, command)
+    print(f"report: {report}")
+    return 0
+
+
+def _add_analysis_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-gt", type=int, default=10,
+                   help="leave out windows with fewer ground-truth boxes (default 10; counted in the report)")
+    p.add_argument("--keep-duplicates", action="store_true",
+                   help="keep capped variants that duplicate the uncapped one (identical windows, or bitrate "
+                        "within --dup-tolerance) in the correlations")
+    p.add_argument("--dup-tolerance", type=float, default=0.05,
+                   help="relative bitrate difference under which a capped variant is a duplicate (default 0.05)")
+    p.add_argument("--resampling", choices=("content", "video", "window"), default="content",
+                   help="bootstrap unit: content windows (video x window, all variants together; default), "
+                        "whole videos, or single windows (independent rows: overconfident, for comparison)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--no-record-command", dest="record_command", action="store_false",
+                   help="do not write the command line into report.md")
+
+
 def register(subparsers) -> None:
     """Add the ``encode`` and ``study`` subcommands to an argparse subparsers object."""
     p = subparsers.add_parser("encode", help="encode the paper's CRF x bandwidth grid of H.264 variants")
@@ -124,25 +166,19 @@ def register(subparsers) -> None:
     p.add_argument("--pred-score", type=float, default=0.0,
                    help="drop predictions scoring below this before AP (default 0: keep all the detector "
                         "returned; applied to cached detections)")
-    p.add_argument("--min-gt", type=int, default=10,
-                   help="leave out windows with fewer ground-truth boxes (default 10; counted in the report)")
-    p.add_argument("--keep-duplicates", action="store_true",
-                   help="keep capped variants that duplicate the uncapped one (identical windows, or bitrate "
-                        "within --dup-tolerance) in the correlations")
-    p.add_argument("--dup-tolerance", type=float, default=0.05,
-                   help="relative bitrate difference under which a capped variant is a duplicate (default 0.05)")
-    p.add_argument("--resampling", choices=("content", "video", "window"), default="content",
-                   help="bootstrap unit: content windows (video x window, all variants together; default), "
-                        "whole videos, or single windows (independent rows: overconfident, for comparison)")
+    _add_analysis_options(p)
     p.add_argument("--sensitivity-gt", default=",".join(map(str, DEFAULT_SENSITIVITY_GT)), metavar="LIST",
                    help="ground-truth score thresholds of the sensitivity table ('' for no table)")
     p.add_argument("--sensitivity-pred", default=",".join(map(str, DEFAULT_SENSITIVITY_PRED)), metavar="LIST",
                    help="prediction score thresholds of the sensitivity table ('' for no table)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for scoring (default 1)")
     p.add_argument("--batch-size", type=int, default=8, help="frames per scoring batch (default 8)")
-    p.add_argument("--no-record-command", dest="record_command", action="store_false",
-                   help="do not write the command line into report.md")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_study)
+
+    p = subparsers.add_parser("study-tables", help="re-analyse a study's windows.csv (statistics and report, "
+                                                   "no videos needed)")
+    p.add_argument("windows", help="windows.csv of a study run")
+    p.add_argument("--out", required=True, help="output folder for report.md and the CSV tables")
+    _add_analysis_options(p)
+    p.set_defaults(func=cmd_study_tables)

@@ -177,7 +177,7 @@ def _resampling_words(resampling: str) -> str:
                       "not independent)"}[resampling]
 
 
-def _selection_lines(a, cfg) -> list[str]:
+def _selection_lines(a) -> list[str]:
     from .analysis import share_perfect
 
     sel = a.selection
@@ -208,12 +208,13 @@ def _difference_table(diffs: list[dict], view: str, target: str, stat: str, base
     L = ["| subset | " + " | ".join(f"vs {b}" for b in baselines) + " |", "|---|" + "---|" * len(baselines)]
     by = {(d["subset"], d["baseline"]): d for d in sub}
     for name in subsets:
+        k = next(d["n_clusters"] for d in sub if d["subset"] == name)
         cells = []
         for b in baselines:
             d = by.get((name, b))
             cells.append("n/a" if d is None or d["diff"] is None else
                          f"{_ci(d['diff'], d['lo'], d['hi'])} **{d['verdict']}**")
-        L.append(f"| {name} | " + " | ".join(cells) + " |")
+        L.append(f"| {name} ({k}) | " + " | ".join(cells) + " |")
     return L + [""]
 
 
@@ -225,7 +226,9 @@ def _verdict_lines(a) -> list[str]:
          "tracks detection better), with the 95 % interval of the *paired* difference (both measures on the "
          "same resamples); **ahead** only when the interval lies above 0, **behind** when below, else **no clear "
          f"difference**. Pooled intervals: {_resampling_words(s.resampling)}. Within-content-window intervals: "
-         "content windows resampled; within-video: content windows resampled inside each video.", ""]
+         "content windows resampled; within-video: content windows resampled inside each video. In brackets "
+         "after the subset: the number of resampling units (content windows, or videos with `--resampling "
+         "video`); with fewer than 5 no verdict is given.", ""]
     for view in ("pooled", "content window", "video"):
         L += [f"### {_VIEW_TITLE[view]}", "",
               f"Question answered: {_VIEW_QUESTION[view]}.", ""]
@@ -323,6 +326,42 @@ def _sensitivity_lines(result, cfg) -> list[str]:
     return L + [""]
 
 
+def _analysis_lines(a) -> list[str]:
+    """Verdict tables, the views side by side, leave-one-video-out and the paper's layout."""
+    if not a.settings.primary:
+        return []
+    L = _verdict_lines(a)
+    L += ["## Pooled and within-content views side by side", "",
+          "Pooled: " + _VIEW_QUESTION["pooled"] + ". Within content window: "
+          + _VIEW_QUESTION["content window"] + ". Within video: " + _VIEW_QUESTION["video"] + ".", ""]
+    L += _views_table(a, "ap50") + _views_table(a, "ap")
+    return L + _lovo_lines(a) + _paper_lines(a)
+
+
+def write_tables_report(a, out: str | Path, source: str, command: str = "") -> Path:
+    """Write the analysis of an existing window table (``dctqa study-tables``): ``report.md``,
+    ``windows.csv`` (with duplicate marks), ``correlations.csv``, ``within.csv`` and
+    ``differences.csv`` under ``out``. No plots, bitrate tables, threshold sensitivity or
+    timings: those need the study's videos and detections. Returns the report's path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("windows.csv", a.rows), ("correlations.csv", a.correlations), ("within.csv", a.within),
+                       ("differences.csv", a.differences)):
+        atomic_write_text(out / name, rows_to_csv(rows))
+    s = a.settings
+    L = ["# dctqa study tables: does the metric track object-detection AP under H.264 compression?", "",
+         f"Re-analysis of the window table `{source}` (videos: {', '.join(a.videos)}); metrics: "
+         + ", ".join(f"`{c}`" for c in s.metrics) + ". Correlations: Pearson LCC, Spearman SRCC, Kendall KRCC "
+         f"(tau-b) of the window means with AP; percentile bootstrap 95 % intervals ({s.n_boot} resamples, seed "
+         f"{s.seed}), {_resampling_words(s.resampling)}.", ""]
+    if command:
+        L[1:1] = ["", "Command:", "", "```", command, "```"]
+    L += _selection_lines(a) + _analysis_lines(a) + _correlation_lines(a)
+    path = out / "report.md"
+    atomic_write_text(path, "\n".join(L))
+    return path
+
+
 def write_report(result, cfg, cache) -> Path:
     """Write ``report.md`` (and the plots) under ``cfg.out``; returns its path."""
     out = Path(cfg.out)
@@ -355,16 +394,9 @@ def write_report(result, cfg, cache) -> Path:
           f"- Correlations: Pearson LCC, Spearman SRCC, Kendall KRCC (tau-b) of the window means with AP; "
           f"percentile bootstrap 95 % intervals ({cfg.n_boot} resamples, seed {cfg.seed}), "
           f"{_resampling_words(a.settings.resampling)}.", ""]
-    L += _selection_lines(a, cfg)
+    L += _selection_lines(a)
     L += _variant_lines(result)
-    if a.settings.primary:
-        L += _verdict_lines(a)
-        L += ["## Pooled and within-content views side by side", "",
-              "Pooled: " + _VIEW_QUESTION["pooled"] + ". Within content window: "
-              + _VIEW_QUESTION["content window"] + ". Within video: " + _VIEW_QUESTION["video"] + ".", ""]
-        L += _views_table(a, "ap50") + _views_table(a, "ap")
-        L += _lovo_lines(a)
-        L += _paper_lines(a)
+    L += _analysis_lines(a)
     L += _sensitivity_lines(result, cfg)
     L += _correlation_lines(a)
     L += ["## Plots", ""] + [f"![{p}](plots/{p})" for p in plots] + [""]
