@@ -87,7 +87,8 @@ def check_tables(result, out, target_metrics):
         want_global = 10 * np.log10(255 ** 2 / fr["mse"][sel].mean())
         assert float(row["psnr_global"]) == pytest.approx(min(100.0, want_global), rel=1e-5)
     corr = {(c["subset"], c["target"], c["metric"]): c for c in result.correlations}
-    scored = [r for r in result.windows if r["ap50"] is not None]
+    scored = result.analysis.selection.rows  # with ground truth, enough boxes, not a duplicate
+    assert all(r["ap50"] is not None and not r["duplicate_reason"] for r in scored)
     y = np.array([r["ap50"] for r in scored])
     checked = 0
     for col in target_metrics:

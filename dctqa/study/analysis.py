@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..stats import (STATISTICS, Interval, _percentile_interval, mean_with_interval, resample_counts,
+from ..stats import (STATISTICS, _percentile_interval, mean_with_interval, resample_counts,
                      resample_statistics, within_group_correlations)
 
 #: Targets the metrics are correlated with.
@@ -470,11 +470,16 @@ def analyze(rows: Sequence[dict], videos: Sequence[str], s: AnalysisSettings) ->
 
 
 def headline(rows: Sequence[dict], videos: Sequence[str], s: AnalysisSettings,
-             baseline: str = "psnr_global") -> list[dict]:
+             baseline: str | None = None) -> list[dict]:
     """The headline numbers of one window table (for the threshold sensitivity table): per
     target, the share of windows with AP = 1, windows used, pooled SRCC of the primary and
-    ``baseline`` with the paired difference and its interval, and the within-content-window
-    SRCC difference."""
+    ``baseline`` (default: PSNR global, else the first compared measure) with the paired
+    difference and its interval, and the within-content-window SRCC difference. Empty when
+    there is no primary metric or nothing to compare it with."""
+    if baseline is None:
+        baseline = "psnr_global" if "psnr_global" in s.metrics else (s.compared[0] if s.compared else None)
+    if s.primary is None or baseline is None:
+        return []
     marked = mark_duplicates(rows, s.metrics, s.dup_tolerance)
     sel = select_rows(marked, s.min_gt, s.keep_duplicates)
     s2 = AnalysisSettings(**{**s.__dict__, "metrics": [s.primary, baseline], "compared": [baseline]})
@@ -487,8 +492,8 @@ def headline(rows: Sequence[dict], videos: Sequence[str], s: AnalysisSettings,
         pd = next(d for d in pdiff if d["target"] == target and d["stat"] == "srcc")
         wd = next((d for d in wdiff if d["target"] == target and d["stat"] == "srcc"
                    and d["view"] == "content window"), None)
-        out.append({"target": target, "share_ap_1": share_perfect(sel.rows, target), "n": len(sel.rows),
-                    "n_few_gt": sel.n_few_gt, "srcc_primary": _abs_signed(c[s.primary], "srcc"),
+        out.append({"target": target, "baseline": baseline, "share_ap_1": share_perfect(sel.rows, target),
+                    "n": len(sel.rows), "n_few_gt": sel.n_few_gt, "srcc_primary": _abs_signed(c[s.primary], "srcc"),
                     "srcc_baseline": _abs_signed(c[baseline], "srcc"), "diff": pd["diff"], "lo": pd["lo"],
                     "hi": pd["hi"], "verdict": pd["verdict"],
                     "within_diff": None if wd is None else wd["diff"], "within_lo": None if wd is None else wd["lo"],

@@ -313,9 +313,10 @@ def _sensitivity_lines(result, cfg) -> list[str]:
          f"score thresholds (`--pred-score`; 0 = every detection the detector returned), same row selection "
          f"rules (min {a.settings.min_gt} ground-truth boxes, duplicates "
          f"{'kept' if a.settings.keep_duplicates else 'left out'}). Pooled SRCC (sign-adjusted) of "
-         f"`{a.settings.primary}` and `psnr_global`, their paired difference, and the within-content-window "
-         f"SRCC difference; this run used gt {cfg.gt_score_threshold}, pred {cfg.pred_score_threshold}.", "",
-         "| target | gt score | pred score | windows used | AP = 1 | dctqa | PSNR global | pooled difference "
+         f"`{a.settings.primary}` and `{sens[0]['baseline']}`, their paired difference, and the "
+         f"within-content-window SRCC difference; this run used gt {cfg.gt_score_threshold}, pred "
+         f"{cfg.pred_score_threshold}.", "",
+         f"| target | gt score | pred score | windows used | AP = 1 | dctqa | {sens[0]['baseline']} | pooled difference "
          "| within-content difference |", "|---|---|---|---|---|---|---|---|---|"]
     for t in ("ap50", "ap"):
         for h in (h for h in sens if h["target"] == t):
@@ -379,7 +380,8 @@ def write_report(result, cfg, cache) -> Path:
           f"- Variants: CRF {list(enc.crfs)}; uncapped{'' if enc.include_uncapped else ' (off)'} plus VBV caps "
           + (f"{list(enc.caps_kbps)} kbit/s" if enc.caps_kbps is not None else
              f"{list(enc.cap_bpp)} bit/pixel/frame (cap = bpp x W x H x fps)")
-          + f"; x264 preset {enc.preset}, GOP {enc.gop or 'x264 default (250)'}, VBV buffer {enc.bufsize_s} s, yuv420p.",
+          + f"; x264 preset {enc.preset}, GOP {enc.gop or 'x264 default (250)'}, VBV buffer {enc.bufsize_s} s, "
+          "yuv420p.",
           f"- Detector: `{getattr(cfg.detector, 'name', cfg.detector)}` on every frame f with f mod "
           f"{cfg.frame_stride} = 0; pseudo ground truth = its detections on the reference with score >= "
           f"{cfg.gt_score_threshold}; predictions on the variants: "

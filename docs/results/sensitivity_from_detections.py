@@ -75,7 +75,8 @@ def main(windows_csv: str, variants_root: str, det_cache: str, out_csv: str) -> 
                 diff = max(abs(r["ap"] - by_key[(r["video"], r["variant"], r["window_start"])]["ap"])
                            for r in table if r["ap"] is not None)
                 print(f"max |AP - windows.csv AP| at gt 0.5, pred 0: {diff:.2e}", file=sys.stderr)
-            out += [dict(gt_score=g, pred_score=p, videos=" ".join(videos), **h) for h in headline(table, videos, settings)]
+            out += [dict(gt_score=g, pred_score=p, videos=" ".join(videos), **h)
+                    for h in headline(table, videos, settings)]
             print(g, p, file=sys.stderr)
     Path(out_csv).write_text(rows_to_csv(out))
 
