@@ -211,6 +211,8 @@ def test_settings_errors():
         AnalysisSettings(metrics=METRICS, min_gt=-1)
     with pytest.raises(InputError, match="dup_tolerance"):
         AnalysisSettings(metrics=METRICS, dup_tolerance=1.5)
+    with pytest.raises(InputError, match="n_boot"):
+        AnalysisSettings(metrics=METRICS, n_boot=-5)
 
 
 def test_few_clusters_give_no_verdict_and_cli_study_tables(rng, tmp_path, capsys):

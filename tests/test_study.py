@@ -203,6 +203,10 @@ def test_config_errors(tmp_path):
         StudyConfig(videos=[clip], out=tmp_path, baselines=("vmaf",))
     with pytest.raises(InputError):
         StudyConfig(videos=[clip], out=tmp_path, domains=("pixel",))
+    for bad in ({"pred_score_threshold": 1.5}, {"sensitivity_gt": (0.5, -0.1)}, {"resampling": "rows"},
+                {"min_gt": -1}, {"n_boot": -1}):
+        with pytest.raises(InputError):
+            StudyConfig(videos=[clip], out=tmp_path, **bad)
 
 
 def test_vtest_study(vtest_path, yolox_path, tmp_path):

@@ -66,7 +66,6 @@ class AnalysisSettings:
     dup_tolerance: float = 0.05
     keep_duplicates: bool = False
     leave_one_out: bool = True
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from ..errors import InputError
@@ -74,6 +73,8 @@ class AnalysisSettings:
 
         if self.resampling not in RESAMPLING:
             raise InputError(f"resampling must be one of {RESAMPLING}, got {self.resampling!r}")
+        if int(self.n_boot) != self.n_boot or self.n_boot < 0:
+            raise InputError(f"n_boot must be a non-negative integer, got {self.n_boot!r}")
         if int(self.min_gt) != self.min_gt or self.min_gt < 0:
             raise InputError(f"min_gt must be a non-negative integer, got {self.min_gt!r}")
         if not 0.0 <= self.dup_tolerance < 1.0:

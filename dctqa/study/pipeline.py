@@ -122,7 +122,7 @@ class StudyConfig:
                     raise InputError(f"{name} must be in [0, 1], got {val}")
         from .analysis import AnalysisSettings
 
-        AnalysisSettings(metrics=[], resampling=self.resampling, min_gt=self.min_gt,
+        AnalysisSettings(metrics=[], resampling=self.resampling, min_gt=self.min_gt, n_boot=self.n_boot,
                          dup_tolerance=self.dup_tolerance)  # validates those settings
         from ..baselines import get_baseline
         from ..constants import DOMAINS
