@@ -216,7 +216,7 @@ def test_vtest_study(vtest_path, yolox_path, tmp_path):
     cfg = StudyConfig(videos=[vtest_path], out=out,
                       encode=EncodeSettings(crfs=(23, 47), cap_bpp=(), preset="veryfast", max_frames=60),
                       backbones=[model], domains=("spectral",), pixel=True, detector=model, frame_stride=2,
-                      metric_stride=4, window=20, n_boot=200)
+                      metric_stride=4, window=20, n_boot=200, sensitivity_gt=(), sensitivity_pred=())
     res = run_study(cfg)
     assert len(res.windows) == 2 * 3
     cols = ["dctqa_spectral_yolox_nano", "dctqa_pixel", "psnr", "ssim", "blur"]
