@@ -4,9 +4,10 @@ Used for docs/results/ because the fresh study run had not finished in time: the
 values come from ``windows.csv`` (the committed study run), AP is recomputed for every
 (ground-truth score, prediction score) pair from YOLOX-Nano detections on the same encoded
 variants, cached by ``dctqa.detect.cache.cached_detect``. Only variants whose detections
-are in the cache take part, and only those whose fresh encode has the committed bitrate
-(to 0.001 kbit/s): capped x264 encodes did not reproduce bit for bit between runs, and a
-window's metric values must come from the same encode as its AP. A full ``dctqa study`` run
+are in the cache take part, and only uncapped ones whose fresh encode has the committed
+bitrate (to 0.001 kbit/s): VBV-capped x264 encodes did not reproduce between runs (even one
+whose bitrate matched, its cap binding, gave AP up to 0.2 away from the committed one), and
+a window's metric values must come from the same encode as its AP. A full ``dctqa study`` run
 writes the same table itself (``sensitivity.csv``) without these restrictions. Usage:
 
     python docs/results/sensitivity_from_detections.py WINDOWS_CSV VARIANTS_ROOT DET_CACHE OUT_CSV
@@ -49,14 +50,15 @@ def main(windows_csv: str, variants_root: str, det_cache: str, out_csv: str) -> 
         vdir = Path(glob.glob(f"{variants_root}/{stem}-*")[0])
         man = json.loads((vdir / "variants.json").read_text())
         ref_path = Path("/work/shared/videos") / src
-        same = [v for v in man["variants"] if abs(v["bitrate_kbps"] - committed[(stem, v["name"])]) <= 1e-3]
+        same = [v for v in man["variants"] if v["maxrate_kbps"] is None
+                and abs(v["bitrate_kbps"] - committed[(stem, v["name"])]) <= 1e-3]
         ref = cached(det, ref_path, cache)
         got = {v["name"]: cached(det, vdir / v["path"], cache) for v in same}
         got = {k: g for k, g in got.items() if g is not None}
         if ref is not None and got:
             dets[stem] = ({"__ref__": ref} | got, probe(ref_path))
             videos.append(stem)
-            print(f"{stem}: {len(same)} of {len(man['variants'])} variants reproduced the committed bitrate, "
+            print(f"{stem}: {len(same)} of {len(man['variants'])} variants are uncapped and reproduced the committed bitrate, "
                   f"{len(got)} of them with detections cached:", " ".join(got), file=sys.stderr)
     print("videos with every detection cached:", videos, file=sys.stderr)
     metrics = metric_columns_of(rows)
