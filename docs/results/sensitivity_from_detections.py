@@ -25,7 +25,7 @@ from dctqa.detect import create_detector
 from dctqa.detect.ap import window_ap
 from dctqa.detect.cache import cache_key, load_detections
 from dctqa.detect.groundtruth import pseudo_ground_truth
-from dctqa.fileio import file_sha256
+from dctqa.fileio import file_sha256, shared_dir
 from dctqa.io import probe
 from dctqa.study.analysis import AnalysisSettings, headline, load_windows_csv, metric_columns_of
 from dctqa.study.pipeline import DEFAULT_SENSITIVITY_GT, DEFAULT_SENSITIVITY_PRED, default_model
@@ -49,7 +49,7 @@ def main(windows_csv: str, variants_root: str, det_cache: str, out_csv: str) -> 
     for stem, src in SOURCES.items():
         vdir = Path(glob.glob(f"{variants_root}/{stem}-*")[0])
         man = json.loads((vdir / "variants.json").read_text())
-        ref_path = Path("/work/shared/videos") / src
+        ref_path = shared_dir() / "videos" / src
         same = [v for v in man["variants"] if v["maxrate_kbps"] is None
                 and abs(v["bitrate_kbps"] - committed[(stem, v["name"])]) <= 1e-3]
         ref = cached(det, ref_path, cache)
