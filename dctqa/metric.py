@@ -118,6 +118,14 @@ def _check_size(shape: tuple[int, ...], max_pixels: int) -> None:
                             f"or DCTQA_MAX_PIXELS (about {_BYTES_PER_PIXEL} bytes of memory per pixel are needed)")
 
 
+def _rss_safe_numpy(t: torch.Tensor) -> np.ndarray:
+    """An owned float64 NumPy array with the values of ``t`` (blocking copy to the host).
+
+    No view of a torch tensor is kept: a list of such views held by a long video kept
+    every batch's torch allocations alive and memory grew with the video's length."""
+    return t.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
+
+
 def _is_int(x: object) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 

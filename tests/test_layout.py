@@ -15,8 +15,7 @@ MAX_LINES = 80
 
 #: "path:qualified name" -> its current length in lines. Only phase-2 paths (study/, detect/).
 ALLOWED_LONG: dict[str, int] = {
-    "dctqa/study/pipeline.py:run_study": 180,
-    "dctqa/study/report.py:write_report": 103,
+    "dctqa/study/pipeline.py:run_study": 187,
     "dctqa/detect/ap.py:window_ap": 81,
 }
 PHASE2_PATHS = ("dctqa/study/", "dctqa/detect/")

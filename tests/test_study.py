@@ -87,7 +87,8 @@ def check_tables(result, out, target_metrics):
         want_global = 10 * np.log10(255 ** 2 / fr["mse"][sel].mean())
         assert float(row["psnr_global"]) == pytest.approx(min(100.0, want_global), rel=1e-5)
     corr = {(c["subset"], c["target"], c["metric"]): c for c in result.correlations}
-    scored = [r for r in result.windows if r["ap50"] is not None]
+    scored = result.analysis.selection.rows  # with ground truth, enough boxes, not a duplicate
+    assert all(r["ap50"] is not None and not r["duplicate_reason"] for r in scored)
     y = np.array([r["ap50"] for r in scored])
     checked = 0
     for col in target_metrics:
@@ -116,7 +117,7 @@ def test_synthetic_study_and_resume(tmp_path):
     out = tmp_path / "study"
     cfg = StudyConfig(videos=[clip], out=out, encode=EncodeSettings(crfs=(20, 51), cap_bpp=(), preset="ultrafast"),
                       backbones=[], pixel=True, detector=BrightBlobDetector(), frame_stride=1, metric_stride=2,
-                      window=10, n_boot=100)
+                      window=10, n_boot=100, sensitivity_gt=(0.5, 0.7), sensitivity_pred=(0.0, 0.5))
     res = run_study(cfg)
     assert {r["variant"] for r in res.windows} == {"crf20", "crf51"}
     assert len(res.windows) == 2 * 4
@@ -157,6 +158,24 @@ def test_synthetic_study_and_resume(tmp_path):
     cfg_jobs = StudyConfig(**{**cfg.__dict__, "out": tmp_path / "study_jobs", "jobs": 2})
     run_study(cfg_jobs)
     assert (tmp_path / "study_jobs" / "windows.csv").read_text() == before
+    # the analysis tables and the threshold grid (2 x 2 points, two targets)
+    sens = read_csv(out / "sensitivity.csv")
+    assert len(sens) == 8 and {(r["gt_score"], r["pred_score"]) for r in sens} >= {("0.5", "0"), ("0.7", "0.5")}
+    assert read_csv(out / "differences.csv") and read_csv(out / "within.csv")
+    report = (out / "report.md").read_text()
+    for section in ("## Which windows count", "### Within content window", "## Sensitivity"):
+        assert section in report
+
+    # a prediction threshold filters the cached detections: no detector run, AP falls
+    det_files = sorted((out / "cache" / "detect").glob("*.npz"))
+    det_mtimes = [p.stat().st_mtime_ns for p in det_files]
+    hi = run_study(StudyConfig(**{**cfg.__dict__, "pred_score_threshold": 0.9, "sensitivity_gt": (),
+                                  "sensitivity_pred": ()}))
+    assert [p.stat().st_mtime_ns for p in sorted((out / "cache" / "detect").glob("*.npz"))] == det_mtimes
+    assert hi.sensitivity == [] and hi.correlations != res.correlations
+    lo_ap = {(r["variant"], r["window_start"]): r["ap"] for r in res.windows}
+    hi_ap = {(r["variant"], r["window_start"]): r["ap"] for r in hi.windows}
+    assert all(hi_ap[k] <= lo_ap[k] + 1e-12 for k in lo_ap) and any(hi_ap[k] < lo_ap[k] for k in lo_ap)
 
 
 def test_cli_encode_and_errors(tmp_path, capsys):
@@ -184,6 +203,10 @@ def test_config_errors(tmp_path):
         StudyConfig(videos=[clip], out=tmp_path, baselines=("vmaf",))
     with pytest.raises(InputError):
         StudyConfig(videos=[clip], out=tmp_path, domains=("pixel",))
+    for bad in ({"pred_score_threshold": 1.5}, {"sensitivity_gt": (0.5, -0.1)}, {"resampling": "rows"},
+                {"min_gt": -1}, {"n_boot": -1}):
+        with pytest.raises(InputError):
+            StudyConfig(videos=[clip], out=tmp_path, **bad)
 
 
 def test_vtest_study(vtest_path, yolox_path, tmp_path):
@@ -193,7 +216,7 @@ def test_vtest_study(vtest_path, yolox_path, tmp_path):
     cfg = StudyConfig(videos=[vtest_path], out=out,
                       encode=EncodeSettings(crfs=(23, 47), cap_bpp=(), preset="veryfast", max_frames=60),
                       backbones=[model], domains=("spectral",), pixel=True, detector=model, frame_stride=2,
-                      metric_stride=4, window=20, n_boot=200)
+                      metric_stride=4, window=20, n_boot=200, sensitivity_gt=(), sensitivity_pred=())
     res = run_study(cfg)
     assert len(res.windows) == 2 * 3
     cols = ["dctqa_spectral_yolox_nano", "dctqa_pixel", "psnr", "ssim", "blur"]

@@ -28,6 +28,7 @@ from ..progress import progress, stage
 #: bootstrap resamples; metrics on every 4th frame (twice ``--frame-stride``, see _apply_quick).
 QUICK: dict[str, Any] = {"max_frames": 150, "crf": (35, 41, 47), "cap_bpp": "", "domain": ["spectral"],
                          "baselines": "psnr,ssim", "window": 50, "n_boot": 200}
+from .pipeline import DEFAULT_SENSITIVITY_GT, DEFAULT_SENSITIVITY_PRED
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -164,7 +165,11 @@ def cmd_study(args: argparse.Namespace) -> int:
                       pixel=not args.no_pixel, baselines=tuple(b for b in args.baselines.split(",") if b),
                       detector=args.detector or model, detector_weights=args.weights, device=args.device,
                       frame_stride=args.frame_stride, metric_stride=args.metric_stride, window=args.window,
-                      gt_score_threshold=args.gt_score, n_boot=args.n_boot, seed=args.seed, jobs=args.jobs,
+                      gt_score_threshold=args.gt_score, pred_score_threshold=args.pred_score, min_gt=args.min_gt,
+                      keep_duplicates=args.keep_duplicates, dup_tolerance=args.dup_tolerance,
+                      resampling=args.resampling, sensitivity_gt=parse_floats(args.sensitivity_gt) if
+                      args.sensitivity_gt else (), sensitivity_pred=parse_floats(args.sensitivity_pred) if
+                      args.sensitivity_pred else (), n_boot=args.n_boot, seed=args.seed, jobs=args.jobs,
                       batch_size=args.batch_size, progress=_progress(args),
                       command="dctqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command
                       else "")
@@ -179,6 +184,48 @@ def cmd_study(args: argparse.Namespace) -> int:
     print(f"report: {result.report}")
     print(f"windows: {len(result.windows)} rows in {result.out / 'windows.csv'}")
     return 0
+
+
+def cmd_study_tables(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .analysis import AnalysisSettings, analyze, load_windows_csv, metric_columns_of
+    from .report import write_tables_report
+
+    path = Path(args.windows)
+    if not path.is_file():
+        raise InputError(f"window table {str(path)!r} does not exist (expected the windows.csv of a study run)")
+    try:
+        rows = load_windows_csv(path)
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"{str(path)!r} is not a study window table: {exc}") from None
+    if not rows or "ap" not in rows[0] or "video" not in rows[0]:
+        raise InputError(f"{str(path)!r} holds no study windows (expected the windows.csv of a study run)")
+    settings = AnalysisSettings(metrics=metric_columns_of(rows), resampling=args.resampling, n_boot=args.n_boot,
+                                seed=args.seed, min_gt=args.min_gt, dup_tolerance=args.dup_tolerance,
+                                keep_duplicates=args.keep_duplicates)
+    videos = list(dict.fromkeys(r["video"] for r in rows))
+    command = "dctqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command else ""
+    report = write_tables_report(analyze(rows, videos, settings), args.out, path.name, command)
+    print(f"report: {report}")
+    return 0
+
+
+def _add_analysis_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-gt", type=int, default=10,
+                   help="leave out windows with fewer ground-truth boxes (default 10; counted in the report)")
+    p.add_argument("--keep-duplicates", action="store_true",
+                   help="keep capped variants that duplicate the uncapped one (identical windows, or bitrate "
+                        "within --dup-tolerance) in the correlations")
+    p.add_argument("--dup-tolerance", type=float, default=0.05,
+                   help="relative bitrate difference under which a capped variant is a duplicate (default 0.05)")
+    p.add_argument("--resampling", choices=("content", "video", "window"), default="content",
+                   help="bootstrap unit: content windows (video x window, all variants together; default), "
+                        "whole videos, or single windows (independent rows: overconfident, for comparison)")
+    p.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--no-record-command", dest="record_command", action="store_false",
+                   help="do not write the command line into report.md")
 
 
 def register(subparsers) -> None:
@@ -210,15 +257,26 @@ def register(subparsers) -> None:
                    help="score every N-th frame, a multiple of --frame-stride (default: --frame-stride)")
     p.add_argument("--window", type=positive_int, default=100, help="AP window in source frames (default 100)")
     p.add_argument("--gt-score", type=float, default=0.5, help="pseudo ground-truth score threshold (default 0.5)")
-    p.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--pred-score", type=float, default=0.0,
+                   help="drop predictions scoring below this before AP (default 0: keep all the detector "
+                        "returned; applied to cached detections)")
+    _add_analysis_options(p)
+    p.add_argument("--sensitivity-gt", default=",".join(map(str, DEFAULT_SENSITIVITY_GT)), metavar="LIST",
+                   help="ground-truth score thresholds of the sensitivity table ('' for no table)")
+    p.add_argument("--sensitivity-pred", default=",".join(map(str, DEFAULT_SENSITIVITY_PRED)), metavar="LIST",
+                   help="prediction score thresholds of the sensitivity table ('' for no table)")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes for scoring (default 1)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="frames per scoring batch (default 8)")
-    p.add_argument("--no-record-command", dest="record_command", action="store_false",
-                   help="do not write the command line into report.md")
     p.add_argument("--quick", action="store_true",
                    help="a quick trial run (minutes on one video): --max-frames 150 --crf 35,41,47 --cap-bpp '' "
                         "--domain spectral --baselines psnr,ssim --window 50 --n-boot 200 and --metric-stride "
                         "twice --frame-stride, each unless given")
     add_progress_options(p)
     p.set_defaults(func=cmd_study, quick_defaults={name: p.get_default(name) for name in QUICK})
+
+    p = subparsers.add_parser("study-tables", help="re-analyse a study's windows.csv (statistics and report, "
+                                                   "no videos needed)")
+    p.add_argument("windows", help="windows.csv of a study run")
+    p.add_argument("--out", required=True, help="output folder for report.md and the CSV tables")
+    _add_analysis_options(p)
+    p.set_defaults(func=cmd_study_tables)

@@ -3,15 +3,17 @@
 Every expensive step is a named stage cached under ``<out>/cache`` (see
 :mod:`dctqa.study.stages`), keyed by the content hashes of the videos involved and every
 setting that changes the result, so a rerun (or a run with more videos) reuses all
-finished work.
+finished work. The statistics are in :mod:`dctqa.study.analysis`.
 
 Stages per source video: ``encode`` (all variants), per variant ``score`` (per-frame
 values of every dctqa configuration and every baseline, on frames ``0, s, 2s, ...`` with
 ``s = metric_stride``), ``detect`` (the detector on the reference and on each variant,
 every ``frame_stride``-th frame; cached by :func:`dctqa.detect.cache.cached_detect`) and
 ``ap`` (AP50 and AP@[.5:.95] per window of ``window`` source frames against pseudo ground
-truth: the reference's detections scoring at least ``gt_score_threshold``).  Then the
-window table, the correlation tables (cached on the table's content) and the report.
+truth: the reference's detections scoring at least ``gt_score_threshold``; predictions
+below ``pred_score_threshold`` dropped).  Then the window table, the analysis (cached on the
+table's content), the threshold sensitivity grid (AP again from the cached detections) and
+the report.
 """
 from __future__ import annotations
 
@@ -34,6 +36,10 @@ from .stages import StageCache
 #: CRF subsets of the paper's Table 2 (high compression), besides "all windows".
 DEFAULT_SUBSETS: tuple[tuple[int, ...], ...] = ((35, 41, 47), (41, 47))
 SCORE_FORMAT = 1
+#: Threshold grids of the sensitivity table: ground-truth score and prediction score
+#: (0 = every detection the detector returned; YOLOX keeps >= 0.05).
+DEFAULT_SENSITIVITY_GT: tuple[float, ...] = (0.3, 0.5, 0.7)
+DEFAULT_SENSITIVITY_PRED: tuple[float, ...] = (0.0, 0.25, 0.5)
 
 
 def default_model() -> str:
@@ -51,6 +57,12 @@ class StudyConfig:
     n-th source frame; metric_stride: score every n-th frame (a multiple of frame_stride;
     ``None`` = frame_stride). window: AP window in source frames. device: torch/onnx device.
     jobs: worker processes for the score stage (1 = in this process).
+    gt_score_threshold / pred_score_threshold: reference detections scoring at least the
+    first are the pseudo ground truth; detections on a variant scoring below the second are
+    dropped before AP (applied to cached detections, so changing it never reruns the
+    detector). min_gt, keep_duplicates, dup_tolerance, resampling: see
+    :class:`dctqa.study.analysis.AnalysisSettings`. sensitivity_gt x sensitivity_pred: the
+    threshold grid of the sensitivity table (empty: no table).
     """
 
     videos: list[Path]
@@ -67,6 +79,13 @@ class StudyConfig:
     metric_stride: int | None = None
     window: int = 100
     gt_score_threshold: float = 0.5
+    pred_score_threshold: float = 0.0
+    min_gt: int = 10
+    keep_duplicates: bool = False
+    dup_tolerance: float = 0.05
+    resampling: str = "content"
+    sensitivity_gt: tuple[float, ...] = DEFAULT_SENSITIVITY_GT
+    sensitivity_pred: tuple[float, ...] = DEFAULT_SENSITIVITY_PRED
     subsets: tuple[tuple[int, ...], ...] = DEFAULT_SUBSETS
     n_boot: int = 1000
     seed: int = 0
@@ -95,8 +114,16 @@ class StudyConfig:
         if self.metric_stride < 1 or self.metric_stride % self.frame_stride:
             raise InputError(f"metric_stride ({self.metric_stride}) must be a positive multiple of "
                              f"frame_stride ({self.frame_stride})")
-        if not 0.0 <= self.gt_score_threshold <= 1.0:
-            raise InputError(f"gt_score_threshold must be in [0, 1], got {self.gt_score_threshold}")
+        for name, vals in (("gt_score_threshold", [self.gt_score_threshold]),
+                           ("pred_score_threshold", [self.pred_score_threshold]),
+                           ("sensitivity_gt", self.sensitivity_gt), ("sensitivity_pred", self.sensitivity_pred)):
+            for val in vals:
+                if not 0.0 <= val <= 1.0:
+                    raise InputError(f"{name} must be in [0, 1], got {val}")
+        from .analysis import AnalysisSettings
+
+        AnalysisSettings(metrics=[], resampling=self.resampling, min_gt=self.min_gt, n_boot=self.n_boot,
+                         dup_tolerance=self.dup_tolerance)  # validates those settings
         from ..baselines import get_baseline
         from ..constants import DOMAINS
 
@@ -243,6 +270,8 @@ class StudyResult:
     timings: dict[str, dict[str, float]]
     report: Path
     out: Path
+    analysis: Any = None
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _bar(cfg: StudyConfig, total: int, desc: str):
@@ -256,16 +285,16 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     """Run (or resume) the whole study described by ``cfg``; see the module docstring.
 
     Writes under ``cfg.out``: ``variants/`` (encoded videos), ``cache/`` (stages),
-    ``windows.csv``, ``correlations.csv``, ``variants.csv``, ``frames.csv``, ``plots/*.png``
+    ``windows.csv`` (with duplicate marks), ``correlations.csv`` (pooled), ``within.csv``
+    (within content window / video), ``differences.csv`` (paired differences and verdicts),
+    ``sensitivity.csv`` (threshold grid), ``variants.csv``, ``frames.csv``, ``plots/*.png``
     and ``report.md``.  Returns a :class:`StudyResult`.
     """
     from ..detect import create_detector
-    from ..detect.ap import window_ap
-    from ..detect.cache import cache_key, cached_detect
-    from ..detect.groundtruth import pseudo_ground_truth
     from ..fileio import file_sha256
     from . import report as report_mod
-    from .tables import correlation_rows, window_rows
+    from .analysis import headline
+    from .tables import window_rows
 
     t_start = time.perf_counter()
     out = cfg.out
@@ -369,60 +398,67 @@ def run_study(cfg: StudyConfig) -> StudyResult:
 
     # ---- detect + AP
     detector = None
-    windows: list[dict[str, Any]] = []
     bar = _bar(cfg, len(jobs) + len(cfg.videos), "detect+AP")
-    for video in cfg.videos:
-        for v in variants[video.stem]:
-            vsha = file_sha256(v.path, memo_dir=out / "cache")
-            if detector is None:
-                detector = (create_detector(cfg.detector, weights=cfg.detector_weights, device=cfg.device)
-                            if isinstance(cfg.detector, str) else cfg.detector)
-            key = {"stage": "ap", "ref_det": cache_key(src_sha[video.stem], detector, cfg.frame_stride),
-                   "dist_det": cache_key(vsha, detector, cfg.frame_stride), "window": cfg.window,
-                   "gt_score_threshold": cfg.gt_score_threshold}
 
-            def do_ap(video=video, v=v):
+    def get_detector():
+        nonlocal detector
+        if detector is None:
+            detector = (create_detector(cfg.detector, weights=cfg.detector_weights, device=cfg.device)
+                        if isinstance(cfg.detector, str) else cfg.detector)
+        return detector
+
+    def table(gt_thr: float, pred_thr: float, progress=None, main: bool = True) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for video in cfg.videos:
+            for v in variants[video.stem]:
                 t0 = time.perf_counter()
-                fi_r, ref_dets = cached_detect(detector, refs[video.stem], cfg.frame_stride, cache_dir=det_cache)
-                fi_d, dets = cached_detect(detector, v.path, cfg.frame_stride, cache_dir=det_cache)
-                t1 = time.perf_counter()
-                if not np.array_equal(fi_r, fi_d):
-                    raise VideoError(f"{v.path.name}: {len(fi_d)} sampled frames, reference {len(fi_r)}")
-                gt = pseudo_ground_truth(ref_dets, cfg.gt_score_threshold)
-                from ..io import probe
+                res, meta = _ap_stage(cfg, cache, get_detector(), refs[video.stem], src_sha[video.stem], v,
+                                      gt_thr, pred_thr, det_cache)
+                dt = time.perf_counter() - t0
+                if main:
+                    add_time("detection", res["detect_s"], res["detect_s"] if not meta["cached"] else 0.0)
+                    add_time("ap", res["ap_s"], dt - (res["detect_s"] if not meta["cached"] else 0.0))
+                else:  # the sensitivity grid: detections are already cached by the main table
+                    add_time("sensitivity_ap", res["ap_s"] + res["detect_s"], dt)
+                rows.extend(window_rows(video.stem, v, res["windows"], frames[video.stem][v.name],
+                                        [s.column for s in specs], list(cfg.baselines)))
+                if progress:
+                    progress(1)
+            if progress:
+                progress(1)
+        return rows
 
-                info = probe(refs[video.stem])
-                wins = window_ap(gt, dets, fi_d, window=cfg.window, image_size=(info.height, info.width))
-                return {"windows": [asdict(w) for w in wins], "detect_s": t1 - t0,
-                        "ap_s": time.perf_counter() - t1}
-
-            t0 = time.perf_counter()
-            res, meta = cache.document("ap", key, do_ap)
-            dt = time.perf_counter() - t0
-            add_time("detection", res["detect_s"], res["detect_s"] if not meta["cached"] else 0.0)
-            add_time("ap", res["ap_s"], dt - (res["detect_s"] if not meta["cached"] else 0.0))
-            windows.extend(window_rows(video.stem, v, res["windows"], frames[video.stem][v.name],
-                                       [s.column for s in specs], list(cfg.baselines)))
-            bar.update(1)
-        bar.update(1)
+    windows = table(cfg.gt_score_threshold, cfg.pred_score_threshold, bar.update)
     bar.close()
 
     metric_columns = [s.column for s in specs] + [c for b in cfg.baselines
                                                   for c in (["psnr", "psnr_global"] if b == "psnr" else [b])]
     # ---- tables
     t0 = time.perf_counter()
-    table_text = report_mod.rows_to_csv(windows)
-    key = {"stage": "correlations", "table_sha256": _sha(table_text), "metrics": metric_columns,
-           "subsets": [list(s) for s in cfg.subsets], "n_boot": cfg.n_boot, "seed": cfg.seed}
-    corr, meta = cache.document("correlations", key, lambda: correlation_rows(
-        windows, metric_columns, [v.stem for v in cfg.videos], cfg.subsets, cfg.n_boot, cfg.seed))
+    settings = _analysis_settings(cfg, metric_columns)
+    stems = [v.stem for v in cfg.videos]
+    analysis = _cached_analysis(cache, windows, stems, settings)
+    add_time("correlations", analysis.extra_meta["seconds"], time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    grid = [(g, p) for g in cfg.sensitivity_gt for p in cfg.sensitivity_pred]
+    sens_tables = {(g, p): (windows if (g, p) == (cfg.gt_score_threshold, cfg.pred_score_threshold)
+                            else table(g, p, main=False)) for g, p in grid}
+    key = {"stage": "sensitivity", "tables": [[g, p, _sha(report_mod.rows_to_csv(t))] for (g, p), t in
+                                              sens_tables.items()], "settings": _settings_key(settings)}
+    sensitivity, meta = cache.document("sensitivity", key, lambda: [
+        dict(gt_score=g, pred_score=p, **h) for (g, p), t in sens_tables.items()
+        for h in headline(t, stems, settings)])
     add_time("correlations", meta["seconds"], time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    result = StudyResult(windows=windows, correlations=corr, frames=frames, variants=variants,
-                         metric_columns=metric_columns, timings=timings, report=out / "report.md", out=out)
-    atomic_write_text(out / "windows.csv", table_text)
-    atomic_write_text(out / "correlations.csv", report_mod.rows_to_csv(corr))
+    result = StudyResult(windows=analysis.rows, correlations=analysis.correlations, frames=frames,
+                         variants=variants, metric_columns=metric_columns, timings=timings,
+                         report=out / "report.md", out=out, analysis=analysis, sensitivity=sensitivity)
+    atomic_write_text(out / "windows.csv", report_mod.rows_to_csv(analysis.rows))
+    atomic_write_text(out / "correlations.csv", report_mod.rows_to_csv(analysis.correlations))
+    atomic_write_text(out / "within.csv", report_mod.rows_to_csv(analysis.within))
+    atomic_write_text(out / "differences.csv", report_mod.rows_to_csv(analysis.differences))
+    atomic_write_text(out / "sensitivity.csv", report_mod.rows_to_csv(sensitivity))
     atomic_write_text(out / "variants.csv", report_mod.rows_to_csv(report_mod.variant_rows(variants)))
     atomic_write_text(out / "frames.csv", report_mod.frames_csv(frames))
     add_time("report", 0.0, 0.0)
@@ -432,6 +468,81 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     timings["total_wall"]["this_run_s"] = time.perf_counter() - t_start
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=1))
     return result
+
+
+def _ap_stage(cfg: StudyConfig, cache: StageCache, detector, ref: Path, ref_sha: str, v: Variant,
+              gt_thr: float, pred_thr: float, det_cache: Path) -> tuple[dict, dict]:
+    """Cached AP per window of one variant at the given ground-truth and prediction score
+    thresholds -> ({"windows": [WindowAP as dict], "detect_s", "ap_s"}, meta). Detections
+    come from the detection cache; the prediction threshold filters them afterwards (a
+    threshold of 0 keeps them all and leaves the stage key as before the option existed)."""
+    from ..detect.ap import window_ap
+    from ..detect.cache import cache_key, cached_detect
+    from ..detect.groundtruth import pseudo_ground_truth
+    from ..fileio import file_sha256
+
+    vsha = file_sha256(v.path, memo_dir=cfg.out / "cache")
+    key = {"stage": "ap", "ref_det": cache_key(ref_sha, detector, cfg.frame_stride),
+           "dist_det": cache_key(vsha, detector, cfg.frame_stride), "window": cfg.window,
+           "gt_score_threshold": gt_thr}
+    if pred_thr > 0:
+        key["pred_score_threshold"] = pred_thr
+
+    def do_ap():
+        from ..io import probe
+
+        t0 = time.perf_counter()
+        fi_r, ref_dets = cached_detect(detector, ref, cfg.frame_stride, cache_dir=det_cache)
+        fi_d, dets = cached_detect(detector, v.path, cfg.frame_stride, cache_dir=det_cache)
+        t1 = time.perf_counter()
+        if not np.array_equal(fi_r, fi_d):
+            raise VideoError(f"{v.path.name}: {len(fi_d)} sampled frames, reference {len(fi_r)}")
+        gt = pseudo_ground_truth(ref_dets, gt_thr)
+        if pred_thr > 0:
+            dets = [d.select(d.scores >= pred_thr) for d in dets]
+        info = probe(ref)
+        wins = window_ap(gt, dets, fi_d, window=cfg.window, image_size=(info.height, info.width))
+        return {"windows": [asdict(w) for w in wins], "detect_s": t1 - t0, "ap_s": time.perf_counter() - t1}
+
+    return cache.document("ap", key, do_ap)
+
+
+def _analysis_settings(cfg: StudyConfig, metric_columns: list[str]):
+    from .analysis import AnalysisSettings
+
+    return AnalysisSettings(metrics=metric_columns, crf_subsets=cfg.subsets, resampling=cfg.resampling,
+                            n_boot=cfg.n_boot, seed=cfg.seed, min_gt=cfg.min_gt, dup_tolerance=cfg.dup_tolerance,
+                            keep_duplicates=cfg.keep_duplicates)
+
+
+def _settings_key(settings) -> dict:
+    d = asdict(settings)
+    d["crf_subsets"] = [list(c) for c in d["crf_subsets"]]
+    return d
+
+
+def _cached_analysis(cache: StageCache, windows: list[dict], stems: list[str], settings):
+    """:func:`dctqa.study.analysis.analyze`, its tables cached on the window table's content
+    and the settings; ``extra_meta`` of the result holds the cache meta."""
+    from . import report as report_mod
+    from .analysis import Analysis, mark_duplicates, select_rows
+
+    key = {"stage": "analysis", "format": 1, "table_sha256": _sha(report_mod.rows_to_csv(windows)),
+           "videos": stems, "settings": _settings_key(settings)}
+
+    def compute():
+        from .analysis import analyze
+
+        a = analyze(windows, stems, settings)
+        return {"correlations": a.correlations, "within": a.within, "differences": a.differences}
+
+    doc, meta = cache.document("analysis", key, compute)
+    marked = mark_duplicates(windows, settings.metrics, settings.dup_tolerance)
+    a = Analysis(selection=select_rows(marked, settings.min_gt, settings.keep_duplicates), rows=marked,
+                 correlations=doc["correlations"], within=doc["within"], differences=doc["differences"],
+                 settings=settings, videos=stems)
+    a.extra_meta = meta
+    return a
 
 
 class _Miss(Exception):

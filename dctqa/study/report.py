@@ -48,13 +48,9 @@ def frames_csv(frames: dict[str, dict[str, dict[str, np.ndarray]]]) -> str:
 
 
 def _higher_better(col: str) -> bool:
-    from ..baselines import BASELINES
+    from .analysis import higher_is_better
 
-    if col.startswith("dctqa"):
-        return False
-    if col == "psnr_global":
-        return True
-    return BASELINES[col].higher_is_better
+    return higher_is_better(col)
 
 
 def _fmt(r, lo, hi) -> str:
@@ -70,7 +66,8 @@ def _plots(result, cfg, plot_dir: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     plot_dir.mkdir(parents=True, exist_ok=True)
-    rows = [r for r in result.windows if r["ap50"] is not None]
+    rows = (result.analysis.selection.rows if result.analysis is not None
+            else [r for r in result.windows if r["ap50"] is not None])
     cols = result.metric_columns
     crfs = sorted({int(r["crf"]) for r in result.windows})
     videos = list(dict.fromkeys(r["video"] for r in result.windows))
@@ -129,47 +126,249 @@ def _save(fig, path: Path) -> None:
         fig.savefig(tmp, dpi=70)
 
 
-def verdict_lines(corr: Sequence[dict], primary: str, others: Sequence[str], target: str = "ap50",
-                  stat: str = "srcc") -> list[str]:
-    """Plain statements: in each subset, is ``primary``'s sign-adjusted ``stat`` (srcc, lcc or
-    krcc) above each of ``others``?
+#: The paper's Tables 1 and 2: the measures in its row order (our stand-ins for its no-reference
+#: indicators) and the subsets (Table 1: all windows; Table 2: CRF 35/41/47 and CRF 41/47).
+PAPER_ROWS = ("psnr", "ssim", "blockiness", "blur", "noise", "contrast")
+PAPER_SUBSETS = (("Table 1", "all"), ("Table 2", "crf 35,41,47"), ("Table 2", "crf 41,47"))
+#: Where the paper's own numbers would go. The paper's text was found (scitepress.net,
+#: VISAPP 2022) but its tables could not be read from the stored copy, so no number is
+#: printed rather than one invented; see docs/results/README.md.
+PAPER_NUMBERS: dict = {}
 
-    Sign-adjusted: a lower-is-better metric's correlation is negated so that larger always
-    means "tracks detection performance in the expected direction".
-    """
-    lines = []
-    by = {(c["subset"], c["target"], c["metric"]): c for c in corr}
-    for subset in dict.fromkeys(c["subset"] for c in corr):
-        p = by.get((subset, target, primary))
-        if p is None or p[stat] is None:
-            lines.append(f"- **{subset}**: {primary} has no {stat.upper()} here ({p['notes'] if p else 'missing'}).")
-            continue
-        sp = 1 if _higher_better(primary) else -1
-        ps = sp * p[stat]
-        plo, phi = sorted((sp * p[f"{stat}_lo"], sp * p[f"{stat}_hi"])) if p[f"{stat}_lo"] is not None else (None, None)
-        parts = []
-        for o in others:
-            c = by.get((subset, target, o))
-            if c is None or c[stat] is None:
-                parts.append(f"{o}: n/a")
+_VIEW_QUESTION = {
+    "pooled": "all windows of a subset on one scale: *which clips, across cameras, will the detector do "
+              "worst on?* (a fleet operator's question)",
+    "content window": "variants of one content window (same video and frames) ranked against each other, "
+                      "averaged over content windows: *which encoder setting hurts this scene most?* "
+                      "(someone tuning one camera)",
+    "video": "the windows of one video ranked, averaged over videos: *which stretches of this camera's "
+             "footage will suffer?*",
+}
+
+
+_VIEW_TITLE = {"pooled": "Pooled view", "content window": "Within content window", "video": "Within video"}
+
+
+def _ci(r, lo, hi, digits: int = 3) -> str:
+    if r is None:
+        return "n/a"
+    return (f"{r:+.{digits}f} [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None
+            else f"{r:+.{digits}f}")
+
+
+def _signed(rec: dict, stat: str) -> tuple:
+    """Sign-adjusted (estimate, lo, hi) of a correlation record."""
+    from .analysis import sign
+
+    sg = sign(rec["metric"])
+    r, lo, hi = rec[stat], rec[f"{stat}_lo"], rec[f"{stat}_hi"]
+    if r is None:
+        return None, None, None
+    if lo is None or hi is None:
+        return sg * r, None, None
+    lo, hi = sorted((sg * lo, sg * hi))
+    return sg * r, lo, hi
+
+
+def _resampling_words(resampling: str) -> str:
+    return {"content": "content windows resampled (all variants of a video x window move together)",
+            "video": "whole videos resampled",
+            "window": "single windows resampled as if independent (overconfident: variants of one scene are "
+                      "not independent)"}[resampling]
+
+
+def _selection_lines(a) -> list[str]:
+    from .analysis import share_perfect
+
+    sel = a.selection
+    used = sel.rows
+    scored = [r for r in a.rows if r["ap50"] is not None]
+    return [
+        "## Which windows count", "",
+        f"- Windows: {sel.n_total} (video x variant x window); without ground truth: {sel.n_no_gt}.",
+        f"- Fewer than {sel.min_gt} ground-truth boxes (`--min-gt`): {sel.n_few_gt} windows "
+        f"({sel.n_content_few_gt} content windows x their variants), left out.",
+        f"- Duplicates of the uncapped variant among the {sel.n_capped} capped windows: {sel.n_duplicates} "
+        f"({sel.n_dup_identical} identical to the uncapped window, {sel.n_dup_bitrate} more in variants whose "
+        f"bitrate is within {a.settings.dup_tolerance:.0%} of the uncapped one); "
+        + ("kept (`--keep-duplicates`)." if sel.keep_duplicates else "left out (`--keep-duplicates` keeps them)."),
+        f"- Used in the correlations: **{len(used)} windows** from "
+        f"{len({(r['video'], r['window_start']) for r in used})} content windows.",
+        f"- Saturated targets: AP50 = 1 in {share_perfect(scored, 'ap50'):.1%} of windows with ground truth "
+        f"({share_perfect(used, 'ap50'):.1%} of those used), AP@[.5:.95] = 1 in "
+        f"{share_perfect(scored, 'ap'):.1%} ({share_perfect(used, 'ap'):.1%}). A window whose AP does not move "
+        "across its variants cannot rank them.", ""]
+
+
+def _difference_table(diffs: list[dict], view: str, target: str, stat: str, baselines: list[str]) -> list[str]:
+    sub = [d for d in diffs if d["view"] == view and d["target"] == target and d["stat"] == stat]
+    subsets = list(dict.fromkeys(d["subset"] for d in sub))
+    if not subsets:
+        return []
+    L = ["| subset | " + " | ".join(f"vs {b}" for b in baselines) + " |", "|---|" + "---|" * len(baselines)]
+    by = {(d["subset"], d["baseline"]): d for d in sub}
+    for name in subsets:
+        k = next(d["n_clusters"] for d in sub if d["subset"] == name)
+        cells = []
+        for b in baselines:
+            d = by.get((name, b))
+            cells.append("n/a" if d is None or d["diff"] is None else
+                         f"{_ci(d['diff'], d['lo'], d['hi'])} **{d['verdict']}**")
+        L.append(f"| {name} ({k}) | " + " | ".join(cells) + " |")
+    return L + [""]
+
+
+def _verdict_lines(a) -> list[str]:
+    s = a.settings
+    base = [b for b in s.compared]
+    L = ["## Verdict: paired differences", "",
+         f"Each cell: sign-adjusted correlation of `{s.primary}` minus that of the other measure (higher = "
+         "tracks detection better), with the 95 % interval of the *paired* difference (both measures on the "
+         "same resamples); **ahead** only when the interval lies above 0, **behind** when below, else **no clear "
+         f"difference**. Pooled intervals: {_resampling_words(s.resampling)}. Within-content-window intervals: "
+         "content windows resampled; within-video: content windows resampled inside each video. In brackets "
+         "after the subset: the number of resampling units (content windows, or videos with `--resampling "
+         "video`); with fewer than 5 no verdict is given.", ""]
+    for view in ("pooled", "content window", "video"):
+        L += [f"### {_VIEW_TITLE[view]}", "",
+              f"Question answered: {_VIEW_QUESTION[view]}.", ""]
+        for target in ("ap50", "ap"):
+            for stat in (("srcc", "lcc") if view == "pooled" else ("srcc", "krcc")):
+                t = _difference_table(a.differences, view, target, stat, base)
+                if t:
+                    L += [f"**{stat.upper()} with {target.upper()}**", ""] + t
+    return L
+
+
+def _views_table(a, target: str) -> list[str]:
+    """Pooled, within-content and within-video SRCC side by side for each metric (subset all)."""
+    pooled = {c["metric"]: c for c in a.correlations if c["subset"] == "all" and c["target"] == target}
+    within = {(w["view"], w["metric"]): w for w in a.within if w["subset"] == "all" and w["target"] == target}
+    L = [f"**SRCC with {target.upper()}, all windows** (sign-adjusted; 95 % intervals)", "",
+         "| metric | pooled | within content window | within video | content windows where undefined |",
+         "|---|---|---|---|---|"]
+    for col in a.settings.metrics:
+        p = pooled.get(col)
+        wc, wv = within.get(("content window", col)), within.get(("video", col))
+        cells = [_ci(*_signed(p, "srcc")) if p else "n/a",
+                 _ci(*_signed(wc, "srcc")) if wc else "n/a", _ci(*_signed(wv, "srcc")) if wv else "n/a",
+                 f"{wc['n_undefined']} of {wc['n_groups']}" if wc else ""]
+        L.append(f"| {col} | " + " | ".join(cells) + " |")
+    return L + [""]
+
+
+def _lovo_lines(a) -> list[str]:
+    subsets = [n for n in dict.fromkeys(c["subset"] for c in a.correlations) if n.startswith("without ")]
+    if not subsets:
+        return []
+    cols = [a.settings.primary] + list(a.settings.compared)
+    L = ["## Leave one video out (pooled)", "",
+         "Does the pooled conclusion survive without each video? Sign-adjusted SRCC; the paired differences "
+         "are in the verdict tables above (rows `without ...`).", ""]
+    for target in ("ap50", "ap"):
+        L += [f"**SRCC with {target.upper()}**", "", "| subset | n | " + " | ".join(cols) + " |",
+              "|---|---|" + "---|" * len(cols)]
+        by = {(c["subset"], c["metric"]): c for c in a.correlations if c["target"] == target}
+        for name in ["all"] + subsets:
+            cells = [_ci(*_signed(by[(name, c)], "srcc")) if (name, c) in by else "n/a" for c in cols]
+            L.append(f"| {name} | {by[(name, cols[0])]['n']} | " + " | ".join(cells) + " |")
+        L.append("")
+    return L
+
+
+def _paper_lines(a) -> list[str]:
+    if a.settings.primary is None:
+        return []
+    rows = [c for c in PAPER_ROWS if c in a.settings.metrics] + [a.settings.primary]
+    L = ["## The paper's layout (Tables 1 and 2)", "",
+         "LCC, SRCC and KRCC as computed (not sign-adjusted; dctqa is lower-is-better, so a good dctqa "
+         "correlation is negative, and so is noise's when more noise means worse), intervals as in the "
+         "verdict. The paper's rows blockiness, blur, noise and contrast are AGH's closed indicators; ours are "
+         "published-definition stand-ins. "
+         + ("The paper's own numbers are in the last columns." if PAPER_NUMBERS else
+            "The paper's own numbers are not printed: its tables could not be read from the copy found "
+            "(see docs/results/README.md); no column is better than an invented one."), ""]
+    by = {(c["subset"], c["target"], c["metric"]): c for c in a.correlations}
+    for table, subset in PAPER_SUBSETS:
+        for target in ("ap", "ap50"):
+            if (subset, target, rows[0]) not in by or by[(subset, target, rows[0])]["n"] < 3:
                 continue
-            so = 1 if _higher_better(o) else -1
-            os_ = so * c[stat]
-            olo, ohi = sorted((so * c[f"{stat}_lo"], so * c[f"{stat}_hi"])) if c[f"{stat}_lo"] is not None else (None, None)
-            word = "beats" if ps > os_ + 1e-9 else "ties with" if abs(ps - os_) <= 1e-9 else "does not beat"
-            overlap = (plo is not None and olo is not None and not (plo > ohi or olo > phi))
-            parts.append(f"{word} {o} ({ps:+.3f} vs {os_:+.3f}{', intervals overlap' if overlap else ', intervals disjoint'})")
-        lines.append(f"- **{subset}** (n={p['n']}): {primary} " + "; ".join(parts) + ".")
-    return lines
+            L += [f"**{table}: {subset} ({target.upper()}, n = {by[(subset, target, rows[0])]['n']})**", "",
+                  "| metric | LCC | SRCC | KRCC |", "|---|---|---|---|"]
+            for col in rows:
+                c = by.get((subset, target, col))
+                L.append(f"| {col} | " + " | ".join(_ci(c[k], c[f'{k}_lo'], c[f'{k}_hi']) if c else "n/a"
+                                                    for k in _STATS) + " |")
+            L.append("")
+    return L
+
+
+def _sensitivity_lines(result, cfg) -> list[str]:
+    sens = result.sensitivity
+    if not sens:
+        return []
+    a = result.analysis
+    L = ["## Sensitivity to the detection thresholds", "",
+         f"Headline numbers recomputed with other ground-truth score thresholds (`--gt-score`) and prediction "
+         f"score thresholds (`--pred-score`; 0 = every detection the detector returned), same row selection "
+         f"rules (min {a.settings.min_gt} ground-truth boxes, duplicates "
+         f"{'kept' if a.settings.keep_duplicates else 'left out'}). Pooled SRCC (sign-adjusted) of "
+         f"`{a.settings.primary}` and `{sens[0]['baseline']}`, their paired difference, and the "
+         f"within-content-window SRCC difference; this run used gt {cfg.gt_score_threshold}, pred "
+         f"{cfg.pred_score_threshold}.", "",
+         f"| target | gt score | pred score | windows used | AP = 1 | dctqa | {sens[0]['baseline']} | pooled difference "
+         "| within-content difference |", "|---|---|---|---|---|---|---|---|---|"]
+    for t in ("ap50", "ap"):
+        for h in (h for h in sens if h["target"] == t):
+            L.append(f"| {t.upper()} | {h['gt_score']} | {h['pred_score']} | {h['n']} | {h['share_ap_1']:.1%} | "
+                     f"{_ci(h['srcc_primary'], None, None)} | {_ci(h['srcc_baseline'], None, None)} | "
+                     f"{_ci(h['diff'], h['lo'], h['hi'])} {h['verdict']} | "
+                     f"{_ci(h['within_diff'], h['within_lo'], h['within_hi'])} |")
+    return L + [""]
+
+
+def _analysis_lines(a) -> list[str]:
+    """Verdict tables, the views side by side, leave-one-video-out and the paper's layout."""
+    if not a.settings.primary:
+        return []
+    L = _verdict_lines(a)
+    L += ["## Pooled and within-content views side by side", "",
+          "Pooled: " + _VIEW_QUESTION["pooled"] + ". Within content window: "
+          + _VIEW_QUESTION["content window"] + ". Within video: " + _VIEW_QUESTION["video"] + ".", ""]
+    L += _views_table(a, "ap50") + _views_table(a, "ap")
+    return L + _lovo_lines(a) + _paper_lines(a)
+
+
+def write_tables_report(a, out: str | Path, source: str, command: str = "") -> Path:
+    """Write the analysis of an existing window table (``dctqa study-tables``): ``report.md``,
+    ``windows.csv`` (with duplicate marks), ``correlations.csv``, ``within.csv`` and
+    ``differences.csv`` under ``out``. No plots, bitrate tables, threshold sensitivity or
+    timings: those need the study's videos and detections. Returns the report's path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("windows.csv", a.rows), ("correlations.csv", a.correlations), ("within.csv", a.within),
+                       ("differences.csv", a.differences)):
+        atomic_write_text(out / name, rows_to_csv(rows))
+    s = a.settings
+    L = ["# dctqa study tables: does the metric track object-detection AP under H.264 compression?", "",
+         f"Re-analysis of the window table `{source}` (videos: {', '.join(a.videos)}); metrics: "
+         + ", ".join(f"`{c}`" for c in s.metrics) + ". Correlations: Pearson LCC, Spearman SRCC, Kendall KRCC "
+         f"(tau-b) of the window means with AP; percentile bootstrap 95 % intervals ({s.n_boot} resamples, seed "
+         f"{s.seed}), {_resampling_words(s.resampling)}.", ""]
+    if command:
+        L[1:1] = ["", "Command:", "", "```", command, "```"]
+    L += _selection_lines(a) + _analysis_lines(a) + _correlation_lines(a)
+    path = out / "report.md"
+    atomic_write_text(path, "\n".join(L))
+    return path
 
 
 def write_report(result, cfg, cache) -> Path:
     """Write ``report.md`` (and the plots) under ``cfg.out``; returns its path."""
     out = Path(cfg.out)
     plots = _plots(result, cfg, out / "plots")
+    a = result.analysis
     cols = result.metric_columns
-    dctqa_cols = [c for c in cols if c.startswith("dctqa")]
-    primary = dctqa_cols[0] if dctqa_cols else None
     L: list[str] = []
     L += ["# dctqa study: does the metric track object-detection AP under H.264 compression?", ""]
     if cfg.command:
@@ -181,22 +380,46 @@ def write_report(result, cfg, cache) -> Path:
           f"- Variants: CRF {list(enc.crfs)}; uncapped{'' if enc.include_uncapped else ' (off)'} plus VBV caps "
           + (f"{list(enc.caps_kbps)} kbit/s" if enc.caps_kbps is not None else
              f"{list(enc.cap_bpp)} bit/pixel/frame (cap = bpp x W x H x fps)")
-          + f"; x264 preset {enc.preset}, GOP {enc.gop or 'x264 default (250)'}, VBV buffer {enc.bufsize_s} s, yuv420p.",
-          f"- Detector: `{getattr(cfg.detector, 'name', cfg.detector)}` on every frame f with f mod {cfg.frame_stride} = 0; pseudo ground truth = its detections "
-          f"on the reference with score >= {cfg.gt_score_threshold}. AP50 and AP@[.5:.95] (faster-coco-eval) per "
-          f"non-overlapping window of {cfg.window} source frames; windows without ground truth are left out.",
+          + f"; x264 preset {enc.preset}, GOP {enc.gop or 'x264 default (250)'}, VBV buffer {enc.bufsize_s} s, "
+          "yuv420p.",
+          f"- Detector: `{getattr(cfg.detector, 'name', cfg.detector)}` on every frame f with f mod "
+          f"{cfg.frame_stride} = 0; pseudo ground truth = its detections on the reference with score >= "
+          f"{cfg.gt_score_threshold}; predictions on the variants: "
+          + (f"those scoring >= {cfg.pred_score_threshold}" if cfg.pred_score_threshold else
+             "all the detector returned") + ". AP50 and AP@[.5:.95] "
+          f"(faster-coco-eval) per non-overlapping window of {cfg.window} source frames.",
           f"- Metrics scored on frames f mod {cfg.metric_stride} = 0 and averaged per window: "
           + ", ".join(f"`{c}`" for c in cols) + ". dctqa columns are lower-is-better (Q = 1 for identical frames).",
           "- Baselines follow shared/docs/BASELINES.md. The paper's no-reference indicators come from AGH's closed "
           "binaries whose formulas are not public; blockiness, blur (Marziliano, threshold 2 x mean |Sobel_x|), "
           "noise (Immerkaer) and contrast (RMS) use published definitions instead.",
-          f"- Correlations: Pearson LCC, Spearman SRCC, Kendall KRCC (tau-b) of the window means with AP, each "
-          f"with a percentile bootstrap 95 % interval ({cfg.n_boot} resamples, seed {cfg.seed}).", ""]
-    n_rows = len(result.windows)
-    n_nogt = sum(1 for r in result.windows if r["ap50"] is None)
-    L += [f"Windows: {n_rows} (video x variant x window), of which {n_nogt} without ground truth.", ""]
+          f"- Correlations: Pearson LCC, Spearman SRCC, Kendall KRCC (tau-b) of the window means with AP; "
+          f"percentile bootstrap 95 % intervals ({cfg.n_boot} resamples, seed {cfg.seed}), "
+          f"{_resampling_words(a.settings.resampling)}.", ""]
+    L += _selection_lines(a)
+    L += _variant_lines(result)
+    L += _analysis_lines(a)
+    L += _sensitivity_lines(result, cfg)
+    L += _correlation_lines(a)
+    L += ["## Plots", ""] + [f"![{p}](plots/{p})" for p in plots] + [""]
+    L += _timing_lines(result, cache)
+    L += ["Files: `windows.csv` (one row per video x variant x window, with duplicate marks), `correlations.csv` "
+          "(pooled), `within.csv` (within content window / video), `differences.csv` (paired differences and "
+          "verdicts), `sensitivity.csv`, `variants.csv`, `frames.csv` (per-frame values).", ""]
+    path = out / "report.md"
+    atomic_write_text(path, "\n".join(L))
+    return path
 
-    L += ["## Variants and bitrates (kbit/s, measured on the encoded stream)", ""]
+
+def _variant_lines(result) -> list[str]:
+    L = ["## Variants and bitrates (kbit/s, measured on the encoded stream)", "",
+         "`*`: duplicate of the uncapped variant (bitrate within tolerance); `(k)`: k windows identical to the "
+         "uncapped ones.", ""]
+    dup = {}
+    for r in result.analysis.rows:
+        if r["duplicate_reason"]:
+            d = dup.setdefault((r["video"], r["variant"]), [0, 0])
+            d[0 if r["duplicate_reason"] == "bitrate" else 1] += 1
     videos = list(result.variants)
     crfs = sorted({v.crf for vs in result.variants.values() for v in vs})
     for video in videos:
@@ -208,61 +431,49 @@ def write_report(result, cfg, cache) -> Path:
             cells = []
             for c in caps:
                 m = [v for v in vs if v.crf == crf and v.maxrate_kbps == c]
-                cells.append(f"{m[0].bitrate_kbps:.1f}" if m else "")
+                d = dup.get((video, m[0].name), [0, 0]) if m else [0, 0]
+                cells.append((f"{m[0].bitrate_kbps:.1f}" + ("*" if d[0] else "") + (f" ({d[1]})" if d[1] else ""))
+                             if m else "")
             L.append(f"| {crf} | " + " | ".join(cells) + " |")
         L.append("")
-
     L += ["## Mean AP50 / AP per CRF (over windows with ground truth and all caps)", "",
           "| video | " + " | ".join(f"CRF {c}" for c in crfs) + " |", "|---|" + "---|" * len(crfs)]
     for video in videos:
         cells = []
         for c in crfs:
-            a = [r for r in result.windows if r["video"] == video and r["crf"] == c and r["ap50"] is not None]
-            cells.append(f"{np.mean([r['ap50'] for r in a]):.3f} / {np.mean([r['ap'] for r in a]):.3f}" if a else "")
+            w = [r for r in result.windows if r["video"] == video and r["crf"] == c and r["ap50"] is not None]
+            cells.append(f"{np.mean([r['ap50'] for r in w]):.3f} / {np.mean([r['ap'] for r in w]):.3f}" if w else "")
         L.append(f"| {video} | " + " | ".join(cells) + " |")
-    L.append("")
+    return L + [""]
 
-    if primary:
-        others = [c for c in ("psnr", "psnr_global", "ssim") if c in cols]
-        comp = others + [c for c in dctqa_cols if c != primary]
-        L += ["## Verdict (computed from the tables below)", "",
-              "Sign-adjusted correlations (lower-is-better metrics negated, so higher = tracks detection "
-              f"better) of the primary metric `{primary}` against the others; 'intervals overlap' means the two "
-              "bootstrap 95 % intervals overlap, i.e. the difference is not clear-cut.", ""]
-        for target in ("ap50", "ap"):
-            for stat in ("srcc", "lcc"):
-                L += [f"**{stat.upper()} with {target.upper()}**:", ""]
-                L += verdict_lines(result.correlations, primary, comp, target, stat)
-                L.append("")
-    L += ["## Correlation tables", "", "Each cell: estimate [95 % bootstrap interval]; n = windows used.", ""]
+
+def _correlation_lines(a) -> list[str]:
+    L = ["## Pooled correlation tables", "",
+         f"Each cell: estimate [95 % interval, {_resampling_words(a.settings.resampling)}]; n = windows used, "
+         "clusters = resampling units.", ""]
     for target in ("ap50", "ap"):
-        for subset in dict.fromkeys(c["subset"] for c in result.correlations):
-            sub = [c for c in result.correlations if c["subset"] == subset and c["target"] == target]
+        for subset in dict.fromkeys(c["subset"] for c in a.correlations):
+            sub = [c for c in a.correlations if c["subset"] == subset and c["target"] == target]
             if not sub:
                 continue
-            L += [f"### {target.upper()} — {subset} (n = {sub[0]['n']}, windows without GT left out: "
-                  f"{sub[0]['n_no_gt']})", "", "| metric | better | LCC | SRCC | KRCC |", "|---|---|---|---|---|"]
+            L += [f"### {target.upper()} — {subset} (n = {sub[0]['n']}, clusters = {sub[0]['n_clusters']})", "",
+                  "| metric | better | LCC | SRCC | KRCC |", "|---|---|---|---|---|"]
             for c in sub:
                 L.append(f"| {c['metric']} | {'higher' if _higher_better(c['metric']) else 'lower'} | "
-                         + " | ".join(_fmt(c[s], c[f'{s}_lo'], c[f'{s}_hi']) for s in _STATS) + " |")
+                         + " | ".join(_fmt(c[k], c[f'{k}_lo'], c[f'{k}_hi']) for k in _STATS) + " |")
             notes = [c["notes"] for c in sub if c.get("notes")]
             if notes:
-                L.append("")
-                L.append("Notes: " + "; ".join(dict.fromkeys(notes)))
+                L += ["", "Notes: " + "; ".join(dict.fromkeys(notes))]
             L.append("")
+    return L
 
-    L += ["## Plots", ""] + [f"![{p}](plots/{p})" for p in plots] + [""]
 
-    L += ["## Where the time goes (seconds)", "",
-          "`computed` = time the results took when first computed (also for results reused from the cache); "
-          "`this run` = time spent in this run.", "", "| part | computed | this run |", "|---|---|---|"]
+def _timing_lines(result, cache) -> list[str]:
+    L = ["## Where the time goes (seconds)", "",
+         "`computed` = time the results took when first computed (also for results reused from the cache); "
+         "`this run` = time spent in this run.", "", "| part | computed | this run |", "|---|---|---|"]
     for part, t in result.timings.items():
         comp = t["computed_s"]
         L.append(f"| {part} | {'' if comp != comp else f'{comp:.1f}'} | {t['this_run_s']:.1f} |")
-    L += ["", "Stage cache: " + ", ".join(f"{s}: {cache.hits.get(s, 0)} reused, {cache.misses.get(s, 0)} computed"
-                                          for s in sorted(set(cache.hits) | set(cache.misses))), ""]
-    L += ["Files: `windows.csv` (one row per video x variant x window), `correlations.csv`, `variants.csv`, "
-          "`frames.csv` (per-frame values).", ""]
-    path = out / "report.md"
-    atomic_write_text(path, "\n".join(L))
-    return path
+    return L + ["", "Stage cache: " + ", ".join(f"{s}: {cache.hits.get(s, 0)} reused, {cache.misses.get(s, 0)} "
+                                                 f"computed" for s in sorted(set(cache.hits) | set(cache.misses))), ""]
