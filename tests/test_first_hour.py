@@ -79,7 +79,7 @@ def test_study_quick_is_a_preset_of_documented_options_that_explicit_options_ove
     assert args.window == 30  # given explicitly: kept
     assert (args.max_frames, args.crf, args.cap_bpp, args.domain, args.baselines, args.n_boot) == (
         150, (35, 41, 47), "", ["spectral"], "psnr,ssim", 200)
-    assert (args.frame_stride, args.metric_stride) == (2, 4)
+    assert (args.frame_stride, args.metric_stride, args.sensitivity_gt) == (2, 4, "")
     odd = build_parser().parse_args(["study", "v.mp4", "--out", "o", "--quick", "--frame-stride", "3"])
     _apply_quick(odd)
     assert odd.metric_stride == 6
@@ -93,7 +93,7 @@ def test_study_quick_is_a_preset_of_documented_options_that_explicit_options_ove
 def test_study_progress_names_each_stage_and_how_far(capsys):
     from dctqa.study.cli import StudyProgress
 
-    cfg = SimpleNamespace(progress=True, n_boot=200)
+    cfg = SimpleNamespace(progress=True, n_boot=200, sensitivity_gt=(0.3, 0.5), sensitivity_pred=(0.0,))
     bars = StudyProgress(videos=1)
     with using_mode("log"):
         for total, desc in ((4, "encode v.mp4"), (3, "score"), (4, "detect+AP")):
@@ -105,7 +105,8 @@ def test_study_progress_names_each_stage_and_how_far(capsys):
     assert err[0] == "study: stage 1/4 encode, video 1/1 (v.mp4, 4 frames)"
     assert "study: stage 2/4 score every metric on 3 variants" in err
     assert "study: stage 3/4 detect and AP per window (3 variants and 1 reference(s))" in err
-    assert err[-1] == "study: stage 4/4 correlations (200 bootstrap resamples), tables and report"
+    assert err[-1] == ("study: stage 4/4 correlations (200 bootstrap resamples), threshold sensitivity "
+                       "(2 AP tables), tables and report")
     assert err.count(err[-1]) == 1
     for desc, unit in (("study: encode v.mp4", "frame"), ("study: score", "variant"), ("study: detect+AP", "step")):
         assert any(e.startswith(f"{desc}: done, ") and unit in e for e in err), (desc, err)

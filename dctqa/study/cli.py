@@ -20,15 +20,16 @@ from ..cli import add_progress_options, positive_int, progress_mode
 from ..errors import InputError
 from ..fileio import check_output_dir
 from ..progress import progress, stage
+from .pipeline import DEFAULT_SENSITIVITY_GT, DEFAULT_SENSITIVITY_PRED
 
 #: ``dctqa study --quick``: a preset of existing options for trying the pipeline (each applies
 #: only where the option was left at its default). The first 150 frames of each video,
 #: three uncapped variants (CRF 35, 41, 47: the paper's high-compression subsets), YOLOX-Nano
 #: in the spectral domain plus the pixel ablation, PSNR and SSIM, 50-frame AP windows, 200
-#: bootstrap resamples; metrics on every 4th frame (twice ``--frame-stride``, see _apply_quick).
+#: bootstrap resamples, no threshold-sensitivity table; metrics on every 4th frame (twice
+#: ``--frame-stride``, see _apply_quick).
 QUICK: dict[str, Any] = {"max_frames": 150, "crf": (35, 41, 47), "cap_bpp": "", "domain": ["spectral"],
-                         "baselines": "psnr,ssim", "window": 50, "n_boot": 200}
-from .pipeline import DEFAULT_SENSITIVITY_GT, DEFAULT_SENSITIVITY_PRED
+                         "baselines": "psnr,ssim", "window": 50, "n_boot": 200, "sensitivity_gt": ""}
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -123,8 +124,10 @@ class StudyProgress:
                 close()
                 if bar.done and not announced:
                     announced.append(True)
+                    grid = len(cfg.sensitivity_gt) * len(cfg.sensitivity_pred)
                     stage(f"study: stage 4/{self.STAGES} correlations ({cfg.n_boot} bootstrap resamples), "
-                          f"tables and report", enabled=on)
+                          f"{f'threshold sensitivity ({grid} AP tables), ' if grid else ''}tables and report",
+                          enabled=on)
 
             bar.close = close_then_announce
             return bar
@@ -269,8 +272,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8, help="frames per scoring batch (default 8)")
     p.add_argument("--quick", action="store_true",
                    help="a quick trial run (minutes on one video): --max-frames 150 --crf 35,41,47 --cap-bpp '' "
-                        "--domain spectral --baselines psnr,ssim --window 50 --n-boot 200 and --metric-stride "
-                        "twice --frame-stride, each unless given")
+                        "--domain spectral --baselines psnr,ssim --window 50 --n-boot 200 --sensitivity-gt '' and "
+                        "--metric-stride twice --frame-stride, each unless given")
     add_progress_options(p)
     p.set_defaults(func=cmd_study, quick_defaults={name: p.get_default(name) for name in QUICK})
 
