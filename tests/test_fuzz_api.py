@@ -316,6 +316,7 @@ def test_out_of_memory_is_resource_error(monkeypatch, exc) -> None:
         raise exc
 
     monkeypatch.setattr(m._domain, "qk", boom)
+    monkeypatch.setattr(m._domain, "qk_frames", boom, raising=False)  # the fused op's entry
     with pytest.raises(ResourceError, match="out of host memory.*batch_size"):
         m.score(_frames(), _frames())
     assert issubclass(ResourceError, DctqaError)
@@ -323,7 +324,11 @@ def test_out_of_memory_is_resource_error(monkeypatch, exc) -> None:
 
 def test_other_runtime_errors_are_not_hidden(monkeypatch) -> None:
     m = Metric(backbone="pixel", domain="pixel")
-    monkeypatch.setattr(m._domain, "qk", lambda *a: (_ for _ in ()).throw(RuntimeError("a bug")))
+    def bug(*a):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(m._domain, "qk", bug)
+    monkeypatch.setattr(m._domain, "qk_frames", bug, raising=False)  # the fused op's entry
     with pytest.raises(RuntimeError, match="a bug"):
         m.score(_frames(), _frames())
 
