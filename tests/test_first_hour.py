@@ -102,7 +102,7 @@ def test_study_progress_names_each_stage_and_how_far(capsys):
             bar.close()
             bar.close()
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == "study: stage 1/4 encode, video 1/1 (v.mp4, 4 frames)"
+    assert err[0] == "study: stage 1/4 encode v.mp4 (4 frames, 1 video(s) in the study)"
     assert "study: stage 2/4 score every metric on 3 variants" in err
     assert "study: stage 3/4 detect and AP per window (3 variants and 1 reference(s))" in err
     assert err[-1] == ("study: stage 4/4 correlations (200 bootstrap resamples), threshold sensitivity "

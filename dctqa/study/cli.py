@@ -102,14 +102,12 @@ class StudyProgress:
 
     def __init__(self, videos: int) -> None:
         self.videos = videos
-        self.encoded = 0
 
     def __call__(self, cfg: Any, total: int, desc: str):
         on = bool(cfg.progress)
-        if desc.startswith("encode"):
-            self.encoded += 1
-            stage(f"study: stage 1/{self.STAGES} encode, video {self.encoded}/{self.videos} "
-                  f"({desc[len('encode '):]}, {total} frames)", enabled=on)
+        if desc.startswith("encode"):  # only for videos not encoded by an earlier run (cached)
+            stage(f"study: stage 1/{self.STAGES} encode {desc[len('encode '):]} ({total} frames, "
+                  f"{self.videos} video(s) in the study)", enabled=on)
             return progress(total, f"study: {desc}", unit="frame", enabled=on)
         if desc == "score":
             stage(f"study: stage 2/{self.STAGES} score every metric on {total} variants", enabled=on)
