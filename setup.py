@@ -166,8 +166,9 @@ def _extensions():
 
     use_cuda = bool(cuda_home) and torch.version.cuda is not None and ce.CUDA_HOME is not None
     ccbin = _choose_toolchain(use_cuda)
+    # csrc/<op>/: <op>*.cpp schemas, cpu/ kernels, cuda/ kernels; csrc/common/: what several ops share.
     common = sorted(glob.glob("csrc/common/*.cpp")) + ["csrc/module.cpp"]
-    ops = ["spectral", "spectral_qk", "feature"]
+    ops = sorted(os.path.basename(d) for d in glob.glob("csrc/*") if os.path.isdir(d) and os.path.basename(d) != "common")
     sources = list(common)
     for op in ops:
         sources += sorted(glob.glob(f"csrc/{op}/*.cpp")) + sorted(glob.glob(f"csrc/{op}/cpu/*.cpp"))
@@ -184,8 +185,8 @@ def _extensions():
     if use_cuda:
         kwargs["include_dirs"] += _torch_cuda_include_dirs()
         kwargs["extra_compile_args"] = {
-            "cxx": cxx + ["-DDCTQA_WITH_CUDA"],
-            "nvcc": ccbin + ["-O3", "--use_fast_math", "-lineinfo", "-DDCTQA_WITH_CUDA"],
+            "cxx": cxx,
+            "nvcc": ccbin + ["-O3", "--use_fast_math", "-lineinfo"],
         }
         ext = ce.CUDAExtension(**kwargs)
     else:

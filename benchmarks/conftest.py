@@ -7,7 +7,6 @@ ratios to the literal reference and to the torch path measured in the same run.
 """
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import time
@@ -20,6 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from dctqa.settings import env_number, shared_dir  # noqa: E402,F401  (shared_dir: the benchmarks')
+
 #: (family, "HxW", K, batch, impl) -> pairs per second
 RESULTS: dict[tuple[str, str, int, int, str], float] = {}
 
@@ -29,11 +30,7 @@ NOTES: list[str] = []
 BASELINE_IMPL = {"fused": "cpp-op"}
 
 #: Wall-clock budget per benchmark (s), used to choose the number of rounds.
-ROUND_BUDGET_S = float(os.environ.get("DCTQA_BENCH_BUDGET_S", "4"))
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("DCTQA_SHARED", REPO.parent / "shared"))
+ROUND_BUDGET_S = env_number("DCTQA_BENCH_BUDGET_S", integer=False)
 
 
 def run_case(benchmark, fn: Callable[[], object], *, family: str, h: int, w: int, k: int, batch: int,

@@ -2,7 +2,7 @@
 
 For each size (W x H), K and batch: the CUDA op on channel DCTs already on the device,
 the torch path on the same device, and the whole path from uint8 frames on the device
-(ImageNet normalisation, the torch DCT-II of dctqa.dct, then the op). Frame pairs per
+(ImageNet normalisation, the torch DCT-II of dctqa.ops.dct, then the op). Frame pairs per
 second are medians over timed rounds (each round synchronised). Usage:
     python benchmarks/gpu_bench.py [--quick] [--json PATH]
 """
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dctqa import ops  # noqa: E402
 from dctqa.constants import EPSILON  # noqa: E402
-from dctqa.dct import dct2  # noqa: E402
+from dctqa.ops.dct import dct2  # noqa: E402
 
 SIZES = {"384x288": (288, 384), "768x576": (576, 768), "1920x1080": (1080, 1920)}
 KS = {16: 6, 64: 7}
@@ -61,7 +61,7 @@ def main() -> int:
     cases = [(s, k, b) for s in SIZES for k in (16, 64) for b in (1, 16)]
     if args.quick:
         cases = [("768x576", 16, 16), ("1920x1080", 64, 1), ("1920x1080", 64, 8), ("1920x1080", 64, 16)]
-    from dctqa.domains.spectral import SPECTRA_CACHE, spectral_qk_torch
+    from dctqa.ops.spectral_torch import SPECTRA_CACHE, spectral_qk_torch
 
     for size, k, b in cases:
         h, w = SIZES[size]

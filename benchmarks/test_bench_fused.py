@@ -14,16 +14,15 @@ Frames: vtest.avi scaled to each size when present (else random), distorted with
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 from benchmarks.conftest import run_case, shared_dir
 from dctqa import ops, reference
+from dctqa.settings import env_flag
 
 SIZES = {"384x288": (288, 384), "386x290": (290, 386), "768x576": (576, 768), "1920x1080": (1080, 1920)}
-QUICK = os.environ.get("DCTQA_BENCH_FUSED_QUICK", "") == "1"
+QUICK = env_flag("DCTQA_BENCH_FUSED_QUICK")
 CASES = [(s, k, b) for s in ("384x288", "768x576", "1920x1080") for k in (16, 64) for b in (1, 16)]
 CASES += [("386x290", k, 1) for k in (16, 64)]
 if QUICK:

@@ -17,7 +17,6 @@ stays under 3 minutes by default. Figures: pytest-benchmark ``extra_info`` and t
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -25,10 +24,11 @@ import numpy as np
 import pytest
 
 from benchmarks.conftest import NOTES, RESULTS, run_case, shared_dir
+from dctqa.settings import env_number
 
 H, W, FPS, K = 576, 768, 25.0, 16
 P99_TARGET_MS = 200.0
-LOAD_S = float(os.environ.get("DCTQA_BENCH_SERVE_S", "8"))
+LOAD_S = env_number("DCTQA_BENCH_SERVE_S", integer=False)
 MAX_LEVELS = 4
 BEST: dict[str, float] = {}
 

@@ -14,7 +14,7 @@ import torch
 from benchmarks.conftest import run_case
 from dctqa import ops, reference
 from dctqa.constants import EPSILON
-from dctqa.dct import dct2
+from dctqa.ops.dct import dct2
 
 AV = ops.available()
 SIZES = {"384x288": (288, 384), "768x576": (576, 768), "1920x1080": (1080, 1920)}
@@ -48,7 +48,7 @@ def test_cpp_op(benchmark, size: str, k: int, batch: int) -> None:
 
 @pytest.mark.parametrize("size,k,batch", TORCH_CASES)
 def test_torch_path(benchmark, size: str, k: int, batch: int) -> None:
-    from dctqa.domains.spectral import SPECTRA_CACHE, spectral_qk_torch
+    from dctqa.ops.spectral_torch import SPECTRA_CACHE, spectral_qk_torch
 
     h, w = SIZES[size]
     co, cc, f, *_ = _inputs(h, w, k, batch, "cpu")
@@ -82,7 +82,7 @@ def test_cuda_op(benchmark, size: str, k: int, batch: int) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("size,k,batch", [("1920x1080", 64, 1), ("768x576", 16, 16)])
 def test_cuda_torch_path(benchmark, size: str, k: int, batch: int) -> None:
-    from dctqa.domains.spectral import spectral_qk_torch
+    from dctqa.ops.spectral_torch import spectral_qk_torch
 
     h, w = SIZES[size]
     co, cc, f, *_ = _inputs(h, w, k, batch, "cuda")

@@ -391,12 +391,6 @@ class BaselineMetric:
     def info(self) -> MetricInfo:
         return metric_info(self.name)
 
-    @property
-    def higher_is_better(self) -> bool:
-        """Read-only ``not info.lower_better``, kept only for ``dctqa/study/report.py``
-        until it reads ``metric_info`` (issue 8, phase 2); not part of the API."""
-        return not self.info.lower_better
-
 
 BASELINES: dict[str, BaselineMetric] = {m.name: m for m in (
     BaselineMetric("psnr", psnr_np, psnr_torch),

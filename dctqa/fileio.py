@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from .errors import InputError, OutputError
-from .settings import shared_dir  # noqa: F401  (re-export for study/pipeline.py until phase 2 of issue 8)
 
 _FORBIDDEN_ROOTS = ("/proc", "/sys")
 _umask_lock = threading.Lock()

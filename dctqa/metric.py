@@ -19,7 +19,7 @@ from .backbones import Backbone, get_backbone
 from .constants import DEFAULT_BACKBONE, DOMAINS, EPSILON, METRIC_VERSION
 from .domains import make_domain
 from .errors import InputError, ResourceError
-from .preprocess import _copy_is_async, preprocess_torch  # noqa: F401  (_copy_is_async: tests)
+from .ops.preprocess import _copy_is_async, preprocess_torch  # noqa: F401  (_copy_is_async: tests)
 from .registry import DCTQA_METRICS, metric_info
 from . import settings
 

@@ -8,11 +8,12 @@ the variable and what is expected, never a crash on import or a silently replace
 Accessors, one per question the code asks:
 
 - :func:`env_number` (the numeric variables), :func:`max_pixels`, :func:`spectra_cache_bytes`
-- :func:`ops_disabled` (``DCTQA_DISABLE_OPS``)
+- :func:`ops_disabled` (``DCTQA_DISABLE_OPS``), :func:`env_flag` (``DCTQA_DISABLE_FUSED``)
 - :func:`shared_dir` (``DCTQA_SHARED``), :func:`cache_root` (``DCTQA_CACHE_DIR``)
-- :func:`check_op_env`: the compiled ops read ``DCTQA_CPU_CHUNK_MB`` and
-  ``DCTQA_CUDA_WORKSPACE_MB`` themselves (csrc, ``env_budget_bytes``); this validates them
-  first, so a bad value never reaches the C++ side in the normal path.
+- :func:`check_op_env`: the compiled ops read ``DCTQA_CPU_CHUNK_MB``,
+  ``DCTQA_CUDA_WORKSPACE_MB``, ``DCTQA_SPECTRA_CACHE_MB`` and ``DCTQA_FULL_SPECTRA``
+  themselves (``csrc/common/checks.h``, with the same rules); this validates them first, so
+  a bad value never reaches the C++ side in the normal path.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from pathlib import Path
 from .errors import ConfigError
 
 _SPACE = " \t\n\r\v\f"  # C's isspace(), as the C++ reader skips it
-_MAX_MB = 1 << 30  # the compiled ops' upper limit (csrc/common/checks.h, env_budget_bytes)
+_MAX_MB = 1 << 30  # the compiled ops' upper limit (csrc/common/checks.h)
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 
@@ -51,15 +52,25 @@ ENV: dict[str, EnvVar] = {v.name: v for v in (
     EnvVar("DCTQA_CPU_CHUNK_MB", "number", "64", "MiB of magnitude buffers per thread in the CPU op", 1, _MAX_MB),
     EnvVar("DCTQA_CUDA_WORKSPACE_MB", "number", "256", "MiB of stored magnitudes in the CUDA op", 1, _MAX_MB),
     EnvVar("DCTQA_DISABLE_OPS", "flag", "0", "force the torch path even where the compiled ops are built"),
+    EnvVar("DCTQA_DISABLE_FUSED", "flag", "0", "turn off only the fused op spectral_qk_frames (unfused path)"),
+    EnvVar("DCTQA_FULL_SPECTRA", "flag", "1",
+           "let the CPU ops' spectra cache keep the whole G when it takes <= 1/4 of the bound"),
     EnvVar("DCTQA_SHARED", "path", "<checkout>/../shared", "the shared data folder (videos, models)"),
     EnvVar("DCTQA_CACHE_DIR", "path", "$XDG_CACHE_HOME/dctqa (~/.cache/dctqa)",
            "root of dctqa's on-disk caches (detections)"),
     EnvVar("DCTQA_BENCH_BUDGET_S", "number", "4", "seconds of timing per benchmark case (benchmarks only)",
            0, 1e6),
+    EnvVar("DCTQA_BENCH_SERVE_S", "number", "8", "seconds of load per serving benchmark level (benchmarks only)",
+           0, 1e6),
+    EnvVar("DCTQA_BENCH_FUSED_QUICK", "flag", "0", "run only the small cases of the fused benchmark"),
 )}
 
-#: Variables the compiled ops read in C++ (whole MiB, at least 1).
+#: Variables the compiled ops read in C++ (csrc/common/checks.h): whole MiB >= 1 (the
+#: budgets), MiB from 0 to 2^30 with fractions (the spectra cache, as the torch path reads
+#: it), on/off (DCTQA_FULL_SPECTRA, unset = on).
 OP_ENV = ("DCTQA_CPU_CHUNK_MB", "DCTQA_CUDA_WORKSPACE_MB")
+OP_ENV_BOUNDS = ("DCTQA_SPECTRA_CACHE_MB",)
+OP_ENV_FLAGS = ("DCTQA_FULL_SPECTRA",)
 
 
 def _raw(name: str, kind: str) -> tuple[EnvVar, str]:
@@ -157,3 +168,7 @@ def check_op_env() -> None:
     """Raise :class:`ConfigError` if a variable read by the compiled ops is malformed."""
     for name in OP_ENV:
         env_number(name, integer=True)
+    for name in OP_ENV_BOUNDS:
+        env_number(name, integer=False)
+    for name in OP_ENV_FLAGS:
+        env_flag(name)

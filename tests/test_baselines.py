@@ -133,7 +133,6 @@ def test_registry():
     assert psnr.kind == "FR" and not psnr.lower_better and psnr.unit == "dB" and psnr.range == (0.0, 100.0)
     assert blur.kind == "NR" and blur.lower_better
     assert not B.get_baseline("contrast").info.lower_better
-    assert B.get_baseline("contrast").higher_is_better  # the study's read-only alias (issue 8 phase 2 drops it)
     with pytest.raises(InputError, match="unknown baseline"):
         B.get_baseline("vmaf")
 

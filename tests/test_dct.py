@@ -6,7 +6,7 @@ import pytest
 import scipy.fft
 import torch
 
-from dctqa.dct import _dct2_fft, _dct_last_fft, dct2
+from dctqa.ops.dct import _dct2_fft, _dct_last_fft, dct2
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (1, 6), (7, 5), (8, 8), (33, 65)])

@@ -103,8 +103,8 @@ def test_fused_full_frames_match_unfused_path(vtest_frames, yolox_backbone):
     fused = dctqa.Metric(bb)
     assert fused.implementation == "cpp-fused" and fused.params()["implementation"] == "cpp-fused"
     q = fused.score(ref, dist, per_filter=True)
-    from dctqa.dct import dct2
-    from dctqa.preprocess import preprocess_torch
+    from dctqa.ops.dct import dct2
+    from dctqa.ops.preprocess import preprocess_torch
 
     r, d = _nchw(ref), _nchw(dist)
     f = torch.as_tensor(bb.filters, dtype=torch.float32)

@@ -24,7 +24,7 @@ import dctqa
 from dctqa import ops
 from dctqa.backbones import Backbone, Preprocess, Stem, get_backbone
 from dctqa.constants import EPSILON
-from dctqa.dct import dct2
+from dctqa.ops.dct import dct2
 from dctqa.errors import BackboneError, ConfigError, DctqaError, InputError, ResourceError
 from dctqa.metric import Metric, _copy_is_async, preprocess_torch
 
@@ -254,7 +254,7 @@ def test_garbage_spectra_cache_env_is_config_error() -> None:
     """DCTQA_SPECTRA_CACHE_MB=lots crashed `import dctqa.domains` with a ValueError traceback."""
     r = _run_py("""
         import numpy as np, torch
-        from dctqa.domains.spectral import spectral_qk_torch
+        from dctqa.ops.spectral_torch import spectral_qk_torch
         from dctqa.errors import ConfigError
         try:
             spectral_qk_torch(torch.ones(1, 3, 4, 4), torch.ones(1, 3, 4, 4), torch.ones(2, 3, 2, 2))

@@ -12,7 +12,7 @@ import torch
 
 from dctqa import ops, reference
 from dctqa.constants import EPSILON
-from dctqa.dct import dct2
+from dctqa.ops.dct import dct2
 
 
 _AVAIL = ops.available()
@@ -146,7 +146,7 @@ def test_spectral_op_matches_reference_on_real_frames(vtest_path) -> None:
 @needs_cpp
 def test_spectral_op_matches_torch_path_full_frame(vtest_path) -> None:
     """576 x 768, K = 64 (7 x 7): the op against the float64 torch fallback of the same identity."""
-    from dctqa.domains.spectral import spectral_qk_torch
+    from dctqa.ops.spectral_torch import spectral_qk_torch
 
     ref, dist = _vtest_pairs(vtest_path, crop=None)
     ref, dist = ref[:2], dist[[0, 3]]  # one H.264 pair, one block-quantised pair
@@ -214,7 +214,7 @@ def _check_ratio_median(m: int, kind: str) -> None:
 
 @needs_cpp
 def test_ratio_op_matches_reference_and_torch() -> None:
-    from dctqa.reduction import ratio_qk_torch
+    from dctqa.ops.ratio_torch import ratio_qk_torch
 
     g = np.random.default_rng(0)
     ao = (g.gamma(0.5, 10.0, (4, 16, 3000))).astype(np.float32)
@@ -405,7 +405,7 @@ def test_package_works_without_extension() -> None:
         "import sys; sys.modules['dctqa._C'] = None\n"
         "import torch, json\n"
         "from dctqa import ops\n"
-        "from dctqa.dct import dct2\n"
+        "from dctqa.ops.dct import dct2\n"
         "a = ops.available()\n"
         "g = torch.Generator().manual_seed(0)\n"
         "x = torch.randn(2, 3, 9, 12, generator=g); y = x + 0.1 * torch.randn(2, 3, 9, 12, generator=g)\n"
@@ -453,7 +453,7 @@ def test_spectral_op_small_chunk_budget_same_result(tmp_path) -> None:
     code = (
         "import numpy as np, torch, sys\n"
         "from dctqa import ops\n"
-        "from dctqa.dct import dct2\n"
+        "from dctqa.ops.dct import dct2\n"
         f"p = {str(tmp_path)!r}\n"
         "xo, xc, f = (torch.from_numpy(np.load(p + '/' + n + '.npy')).float() for n in ('xo', 'xc', 'f'))\n"
         "assert ops.implementation_for('cpu') == 'cpp-op'\n"

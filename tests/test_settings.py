@@ -1,6 +1,8 @@
 """dctqa.settings: every DCTQA_* variable is read and checked in one place; garbage is a ConfigError."""
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
@@ -75,13 +77,12 @@ def test_path_garbage_is_config_error(monkeypatch, tmp_path, name):
 
 
 def test_every_python_reader_goes_through_settings():
-    """No module outside settings.py reads a DCTQA_* variable from os.environ itself,
-    except the ones listed for phase 2 of issue 8 (they predate this module)."""
-    phase2 = {"dctqa/ops.py", "dctqa/detect/cache.py"}
+    """No module outside settings.py (package or benchmarks) reads a DCTQA_* variable from
+    os.environ itself."""
     offenders = []
-    for p in sorted((REPO / "dctqa").rglob("*.py")):
+    for p in sorted([*(REPO / "dctqa").rglob("*.py"), *(REPO / "benchmarks").rglob("*.py")]):
         rel = p.relative_to(REPO).as_posix()
-        if rel == "dctqa/settings.py" or rel in phase2:
+        if rel == "dctqa/settings.py":
             continue
         if re.search(r"(environ|getenv)[^\n]*DCTQA_", p.read_text()):
             offenders.append(rel)
@@ -94,3 +95,29 @@ def test_readme_table_lists_every_variable():
         assert f"| `{name}` |" in readme, name
     for name in ("DCTQA_NO_CUDA", "DCTQA_NO_EXT", "DCTQA_ALLOW_TOOLCHAIN_MISMATCH"):
         assert f"| `{name}` |" in readme, name
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", " 3 ", "1024"])
+def test_cpp_spectra_cache_bound_agrees_with_python(value):
+    """DCTQA_SPECTRA_CACHE_MB means the same bytes to the C++ CPU ops' cache as to the torch path's."""
+    import subprocess
+    import sys
+
+    from dctqa import ops
+
+    if ops.spectra_cache_info() is None:
+        pytest.skip("the compiled extension is not built (the torch path alone reads the variable)")
+    code = ("from dctqa import ops, settings; import json; "
+            "print(json.dumps([ops.spectra_cache_info()['max_bytes'], settings.spectra_cache_bytes()]))")
+    env = {**os.environ, "DCTQA_SPECTRA_CACHE_MB": value}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    cpp, py = json.loads(out.stdout)
+    assert cpp == py == int(float(value) * (1 << 20))
+
+
+@pytest.mark.parametrize("name,value", [("DCTQA_SPECTRA_CACHE_MB", "-1"), ("DCTQA_SPECTRA_CACHE_MB", "lots"),
+                                        ("DCTQA_FULL_SPECTRA", "maybe")])
+def test_op_variables_are_checked_before_the_op(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        settings.check_op_env()

@@ -6,10 +6,15 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "common/constants.h"
+
 namespace dctqa {
 namespace cuda {
 
 constexpr int kThreads = 256;  // block size of the selection and reduction kernels
+
+// x rounded up to a multiple of 256 bytes (the alignment of each workspace part).
+inline size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
 
 __device__ __forceinline__ uint32_t order_key(float f) {
   const uint32_t b = __float_as_uint(f);
@@ -68,11 +73,11 @@ static __global__ void select_pick_kernel(uint32_t* __restrict__ state,
   state[2 * p + 1] = r;
 }
 
-// eps[p] = epsilon * value(prefix) + 1e-12 (METRIC.md's eps_k from the lower median).
+// eps[p] = epsilon * value(prefix) + kAbsFloor (METRIC.md's eps_k from the lower median).
 static __global__ void select_eps_kernel(const uint32_t* __restrict__ state, int64_t planes,
                                          double epsilon, float* __restrict__ eps) {
   const int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  if (p < planes) eps[p] = (float)(epsilon * (double)key_value(state[2 * p]) + 1e-12);
+  if (p < planes) eps[p] = (float)(epsilon * (double)key_value(state[2 * p]) + kAbsFloor);
 }
 
 // Bytes of workspace select_eps needs for `planes` planes.
@@ -81,7 +86,7 @@ inline size_t select_workspace_bytes(int64_t planes) {
 }
 
 // eps for every plane of `data` (planes x M floats, contiguous): epsilon * (value of
-// rank floor((M-1)/2)) + 1e-12. `ws` holds select_workspace_bytes(planes) bytes.
+// rank floor((M-1)/2)) + kAbsFloor. `ws` holds select_workspace_bytes(planes) bytes.
 inline cudaError_t launch_lower_median_eps(const float* data, int64_t planes, int64_t M,
                                            double epsilon, void* ws, float* eps,
                                            cudaStream_t stream) {

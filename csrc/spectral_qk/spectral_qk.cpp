@@ -1,4 +1,4 @@
-// Schema of dctqa::spectral_qk (kernels: cpu/, cuda/; fake kernel: dctqa/ops.py).
+// Schema of dctqa::spectral_qk (kernels: cpu/, cuda/; fake kernel: dctqa/ops/).
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(dctqa, m) {

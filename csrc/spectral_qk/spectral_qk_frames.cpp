@@ -1,5 +1,5 @@
 // Schema of dctqa::spectral_qk_frames, the whole spectral-domain metric in one op
-// (kernel: cpu/spectral_qk_frames_cpu.cpp; fake kernel and torch fallback: dctqa/ops.py).
+// (kernel: cpu/spectral_qk_frames_cpu.cpp; fake kernel and torch fallback: dctqa/ops/).
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(dctqa, m) {

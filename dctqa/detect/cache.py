@@ -10,12 +10,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from ..errors import InputError, VideoError
 from ..fileio import atomic_output, file_sha256
+from ..io import iter_frames, probe
+from ..progress import progress as progress_bar
+from ..settings import cache_root
 from .types import Detections, Detector
 
 #: Bumped when the layout of the cache files changes.
@@ -23,45 +25,14 @@ CACHE_FORMAT = 1
 
 
 def default_cache_dir() -> Path:
-    """``$DCTQA_CACHE_DIR/detections``, else ``$XDG_CACHE_HOME/dctqa/detections`` (``~/.cache``)."""
-    root = os.environ.get("DCTQA_CACHE_DIR")
-    if root:
-        return Path(root) / "detections"
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "dctqa" / "detections"
-
-
-def _iter_frames_av(path: Path, stride: int) -> Iterator[np.ndarray]:
-    import av
-
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise VideoError(f"cannot open video {str(path)!r}: {exc}") from None
-    with container:
-        if not container.streams.video:
-            raise VideoError(f"{str(path)!r} has no video stream")
-        try:
-            for i, frame in enumerate(container.decode(video=0)):
-                if i % stride == 0:
-                    yield frame.to_ndarray(format="rgb24")
-        except av.error.FFmpegError as exc:
-            raise VideoError(f"cannot decode {str(path)!r}: {exc}") from None
-
-
-def _frames(path: Path, stride: int) -> Iterator[np.ndarray]:
-    try:
-        from ..io import iter_frames  # the project's reader, when present
-    except ImportError:
-        return _iter_frames_av(path, stride)
-    return iter_frames(path, stride)
+    """``<cache root>/detections``: ``$DCTQA_CACHE_DIR``, else ``$XDG_CACHE_HOME/dctqa``
+    (``~/.cache/dctqa``); see :func:`dctqa.settings.cache_root`."""
+    return cache_root() / "detections"
 
 
 def _frame_count(path: Path) -> int | None:
     """Frame count from the container header (for the progress bar only; may be absent)."""
     try:
-        from ..io import probe
-
         return int(probe(path).frames) or None
     except Exception:  # a missing count only costs the bar its total
         return None
@@ -130,13 +101,9 @@ def cached_detect(detector: Detector, video_path: str | os.PathLike, frame_strid
         except (OSError, ValueError, KeyError, TypeError):
             pass  # unreadable or foreign file: recompute and overwrite
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        n = _frame_count(video_path)
-        bar = tqdm(total=None if n is None else -(-n // frame_stride), unit="frame",
-                   desc=f"detect {video_path.name}", leave=False)
+    n = _frame_count(video_path) if progress else None
+    bar = progress_bar(None if n is None else -(-n // frame_stride), f"detect {video_path.name}",
+                       unit="frame", enabled=progress)
     dets: list[Detections] = []
     batch: list[np.ndarray] = []
 
@@ -145,20 +112,16 @@ def cached_detect(detector: Detector, video_path: str | os.PathLike, frame_strid
         if len(out) != len(batch):
             raise RuntimeError(f"detector {detector.name} returned {len(out)} results for {len(batch)} frames")
         dets.extend(out)
-        if bar is not None:
-            bar.update(len(batch))
+        bar.update(len(batch))
         batch.clear()
 
-    try:
-        for frame in _frames(video_path, frame_stride):
+    with bar:
+        for frame in iter_frames(video_path, frame_stride):
             batch.append(frame)
             if len(batch) >= batch_size:
                 flush()
         if batch:
             flush()
-    finally:
-        if bar is not None:
-            bar.close()
     if not dets:
         raise VideoError(f"{str(video_path)!r} yielded no frames")
     fi = np.arange(len(dets), dtype=np.int64) * frame_stride

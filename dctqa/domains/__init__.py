@@ -14,8 +14,8 @@ import torch
 from .. import ops
 from ..backbones import Backbone
 from ..constants import EPSILON
-from ..dct import dct2
 from ..errors import InputError
+from ..ops.dct import dct2
 from .feature import StemModule, feature_magnitudes_torch
 
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones import Stem
-from ..dct import dct2
+from ..ops.dct import dct2
 
 
 class StemModule:

@@ -1,4 +1,4 @@
-"""The one place that knows whether the compiled ops exist for a device.
+"""Dispatch: the one place that knows whether the compiled ops exist for a device.
 
 The extension ``dctqa._C`` registers three torch ops (schemas in ``csrc/*/*.cpp``):
 
@@ -9,29 +9,43 @@ The extension ``dctqa._C`` registers three torch ops (schemas in ``csrc/*/*.cpp`
   frames, preprocessing and DCTs included ("fused"; CPU kernel only so far)
 
 with a CPU kernel and, in a CUDA build, a CUDA kernel for the first two; fake (meta)
-kernels are registered here so that they work under ``torch.compile``. The wrappers below
-call the op when it has a kernel for the tensors' device and fall back to the torch path
-otherwise (or when ``DCTQA_DISABLE_OPS=1``).
+kernels are registered on loading (:mod:`dctqa.ops.fakes`) so that they work under
+``torch.compile``. The wrappers below check their arguments, call the op when it has a
+kernel for the tensors' device and fall back to the torch path otherwise (or when
+``DCTQA_DISABLE_OPS=1``): :mod:`dctqa.ops.spectral_torch`, :mod:`dctqa.ops.ratio_torch`, and
+:mod:`dctqa.ops.preprocess` + :mod:`dctqa.ops.dct` for the fused op.
 """
 from __future__ import annotations
 
+import importlib
 import math
-import os
 import threading
 from typing import TYPE_CHECKING
 
 import torch
 
-from .errors import InputError
-from .settings import check_op_env
+from ..errors import InputError
+from ..settings import check_op_env, env_flag, ops_disabled
+from .dct import dct2
+from .fakes import register_fakes
+from .preprocess import preprocess_torch
+from .ratio_torch import ratio_qk_torch
+from .spectral_torch import spectral_qk_torch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .backbones.base import Preprocess
+    from ..backbones.base import Preprocess
 
 _OPS = ("spectral_qk", "ratio_qk")
 FUSED_OP = "spectral_qk_frames"
 _lock = threading.Lock()
 _state: dict | None = None
+
+
+def _extension():
+    """The compiled module ``dctqa._C`` (imported by name: it is a shared object, not a
+    Python module of the package, and importing it through ``dctqa`` would make the floor
+    import the package root)."""
+    return importlib.import_module("dctqa._C")
 
 
 def _load() -> dict:
@@ -41,43 +55,16 @@ def _load() -> dict:
         if _state is not None:
             return _state
         try:
-            from . import _C  # noqa: F401  (registers torch.ops.dctqa.*)
+            _extension()  # registers torch.ops.dctqa.*
         except ImportError as exc:  # extension not built, or built against another torch
             _state = {"loaded": False, "error": f"{type(exc).__name__}: {exc}"}
             return _state
         except OSError as exc:  # e.g. a missing shared library of the CUDA runtime
             _state = {"loaded": False, "error": f"{type(exc).__name__}: {exc}"}
             return _state
-        _register_fakes()
+        register_fakes()
         _state = {"loaded": True, "error": None}
         return _state
-
-
-def _register_fakes() -> None:
-    """Shape-only kernels for FakeTensor / meta tensors (torch.compile, opcheck)."""
-
-    def _spectral_fake(co, cc, filters, epsilon):
-        torch._check(co.dim() == 4 and filters.dim() == 4, lambda: "co and filters must be 4-D")
-        return co.new_empty((co.shape[0], filters.shape[0]), dtype=torch.float64)
-
-    def _ratio_fake(ao, ac, epsilon):
-        torch._check(ao.dim() == 3, lambda: "ao must be 3-D [N, K, M]")
-        return ao.new_empty((ao.shape[0], ao.shape[1]), dtype=torch.float64)
-
-    def _frames_fake(ref, dist, filters, channel_index, scale, mean, std, epsilon):
-        torch._check(ref.dim() == 4 and filters.dim() == 4, lambda: "ref and filters must be 4-D")
-        return filters.new_empty((ref.shape[0], filters.shape[0]), dtype=torch.float64)
-
-    for name, fn in (("spectral_qk", _spectral_fake), ("ratio_qk", _ratio_fake), (FUSED_OP, _frames_fake)):
-        try:
-            torch.library.register_fake(f"dctqa::{name}", fn)
-        except RuntimeError as exc:  # already registered (module reloaded)
-            if "already" not in str(exc).lower():
-                raise
-
-
-def _disabled() -> bool:
-    return os.environ.get("DCTQA_DISABLE_OPS", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _has_kernel(op: str, dispatch_key: str) -> bool:
@@ -121,11 +108,11 @@ def implementation_for(device: torch.device | str, op: str = "spectral_qk") -> s
     which still uses the ``spectral_qk`` op)."""
     if op not in _OPS + (FUSED_OP,):
         raise InputError(f"unknown op {op!r}; expected one of {_OPS + (FUSED_OP,)}")
-    if _disabled():
+    if ops_disabled():
         return "torch"
     dev = torch.device(device)
     if op == FUSED_OP:
-        if os.environ.get("DCTQA_DISABLE_FUSED", "").strip().lower() in {"1", "true", "yes", "on"}:
+        if env_flag("DCTQA_DISABLE_FUSED"):
             return "torch"
         return "cpp-fused" if dev.type == "cpu" and _has_kernel(op, "CPU") else "torch"
     if dev.type == "cuda" and _has_kernel(op, "CUDA"):
@@ -144,7 +131,7 @@ def _check_float_tensor(name: str, t: object, dim: int) -> None:
         raise InputError(f"{name} must be a floating tensor, got {t.dtype}")
 
 
-#: Limits of the CUDA kernels (csrc/spectral/cuda/spectral_cuda.h); inputs beyond them
+#: Limits of the CUDA kernels (csrc/spectral_qk/cuda/spectral_qk_cuda.h); inputs beyond them
 #: run on the torch path on that device, so the result never depends on the device.
 CUDA_MAX_CHANNELS = 4
 CUDA_MAX_ROWS = 65535
@@ -205,8 +192,6 @@ def spectral_qk(co: torch.Tensor, cc: torch.Tensor, filters: torch.Tensor, epsil
         check_op_env()
         f = filters.detach().to(device=co.device, dtype=torch.float32).contiguous()
         return torch.ops.dctqa.spectral_qk(co, cc, f, float(epsilon))
-    from .domains.spectral import spectral_qk_torch
-
     return spectral_qk_torch(co, cc, filters, epsilon)
 
 
@@ -236,9 +221,8 @@ def ratio_qk(ao: torch.Tensor, ac: torch.Tensor, epsilon: float) -> torch.Tensor
     if impl == "cuda-op" and n * k >= _MAX_PLANE:
         impl = "torch"
     if impl != "torch" and ao.numel() > 0 and m < _MAX_PLANE and _op_ready(ao, ac):
+        check_op_env()
         return torch.ops.dctqa.ratio_qk(ao.reshape(n, k, -1), ac.reshape(n, k, -1), float(epsilon))
-    from .reduction import ratio_qk_torch
-
     return ratio_qk_torch(ao, ac, epsilon)
 
 
@@ -251,7 +235,7 @@ def spectral_qk_frames(ref: torch.Tensor, dist: torch.Tensor, filters: torch.Ten
     in 0..255, same shape; filters: ``[K, 3, kh, kw]``; preprocess: the backbone's
     :class:`~dctqa.backbones.Preprocess`; epsilon: relative floor. The pixel domain is this
     with its identity ``K = 3``, ``1 x 1`` bank. Runs the fused op (``cpp-fused``) for CPU
-    uint8 / float32 frames, else preprocessing + :func:`dctqa.dct.dct2` + :func:`spectral_qk`.
+    uint8 / float32 frames, else preprocessing + :func:`dctqa.ops.dct.dct2` + :func:`spectral_qk`.
     """
     for name, t in (("ref", ref), ("dist", dist)):
         if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[1] != 3:
@@ -271,14 +255,12 @@ def spectral_qk_frames(ref: torch.Tensor, dist: torch.Tensor, filters: torch.Ten
     if implementation_for(ref.device, FUSED_OP) == "cpp-fused" and ref.shape[0] > 0:
         if ref.dtype != dist.dtype or ref.dtype not in (torch.uint8, torch.float32):
             ref, dist = ref.float(), dist.float()
+        check_op_env()
         f = filters.detach().to(device="cpu", dtype=torch.float32)
         p = preprocess
         return torch.ops.dctqa.spectral_qk_frames(ref, dist, f, list(p.channel_index), float(p.scale),
                                                   [float(m) for m in p.mean], [float(s) for s in p.std],
                                                   float(epsilon))
-    from .dct import dct2
-    from .preprocess import preprocess_torch
-
     co = dct2(preprocess_torch(ref, preprocess, ref.device))
     cc = dct2(preprocess_torch(dist, preprocess, ref.device))
     return spectral_qk(co, cc, filters.to(ref.device), epsilon)
@@ -290,17 +272,13 @@ def spectra_cache_info() -> dict | None:
     ``None`` when the extension is not loaded. Shared by every call and thread in the process."""
     if not _load()["loaded"]:
         return None
-    from . import _C
-
-    return dict(_C.spectra_cache_info())
+    return dict(_extension().spectra_cache_info())
 
 
 def spectra_cache_clear() -> None:
     """Empty the compiled ops' spectra cache and reset its counters (no-op without the extension)."""
     if _load()["loaded"]:
-        from . import _C
-
-        _C.spectra_cache_clear()
+        _extension().spectra_cache_clear()
 
 
 def spectra_cache_set_max_bytes(max_bytes: int) -> None:
@@ -308,6 +286,4 @@ def spectra_cache_set_max_bytes(max_bytes: int) -> None:
     if not isinstance(max_bytes, int) or max_bytes < 0:
         raise InputError(f"max_bytes must be an int >= 0, got {max_bytes!r}")
     if _load()["loaded"]:
-        from . import _C
-
-        _C.spectra_cache_set_max_bytes(max_bytes)
+        _extension().spectra_cache_set_max_bytes(max_bytes)

@@ -1,9 +1,13 @@
-"""METRIC.md's preprocessing ``P`` in torch (the detector's input from RGB pixels)."""
+"""METRIC.md's preprocessing ``P`` in torch (the detector's input from RGB pixels); the fused
+op's fallback and the unfused path of :class:`dctqa.Metric` use it."""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 
-from .backbones.base import Preprocess
+if TYPE_CHECKING:  # pragma: no cover
+    from ..backbones.base import Preprocess
 
 
 def _copy_is_async(src: torch.device, dst: torch.device) -> bool:
@@ -16,7 +20,7 @@ def _copy_is_async(src: torch.device, dst: torch.device) -> bool:
     return src.type == "cpu" and dst.type == "cuda"
 
 
-def preprocess_torch(t: torch.Tensor, p: Preprocess, device: torch.device | str) -> torch.Tensor:
+def preprocess_torch(t: torch.Tensor, p: "Preprocess", device: torch.device | str) -> torch.Tensor:
     """``[N, 3, H, W]`` RGB 0..255 (any strides) -> contiguous float32 detector input on ``device``.
 
     METRIC.md's ``P``: channel ``c`` of the output is ``pixel[order[c]] * scale / std_c - mean_c / std_c``,

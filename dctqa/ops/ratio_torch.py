@@ -1,9 +1,10 @@
-"""The ratio/median/mean reduction of METRIC.md in torch, shared by every fast domain."""
+"""Torch fallback of the ``ratio_qk`` op: METRIC.md's ratio/median/mean reduction (also the
+last step of the spectral fallback)."""
 from __future__ import annotations
 
 import torch
 
-from .constants import ABS_FLOOR, EPSILON
+from ..constants import ABS_FLOOR, EPSILON
 
 
 def lower_median(a: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Spectral domain, fast torch path: METRIC.md's DCT-II identity.
+"""Torch fallback of the ``spectral_qk`` op: METRIC.md's DCT-II identity.
 
 ``A_k[u, v] = 4 |sum_c C_c[u, v] conj(G[k, c, u, v])|`` with ``C_c`` the unnormalised
 DCT-II of channel ``c`` and ``G`` the ``2H x 2W`` DFT of the zero-padded filter,
@@ -16,8 +16,8 @@ from collections import OrderedDict
 import torch
 
 from ..constants import EPSILON
-from ..reduction import ratio_qk_torch
-from ..settings import env_number
+from ..settings import spectra_cache_bytes
+from .ratio_torch import ratio_qk_torch
 
 _TILE_BYTES = 128 << 20  # bytes of G (re + im, float32) built or sliced at a time
 _CHUNK_BYTES = 512 << 20  # bytes of magnitudes (both frames) held at a time
@@ -65,7 +65,7 @@ class SpectraCache:
         """The bound given, else ``DCTQA_SPECTRA_CACHE_MB`` MiB read now (ConfigError if malformed)."""
         if self._max_bytes is not None:
             return self._max_bytes
-        return int(env_number("DCTQA_SPECTRA_CACHE_MB", integer=False) * (1 << 20))
+        return spectra_cache_bytes()
 
     @property
     def nbytes(self) -> int:

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..registry import DCTQA_METRICS, metric_info
 from ..stats import (STATISTICS, _percentile_interval, mean_with_interval, resample_counts,
                      resample_statistics, within_group_correlations)
 
@@ -86,15 +87,20 @@ class AnalysisSettings:
             self.compared = [c for c in COMPARED if c in self.metrics] + [c for c in dq if c != self.primary]
 
 
-def higher_is_better(col: str) -> bool:
-    """Direction of a metric column: dctqa columns are lower-is-better, baselines as declared."""
-    from ..baselines import BASELINES
+def column_metric(col: str) -> str:
+    """The registry name of a study column (the one mapping): ``dctqa_<domain>_<backbone>``
+    -> the domain's dctqa metric (``dctqa``, ``dctqa_feature``, ``dctqa_pixel``),
+    ``psnr_global`` (PSNR of the window's mean MSE) -> ``psnr``, a baseline -> itself."""
+    if col.startswith("dctqa_"):
+        domain = col.split("_")[1]
+        if domain in DCTQA_METRICS:
+            return DCTQA_METRICS[domain]
+    return "psnr" if col == "psnr_global" else col
 
-    if col.startswith("dctqa"):
-        return False
-    if col == "psnr_global":
-        return True
-    return BASELINES[col].higher_is_better
+
+def higher_is_better(col: str) -> bool:
+    """Direction of a metric column, from the registry (``metric_info(...).lower_better``)."""
+    return not metric_info(column_metric(col)).lower_better
 
 
 def sign(col: str) -> float:

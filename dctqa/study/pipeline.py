@@ -29,8 +29,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..codec import EncodeSettings, Variant, encode_sweep, read_manifest, write_reference
-from ..fileio import atomic_write_text, shared_dir
 from ..errors import InputError, VideoError
+from ..fileio import atomic_write_text
+from ..settings import shared_dir
 from .stages import StageCache
 
 #: CRF subsets of the paper's Table 2 (high compression), besides "all windows".

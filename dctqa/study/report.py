@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..fileio import atomic_path, atomic_write_text
+from .analysis import higher_is_better
 
 _STATS = ("lcc", "srcc", "krcc")
 
@@ -45,12 +46,6 @@ def frames_csv(frames: dict[str, dict[str, dict[str, np.ndarray]]]) -> str:
                 rows.append({"video": video, "variant": name, "frame": int(f),
                              **{c: float(arrs[c][i]) for c in cols}})
     return rows_to_csv(rows)
-
-
-def _higher_better(col: str) -> bool:
-    from .analysis import higher_is_better
-
-    return higher_is_better(col)
 
 
 def _fmt(r, lo, hi) -> str:
@@ -459,7 +454,7 @@ def _correlation_lines(a) -> list[str]:
             L += [f"### {target.upper()} — {subset} (n = {sub[0]['n']}, clusters = {sub[0]['n_clusters']})", "",
                   "| metric | better | LCC | SRCC | KRCC |", "|---|---|---|---|---|"]
             for c in sub:
-                L.append(f"| {c['metric']} | {'higher' if _higher_better(c['metric']) else 'lower'} | "
+                L.append(f"| {c['metric']} | {'higher' if higher_is_better(c['metric']) else 'lower'} | "
                          + " | ".join(_fmt(c[k], c[f'{k}_lo'], c[f'{k}_hi']) for k in _STATS) + " |")
             notes = [c["notes"] for c in sub if c.get("notes")]
             if notes:

@@ -5,8 +5,9 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
-#include "../../common/checks.h"
-#include "../../common/cpu_kernels.h"
+#include "common/checks.h"
+#include "common/constants.h"
+#include "common/cpu_reduce.h"
 
 namespace dctqa {
 namespace {
@@ -25,7 +26,7 @@ at::Tensor ratio_qk_cpu(const at::Tensor& ao_in, const at::Tensor& ac_in, double
     for (int64_t r = b; r < e; ++r) {
       const float* a = pa + r * M;
       const double m = (double)cpu::lower_median(a, (size_t)M);
-      const float eps = (float)(epsilon * m + 1e-12);
+      const float eps = (float)(epsilon * m + kAbsFloor);
       po[r] = cpu::ratio_sum(a, pc + r * M, (size_t)M, eps) / (double)M;
     }
   });

@@ -7,7 +7,7 @@
 #include <torch/library.h>
 
 #include "common/checks.h"
-#include "feature_cuda.h"
+#include "ratio_qk/cuda/ratio_qk_cuda.h"
 
 namespace dctqa {
 namespace {

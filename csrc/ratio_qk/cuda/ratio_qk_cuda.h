@@ -1,4 +1,4 @@
-// Launcher of the CUDA kernels of dctqa::ratio_qk (no torch types: see feature_kernels.cu).
+// Launcher of the CUDA kernels of dctqa::ratio_qk (no torch types: see ratio_qk_kernels.cu).
 #pragma once
 #include <cuda_runtime.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 // CUDA kernels of dctqa::ratio_qk: exact radix selection of the lower median of every
 // (frame, filter) plane of ao, then the ratio mean with per-block partial sums reduced
 // in a fixed order (deterministic), all on one stream.
-#include "feature_cuda.h"
+#include "ratio_qk/cuda/ratio_qk_cuda.h"
 #include "common/cuda_reduce.cuh"
 
 namespace dctqa {
@@ -30,8 +30,6 @@ int64_t slices_for(int64_t M) {
   int64_t s = (M + (int64_t)kThreads * 64 - 1) / ((int64_t)kThreads * 64);
   return s < 1 ? 1 : (s > kSlices ? kSlices : s);
 }
-
-size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
 
 }  // namespace
 

@@ -8,7 +8,7 @@
 // the lower median of A^o, eps_k, and the ratio mean.
 // Working memory per worker thread: 2 * chunk * kb * H * W floats (kb <= 4 filters at a
 // time), chunk sized to a fixed byte budget: it does not grow with the number of frames.
-#include "spectral_core.h"
+#include "spectral_qk/cpu/spectral_core.h"
 
 #include <ATen/Parallel.h>
 
@@ -19,8 +19,10 @@
 #include <list>
 #include <mutex>
 
-#include "../../common/checks.h"
-#include "../../common/cpu_kernels.h"
+#include "common/checks.h"
+#include "common/constants.h"
+#include "common/cpu_reduce.h"
+#include "spectral_qk/cpu/spectral_rows.h"
 
 namespace dctqa {
 namespace cpu {
@@ -132,7 +134,7 @@ struct SpectraCache {
   std::mutex mu;
   std::list<std::shared_ptr<const FilterSpectra>> items;  // most recent first
   int64_t bytes = 0, hits = 0, misses = 0;
-  int64_t max_bytes = env_budget_bytes("DCTQA_SPECTRA_CACHE_MB", 1024);
+  int64_t max_bytes = env_bound_bytes("DCTQA_SPECTRA_CACHE_MB", 1024);
 
   void evict_to(int64_t bound) {  // caller holds mu
     while (bytes > bound && !items.empty()) {
@@ -170,10 +172,7 @@ std::shared_ptr<const FilterSpectra> filter_spectra(const float* h, int64_t K, i
     ++sc.misses;
   }
   // Built outside the lock (two threads may build the same entry; one is kept).
-  static const bool full_allowed = [] {
-    const char* s = std::getenv("DCTQA_FULL_SPECTRA");
-    return !(s && s[0] == '0');
-  }();
+  static const bool full_allowed = env_flag("DCTQA_FULL_SPECTRA", true);
   const int64_t full_bytes = (int64_t)sizeof(float) * K * H * 2 * C * padded_width((int)W);
   int64_t max_bytes;
   {
@@ -357,7 +356,7 @@ void spectral_qk_planes(const float* pco, const float* pcc, int64_t N, const Fil
           const double m = (double)select_rank_sampled(
               a, (size_t)HW, (size_t)(HW - 1) / 2, samples.data() + (t * kb + q) * H * spr,
               (size_t)(H * spr));
-          const float eps = (float)(epsilon * m + 1e-12);
+          const float eps = (float)(epsilon * m + kAbsFloor);
           pout[(n0 + t) * K + k0 + q] =
               ratio_sum(a, ac + (t * kb + q) * HW, (size_t)HW, eps) / (double)HW;
         }

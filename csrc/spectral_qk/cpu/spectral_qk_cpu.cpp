@@ -4,8 +4,8 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
-#include "../../common/checks.h"
-#include "../../spectral_qk/cpu/spectral_core.h"
+#include "common/checks.h"
+#include "spectral_qk/cpu/spectral_core.h"
 
 namespace dctqa {
 namespace {

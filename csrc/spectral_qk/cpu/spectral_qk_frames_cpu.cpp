@@ -37,8 +37,8 @@
 #include "pocketfft/pocketfft_hdronly.h"
 #pragma GCC visibility pop
 
-#include "../../common/checks.h"
-#include "spectral_core.h"
+#include "common/checks.h"
+#include "spectral_qk/cpu/spectral_core.h"
 
 namespace dctqa {
 namespace {

@@ -9,7 +9,7 @@
 #include <cstdlib>
 
 #include "common/checks.h"
-#include "spectral_cuda.h"
+#include "spectral_qk/cuda/spectral_qk_cuda.h"
 
 namespace dctqa {
 namespace {

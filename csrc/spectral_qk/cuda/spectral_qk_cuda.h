@@ -1,5 +1,5 @@
 // Launcher of the CUDA kernels of dctqa::spectral_qk (no torch types: see
-// spectral_kernels.cu for the pipeline).
+// spectral_qk_kernels.cu for the pipeline).
 #pragma once
 #include <cuda_runtime.h>
 #include <stddef.h>

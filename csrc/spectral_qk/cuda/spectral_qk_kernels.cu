@@ -13,7 +13,7 @@
 //     d. final kernel: fixed-order sum of the partials / (H W) -> out[n, k].
 // Only A^o of one chunk is stored (frames_per_pass x filters_per_pass x H x W floats,
 // bounded by a byte budget), never K x H x W for the whole batch.
-#include "spectral_cuda.h"
+#include "spectral_qk/cuda/spectral_qk_cuda.h"
 #include "common/cuda_reduce.cuh"
 
 namespace dctqa {
@@ -21,8 +21,6 @@ namespace cuda {
 namespace {
 
 constexpr int kRowThreads = 128;  // threads along v in the magnitude / ratio kernels
-
-size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
 
 // angle = pi * m / d with m reduced mod 2d in integers; e = exp(-i angle).
 __global__ void row_phase_kernel(int64_t H, int64_t kh, float2* __restrict__ ph) {

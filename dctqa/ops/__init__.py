@@ -1,0 +1,25 @@
+"""The floor of the package: the compiled torch ops, their torch fallbacks and caches.
+
+The extension ``dctqa._C`` registers three torch ops (schemas in ``csrc/<op>/<op>.cpp``):
+``spectral_qk``, ``ratio_qk`` and the fused ``spectral_qk_frames``. This package holds
+
+* :mod:`~dctqa.ops.dispatch`: the only module that knows whether the compiled op exists for
+  a device; the checked wrappers :func:`spectral_qk`, :func:`ratio_qk`,
+  :func:`spectral_qk_frames` call it or the fallback;
+* the torch fallbacks: :mod:`~dctqa.ops.spectral_torch` (with the filter-spectra cache),
+  :mod:`~dctqa.ops.ratio_torch`, and the fused op's :mod:`~dctqa.ops.preprocess` and
+  :mod:`~dctqa.ops.dct` (the 2-D DCT-II the domains use too);
+* :mod:`~dctqa.ops.fakes`: the fake kernels for ``torch.compile``.
+
+The ops import nothing above them except :mod:`dctqa.errors`, :mod:`dctqa.constants` and
+:mod:`dctqa.settings` (checked by import-linter, ``.importlinter``).
+"""
+from __future__ import annotations
+
+from .dispatch import (CUDA_MAX_CHANNELS, CUDA_MAX_ROWS, FUSED_OP, available, implementation_for,
+                       ratio_qk, spectra_cache_clear, spectra_cache_info, spectra_cache_set_max_bytes,
+                       spectral_qk, spectral_qk_frames)
+
+__all__ = ["CUDA_MAX_CHANNELS", "CUDA_MAX_ROWS", "FUSED_OP", "available", "implementation_for", "ratio_qk",
+           "spectra_cache_clear", "spectra_cache_info", "spectra_cache_set_max_bytes", "spectral_qk",
+           "spectral_qk_frames"]
