@@ -150,3 +150,13 @@ def test_read_frames_at_the_package_root(small_video):
     frames = dctqa.read_frames(small_video, max_frames=4)
     assert frames.shape == (4, 48, 64, 3) and frames.dtype == np.uint8
     assert dctqa.read_frames is dio.read_frames and "read_frames" in dctqa.__all__
+
+
+def test_study_cli_leaves_a_pipeline_without_the_private_bar_alone(monkeypatch):
+    from dctqa.study import pipeline
+    from dctqa.study.cli import _study_progress
+
+    monkeypatch.delattr(pipeline, "_bar")  # after the refactor the pipeline reports through dctqa.progress
+    with _study_progress(1):
+        assert not hasattr(pipeline, "_bar")
+    assert not hasattr(pipeline, "_bar")

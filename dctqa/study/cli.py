@@ -137,7 +137,10 @@ def _study_progress(videos: int) -> Iterator[None]:
     """Route ``run_study``'s progress through :class:`StudyProgress` (until phase 2 does it in the pipeline)."""
     from . import pipeline
 
-    previous = pipeline._bar
+    previous = getattr(pipeline, "_bar", None)
+    if previous is None:  # the pipeline reports through dctqa.progress itself: nothing to route
+        yield
+        return
     pipeline._bar = StudyProgress(videos)
     try:
         yield
