@@ -63,7 +63,7 @@ def _extensions():
 
     use_cuda = bool(cuda_home) and torch.version.cuda is not None and ce.CUDA_HOME is not None
     common = sorted(glob.glob("csrc/common/*.cpp")) + ["csrc/module.cpp"]
-    ops = ["spectral", "feature"]
+    ops = ["spectral", "feature", "sample_patches"]
     sources = list(common)
     for op in ops:
         sources += sorted(glob.glob(f"csrc/{op}/*.cpp")) + sorted(glob.glob(f"csrc/{op}/cpu/*.cpp"))

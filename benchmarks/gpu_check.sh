@@ -35,7 +35,7 @@ $PY -c "from dctqa import ops; a = ops.available(); print(a); import sys; sys.ex
 
 status=0
 if $PY -c "import pytest" 2>/dev/null; then
-  timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_ops.py -k "cuda or opcheck or compile" \
+  timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_ops.py tests/test_nr_sampling.py -k "cuda or opcheck or compile" \
     2>&1 | tee "$OUT/tests.log" | tail -15
   status=${PIPESTATUS[0]}
 else
