@@ -31,12 +31,25 @@ def _dctqa(domain: str) -> Callable[..., Any]:
     return make
 
 
+def _by_name(module: str, attr: str) -> Callable[..., Any]:
+    """A factory resolved on first use, by module name (the core never imports a wing)."""
+
+    def make(**kwargs: Any) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(module), attr)(**kwargs)
+
+    return make
+
+
 _ENTRIES: dict[str, MetricInfo] = {
     "dctqa": MetricInfo("dctqa", "FR", True, "the paper's metric, spectral domain (METRIC.md)", _dctqa("spectral")),
     "dctqa_feature": MetricInfo("dctqa_feature", "FR", True, "the metric on DCTs of the real first-layer maps",
                                 _dctqa("feature")),
     "dctqa_pixel": MetricInfo("dctqa_pixel", "FR", True, "the metric on the image's own DCT (no CNN filters)",
                               _dctqa("pixel")),
+    "dctqa_nr": MetricInfo("dctqa_nr", "NR", True, "no-reference prediction of Q (needs model=checkpoint)",
+                           _by_name("dctqa.nr.model", "create")),
 }
 
 
