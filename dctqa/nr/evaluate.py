@@ -141,7 +141,7 @@ def evaluate_model(path: str | os.PathLike, rows: list[dict], frame_step: int, a
     ck = read_checkpoint(path)
     tc = TrainConfig(**ck["train_config"])
     train, test = train_rows(rows, tc)
-    keys = sorted({f"{v}:{k}" for v, k in map(window_key, test)})
+    keys = sorted({f"{v}:{k}" for v, k in (window_key(r, tc.window) for r in test)})
     if keys != model.prov.split.get("test_windows"):
         raise InputError(f"{path}: its held-out windows differ from this data's; evaluate on the data it was trained on")
     test = [r for r in test if r["frame"] % frame_step == 0]
@@ -149,7 +149,7 @@ def evaluate_model(path: str | os.PathLike, rows: list[dict], frame_step: int, a
     preds, secs = predict_rows(model, test, configs, ablation_step, progress=progress)
     ridge = predict_ridge(fit_ridge(train), test)
     name = tc.split + (f"-{tc.fold}" if tc.fold else "")
-    return {"name": name, "split": tc.split, "fold": tc.fold, "test": test, "pred": preds[MAIN], "ridge": ridge,
+    return {"name": name, "window": tc.window, "split": tc.split, "fold": tc.fold, "test": test, "pred": preds[MAIN], "ridge": ridge,
             "preds": preds, "secs": secs, "train_frames": len(train), "history": ck.get("history", [])}
 
 
@@ -162,7 +162,7 @@ def _metric_rows(res: dict, n_boot: int) -> list[dict]:
     if len(scopes) == 2:
         scopes = scopes[1:]  # a single video: pooled is the same
     for scope, m in scopes:
-        clusters = [window_key(r) for r, keep in zip(test, m) if keep]
+        clusters = [window_key(r, res["window"]) for r, keep in zip(test, m) if keep]
         counts = cluster_counts(clusters, n_boot)
         for predictor, p in (("nr", res["pred"]), ("ridge", res["ridge"])):
             met = frame_metrics(q[m], p[m], counts)

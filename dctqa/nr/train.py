@@ -180,7 +180,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig,
         r["z"] = (r["log_q"] - mean) / std
     split = {**{k: v for k, v in asdict(cfg).items() if k in ("split", "fold", "window", "gap", "every", "seed")},
              "train_frames": len(train_set), "test_frames": len(test_set),
-             "test_windows": sorted({f"{v}:{k}" for v, k in map(window_key, test_set)})}
+             "test_windows": sorted({f"{v}:{k}" for v, k in (window_key(r, cfg.window) for r in test_set)})}
     prov = Provenance(meta["metric_version"], meta["backbone"], meta["backbone_sha256"], meta["target"], mean, std,
                       split)
     _seed_all(cfg.seed)
