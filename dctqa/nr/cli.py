@@ -28,7 +28,8 @@ def cmd_train_nr(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
     cfg = TrainConfig(split=args.split, fold=args.fold, frame_step=args.frame_step,
-                      variants=tuple(v for v in (args.variants or "").split(",") if v), epochs=args.epochs,
+                      variants=tuple(v for v in (args.variants or "").split(",") if v),
+                      variant_step=args.variant_step, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, crops=args.crops, workers=args.workers,
                       seed=args.seed, model=NRConfig(width=args.width))
     model = train(args.data, args.out, cfg, resume=args.resume, progress=_progress(args),
@@ -94,6 +95,8 @@ def register(sub) -> None:
     p.add_argument("--width", type=float, default=0.25, help="channel scale of AlexNet (1.0 = full, for a GPU)")
     p.add_argument("--frame-step", type=int, default=4, help="train on frames whose number is a multiple of N")
     p.add_argument("--variants", help="comma-separated variant names to train on (default: all)")
+    p.add_argument("--variant-step", type=int, default=1,
+                   help="train on every N-th variant of each video (names sorted; default 1 = all)")
     p.add_argument("--crops", type=int, default=2, help="random crops per decoded frame (default 2)")
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes (default 1)")
     p.add_argument("--seed", type=int, default=0)

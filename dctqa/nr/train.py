@@ -37,7 +37,8 @@ class TrainConfig:
 
     split/fold/window/gap/every: see :func:`dctqa.nr.data.split_rows`; frame_step: use only
     labelled frames whose number is a multiple of it (subsampling); variants: names of the
-    variants to train on (empty = all); crops: random crops per decoded frame; open_files:
+    variants to train on (empty = all); variant_step: train on every n-th variant of each video
+    (its variant names sorted; 1 = all); crops: random crops per decoded frame; open_files:
     variant files each worker interleaves; buffer: shuffle buffer in crops.
     """
 
@@ -48,6 +49,7 @@ class TrainConfig:
     every: int = 4
     frame_step: int = 4
     variants: tuple[str, ...] = ()
+    variant_step: int = 1
     epochs: int = 3
     batch_size: int = 32
     lr: float = 1e-3
@@ -64,7 +66,7 @@ class TrainConfig:
         if isinstance(self.model, dict):
             self.model = NRConfig(**self.model)
         self.variants = tuple(self.variants)
-        for name in ("epochs", "batch_size", "crops", "open_files", "buffer", "frame_step"):
+        for name in ("epochs", "batch_size", "crops", "open_files", "buffer", "frame_step", "variant_step"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0) or self.workers < 0:
@@ -76,7 +78,14 @@ def train_rows(rows: list[dict], cfg: TrainConfig) -> tuple[list[dict], list[dic
     ``frame_step`` and ``variants``."""
     train, test = split_rows(rows, cfg.split, fold=cfg.fold, window=cfg.window, gap=cfg.gap, every=cfg.every,
                              seed=cfg.seed)
-    train = [r for r in train if r["frame"] % cfg.frame_step == 0 and (not cfg.variants or r["variant"] in cfg.variants)]
+    names: dict[str, list[str]] = {}
+    for r in rows:
+        names.setdefault(r["video"], [])
+        if r["variant"] not in names[r["video"]]:
+            names[r["video"]].append(r["variant"])
+    keep = {(v, n) for v, ns in names.items() for n in sorted(ns)[::cfg.variant_step]}
+    train = [r for r in train if r["frame"] % cfg.frame_step == 0 and (r["video"], r["variant"]) in keep
+             and (not cfg.variants or r["variant"] in cfg.variants)]
     if not train or not test:
         raise InputError(f"split {cfg.split!r} (fold {cfg.fold!r}) leaves {len(train)} training and "
                          f"{len(test)} test frames; both must be non-empty")
