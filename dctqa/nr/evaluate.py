@@ -220,10 +220,22 @@ def _ablation_rows(res: dict) -> list[dict]:
     return out
 
 
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _evaluate_args(a: tuple) -> dict:
+    return evaluate_model(*a)
+
+
 def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: str | os.PathLike, *,
              windows_csv: str | os.PathLike | None = None, frame_step: int = 16, ablation_step: int = 64,
-             n_boot: int = 500, ablations: bool = True, progress: bool = False) -> dict[str, list[dict]]:
-    """Evaluate every checkpoint; write the tables (module docstring) and ``nr_results.md``."""
+             n_boot: int = 500, ablations: bool = True, progress: bool = False, jobs: int = 1
+             ) -> dict[str, list[dict]]:
+    """Evaluate every checkpoint (``jobs`` worker processes, one thread each, when > 1); write
+    the tables (module docstring) and ``nr_results.md``."""
     from ..report import write_csv
 
     if frame_step < 1 or ablation_step < 1 or n_boot < 10:
@@ -234,8 +246,15 @@ def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables: dict[str, list[dict]] = {"metrics": [], "windows": [], "ablations": [], "frames": []}
-    for path in models:
-        res = evaluate_model(path, rows, frame_step, ablation_step, n_boot, ablations, progress)
+    args = [(p, rows, frame_step, ablation_step, n_boot, ablations, progress and jobs == 1) for p in models]
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as ex:
+            results = list(ex.map(_evaluate_args, args))
+    else:
+        results = [evaluate_model(*a) for a in args]
+    for res in results:
         tables["metrics"] += _metric_rows(res, n_boot)
         tables["windows"] += _window_rows(res, Path(windows_csv) if windows_csv else None, n_boot)
         tables["ablations"] += _ablation_rows(res)
