@@ -98,7 +98,7 @@ def test_checkpoint_holds_provenance_and_refuses_others(trained, tmp_path) -> No
     out, _ = trained
     ck = torch.load(out, weights_only=True)
     assert ck["config"]["width"] == 0.125 and ck["train_config"]["split"] == "seen"
-    assert ck["provenance"]["backbone_sha256"] == "ab" * 32 and ck["normalisation"]["input_mean"]
+    assert ck["provenance"]["backbone_sha256"] == "ab" * 32 and ck["normalisation"]["input"]["kind"] == "local contrast normalisation"
     assert ck["provenance"]["split"]["test_windows"] == ["alpha:3", "beta:3"]
     m = NRModel.load(out)
     assert m.prov.target_std > 0

@@ -6,7 +6,9 @@
 64-192-384-256-256, for a GPU), then a 4-layer fully connected head to one output: the
 standardised log Q of the whole frame. Input: 224 x 224 RGB crops of the compressed frame,
 never resized (resizing would smooth away the block artefacts the net must see), scaled
-to [0, 1] and normalised with ImageNet's mean and std.
+to [0, 1] and locally contrast-normalised (:func:`local_contrast_normalise`, as Kang et al.
+2014 did for no-reference IQA CNNs: without it the plain AlexNet stack hardly moved from
+predicting the mean in our trial runs, since content dominates the compression cues).
 
 :class:`NRModel` bundles the net with everything needed to use it (patch size, sampler
 settings, normalisation of input and target) and the facts that make a checkpoint valid:
@@ -28,8 +30,8 @@ from torch import nn
 from ..errors import DctqaError, InputError
 
 CHECKPOINT_FORMAT = 1
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Input normalisation: Gaussian window (sigma, radius in pixels) and the constant c.
+LCN = {"kind": "local contrast normalisation", "sigma": 7 / 6, "radius": 3, "c": 0.01}
 
 
 class CheckpointError(DctqaError):
@@ -48,7 +50,7 @@ class NRConfig:
 
     width: float = 0.25
     fc: tuple[int, int, int] = (256, 128, 64)
-    dropout: float = 0.3
+    dropout: float = 0.1
     patch: int = 224
     sigma: float = 8.0
 
@@ -104,16 +106,40 @@ class NRNet(nn.Module):
         return self.features[0](x)
 
 
-def normalise_frames(frames: np.ndarray | torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
-                     std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """``[N, H, W, 3]`` uint8 RGB -> ``[N, 3, H, W]`` float32, (x / 255 - mean) / std."""
+def local_contrast_normalise(x: torch.Tensor, sigma: float = LCN["sigma"], radius: int = LCN["radius"],
+                             c: float = LCN["c"]) -> torch.Tensor:
+    """Per channel ``(x - mu) / (sd + c)``, ``mu`` and ``sd`` the Gaussian-weighted local mean and
+    standard deviation (window ``2 radius + 1``, reflect padding); ``x``: ``[N, C, H, W]`` in [0, 1]."""
+    import torch.nn.functional as F
+
+    k = torch.exp(-torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device) ** 2 / (2 * sigma * sigma))
+    k = k / k.sum()
+    ch = x.shape[1]
+    kx, ky = k.view(1, 1, 1, -1).repeat(ch, 1, 1, 1), k.view(1, 1, -1, 1).repeat(ch, 1, 1, 1)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        t = F.conv2d(F.pad(t, (radius, radius, 0, 0), mode="reflect"), kx, groups=ch)
+        return F.conv2d(F.pad(t, (0, 0, radius, radius), mode="reflect"), ky, groups=ch)
+
+    mu = blur(x)
+    sd = blur((x - mu) ** 2).clamp_min(0).sqrt()
+    return (x - mu) / (sd + c)
+
+
+def to_unit(frames: np.ndarray | torch.Tensor, channels_last: bool = True) -> torch.Tensor:
+    """uint8 RGB ``[N, H, W, 3]`` (or ``[N, 3, H, W]`` with ``channels_last=False``) -> float32
+    ``[N, 3, H, W]`` in [0, 1]."""
     t = torch.as_tensor(frames)
-    if t.dtype != torch.uint8 or t.dim() != 4 or t.shape[-1] != 3:
+    if t.dtype != torch.uint8 or t.dim() != 4 or t.shape[-1 if channels_last else 1] != 3:
         raise InputError(f"frames must be uint8 RGB [N, H, W, 3], got {t.dtype} {tuple(t.shape)}")
-    x = t.permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - m) / s
+    if channels_last:
+        t = t.permute(0, 3, 1, 2)
+    return t.float().div_(255.0)
+
+
+def normalise_frames(frames: np.ndarray | torch.Tensor, channels_last: bool = True) -> torch.Tensor:
+    """The net's input: :func:`local_contrast_normalise` of :func:`to_unit` of uint8 frames or crops."""
+    return local_contrast_normalise(to_unit(frames, channels_last))
 
 
 @dataclass
@@ -137,7 +163,6 @@ class NRModel:
         self.cfg = cfg
         self.prov = prov
         self.net = net if net is not None else NRNet(cfg)
-        self.input_mean, self.input_std = IMAGENET_MEAN, IMAGENET_STD
         self.name = "dctqa_nr"
         self.kind = "NR"
         self.lower_better = True
@@ -147,8 +172,8 @@ class NRModel:
         """The checkpoint dictionary (``extra``: optimiser state, epoch, ...)."""
         return {"format": CHECKPOINT_FORMAT, "kind": "dctqa_nr", "config": asdict(self.cfg),
                 "provenance": asdict(self.prov),
-                "normalisation": {"input_mean": list(self.input_mean), "input_std": list(self.input_std),
-                                  "target": "standardised log Q"},
+                "normalisation": {"input": dict(LCN), "target": "log Q standardised by provenance "
+                                  "target_mean / target_std"},
                 "state_dict": self.net.state_dict(), **extra}
 
     def save(self, path: str | os.PathLike, **extra: Any) -> None:
@@ -179,6 +204,9 @@ class NRModel:
             if ident != prov.backbone_sha256:
                 raise CheckpointError(f"{path} was trained on Q of backbone {prov.backbone} (sha256 "
                                       f"{prov.backbone_sha256[:12]}), not {backbone} ({ident[:12]})")
+        if ck.get("normalisation", {}).get("input") != LCN:
+            raise CheckpointError(f"{path} was trained with another input normalisation "
+                                  f"({ck.get('normalisation', {}).get('input')}); retrain it")
         cfg = NRConfig(**ck["config"])
         model = cls(cfg, prov)
         model.net.load_state_dict(ck["state_dict"])
@@ -215,12 +243,12 @@ class NRModel:
             raise InputError(f"frames are {w}x{h}; the model needs at least {p}x{p} (no resizing)")
         self.net.eval()
         dev = next(self.net.parameters()).device
-        x = normalise_frames(frames, self.input_mean, self.input_std).to(dev)
-        act = self.net.conv1(x) if sampling == "activation" else None
+        x = to_unit(frames).to(dev)
+        act = self.net.conv1(local_contrast_normalise(x)) if sampling == "activation" else None
         corners = patch_corners(sampling, h, w, p, patches, seed=seed, act=act, stride=NRNet.CONV1_STRIDE,
                                 offset=NRNet.CONV1_OFFSET, sigma=self.cfg.sigma, n=n)
         crops = torch.stack([x[i, :, t:t + p, l:l + p] for i in range(n) for t, l in corners[i].tolist()])
-        z = self.net(crops).view(n, patches).mean(1).double().cpu().numpy()
+        z = self.net(local_contrast_normalise(crops)).view(n, patches).mean(1).double().cpu().numpy()
         return z * self.prov.target_std + self.prov.target_mean
 
     # ------------------------------------------------------------------ registry protocol

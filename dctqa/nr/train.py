@@ -6,7 +6,8 @@ so a batch mixes variants and content; a shuffle buffer of crops mixes further. 
 larger than that buffer is ever held in memory. Augmentation: random 224 crops and
 horizontal flips only (no resizing, no colour changes: they would alter the artefacts).
 
-Loss: MSE on the standardised log Q of the whole frame. AdamW, linear warm-up then cosine
+Input: :func:`dctqa.nr.model.normalise_frames` of each crop. Loss: MSE on the standardised
+log Q of the whole frame. AdamW, linear warm-up then cosine
 decay of the learning rate, per step. Seeded (torch, NumPy, crop positions, file order).
 A checkpoint (model, optimiser, schedule, history) is written after every epoch;
 ``resume=True`` continues from it after checking that it was made with the same settings.
@@ -203,8 +204,6 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig,
     start = 0
     if resume and Path(out).is_file():
         start, history = _resume(out, cfg, model, opt, sched)
-    mean_t = torch.tensor(model.input_mean).view(1, 3, 1, 1)
-    std_t = torch.tensor(model.input_std).view(1, 3, 1, 1)
     for epoch in range(start, cfg.epochs):
         stream.epoch = epoch
         _seed_all(cfg.seed + epoch)
@@ -215,7 +214,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig,
         bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    file=sys.stderr, leave=False)
         for crops, z in bar:
-            x = (crops.float().div_(255.0) - mean_t) / std_t
+            x = normalise_frames(crops, channels_last=False)
             loss = torch.nn.functional.mse_loss(net(x), z.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
