@@ -66,7 +66,7 @@ def cmd_eval_nr(args: argparse.Namespace) -> int:
 
     evaluate(args.models, args.data, args.out, windows_csv=args.windows, frame_step=args.frame_step,
              ablation_step=args.ablation_step, n_boot=args.n_boot, progress=_progress(args),
-             ablations=not args.no_ablations, jobs=args.jobs)
+             ablations=not args.no_ablations, jobs=args.jobs, variant_step=args.variant_step)
     print(f"wrote {args.out}/nr_results.md, frames.csv, metrics.csv, windows.csv, ablations.csv")
     return 0
 
@@ -126,6 +126,7 @@ def register(sub) -> None:
     p.add_argument("--windows", help="the study's windows.csv (AP per window) for the window-level table")
     p.add_argument("--frame-step", type=int, default=16, help="evaluate frames whose number is a multiple of N")
     p.add_argument("--ablation-step", type=int, default=64, help="frame subsampling of the ablations")
+    p.add_argument("--variant-step", type=int, default=1, help="evaluate every N-th variant of each video")
     p.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples of content windows")
     p.add_argument("--no-ablations", action="store_true")
     p.add_argument("--jobs", type=int, default=1, help="checkpoints evaluated in parallel processes")

@@ -132,10 +132,10 @@ def predict_rows(model, rows: list[dict], configs: Sequence[tuple[str, int]], ab
 
 # ----------------------------------------------------------------- one checkpoint
 def evaluate_model(path: str | os.PathLike, rows: list[dict], frame_step: int, ablation_step: int, n_boot: int,
-                   ablations: bool, progress: bool) -> dict:
+                   ablations: bool, progress: bool, variant_step: int = 1) -> dict:
     """Predictions, frame metrics and ablations of one checkpoint on its own held-out frames."""
     from .model import NRModel, read_checkpoint
-    from .train import TrainConfig, train_rows
+    from .train import TrainConfig, every_nth_variant, train_rows
 
     model = NRModel.load(path)
     ck = read_checkpoint(path)
@@ -144,7 +144,8 @@ def evaluate_model(path: str | os.PathLike, rows: list[dict], frame_step: int, a
     keys = sorted({f"{v}:{k}" for v, k in (window_key(r, tc.window) for r in test)})
     if keys != model.prov.split.get("test_windows"):
         raise InputError(f"{path}: its held-out windows differ from this data's; evaluate on the data it was trained on")
-    test = [r for r in test if r["frame"] % frame_step == 0]
+    keep = every_nth_variant(rows, variant_step)
+    test = [r for r in test if r["frame"] % frame_step == 0 and (r["video"], r["variant"]) in keep]
     configs = list(ABLATIONS) if ablations else [MAIN]
     preds, secs = predict_rows(model, test, configs, ablation_step, progress=progress)
     ridge = predict_ridge(fit_ridge(train), test)
@@ -232,8 +233,8 @@ def _evaluate_args(a: tuple) -> dict:
 
 def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: str | os.PathLike, *,
              windows_csv: str | os.PathLike | None = None, frame_step: int = 16, ablation_step: int = 64,
-             n_boot: int = 500, ablations: bool = True, progress: bool = False, jobs: int = 1
-             ) -> dict[str, list[dict]]:
+             n_boot: int = 500, ablations: bool = True, progress: bool = False, jobs: int = 1,
+             variant_step: int = 1) -> dict[str, list[dict]]:
     """Evaluate every checkpoint (``jobs`` worker processes, one thread each, when > 1); write
     the tables (module docstring) and ``nr_results.md``."""
     from ..report import write_csv
@@ -246,7 +247,8 @@ def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables: dict[str, list[dict]] = {"metrics": [], "windows": [], "ablations": [], "frames": []}
-    args = [(p, rows, frame_step, ablation_step, n_boot, ablations, progress and jobs == 1) for p in models]
+    args = [(p, rows, frame_step, ablation_step, n_boot, ablations, progress and jobs == 1, variant_step)
+            for p in models]
     if jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
 

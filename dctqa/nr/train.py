@@ -79,18 +79,21 @@ def train_rows(rows: list[dict], cfg: TrainConfig) -> tuple[list[dict], list[dic
     ``frame_step`` and ``variants``."""
     train, test = split_rows(rows, cfg.split, fold=cfg.fold, window=cfg.window, gap=cfg.gap, every=cfg.every,
                              seed=cfg.seed)
-    names: dict[str, list[str]] = {}
-    for r in rows:
-        names.setdefault(r["video"], [])
-        if r["variant"] not in names[r["video"]]:
-            names[r["video"]].append(r["variant"])
-    keep = {(v, n) for v, ns in names.items() for n in sorted(ns)[::cfg.variant_step]}
+    keep = every_nth_variant(rows, cfg.variant_step)
     train = [r for r in train if r["frame"] % cfg.frame_step == 0 and (r["video"], r["variant"]) in keep
              and (not cfg.variants or r["variant"] in cfg.variants)]
     if not train or not test:
         raise InputError(f"split {cfg.split!r} (fold {cfg.fold!r}) leaves {len(train)} training and "
                          f"{len(test)} test frames; both must be non-empty")
     return train, test
+
+
+def every_nth_variant(rows: list[dict], step: int) -> set[tuple[str, str]]:
+    """``{(video, variant)}`` of every ``step``-th variant of each video (names sorted)."""
+    names: dict[str, set[str]] = {}
+    for r in rows:
+        names.setdefault(r["video"], set()).add(r["variant"])
+    return {(v, n) for v, ns in names.items() for n in sorted(ns)[::step]}
 
 
 class CropStream(IterableDataset):
