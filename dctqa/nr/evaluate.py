@@ -18,6 +18,8 @@ test frames. Tables (the layout of the paper's Tables 3 and 4):
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import math
 import os
 import time
@@ -228,7 +230,34 @@ def _one_thread() -> None:
 
 
 def _evaluate_args(a: tuple) -> dict:
-    return evaluate_model(*a)
+    return cached_evaluation(*a)
+
+
+def cached_evaluation(path, rows, frame_step, ablation_step, n_boot, ablations, progress, variant_step, cache_root=None):
+    """:func:`evaluate_model` through the study's stage cache (``cache_root``), keyed by the
+    checkpoint's sha256, the data's labels and every setting, so a rerun with more checkpoints
+    reuses the finished ones."""
+    if cache_root is None:
+        return evaluate_model(path, rows, frame_step, ablation_step, n_boot, ablations, progress, variant_step)
+    from ..fileio import file_sha256
+    from ..study.stages import StageCache
+
+    key = {"stage": "nr_eval", "format": 1, "model": file_sha256(path), "rows": len(rows),
+           "labels": hashlib.sha256(json.dumps([[r["video"], r["variant"], r["frame"], r["q"]] for r in rows]
+                                               ).encode()).hexdigest(),
+           "settings": [frame_step, ablation_step, ablations, variant_step]}
+
+    def compute() -> dict:
+        res = evaluate_model(path, rows, frame_step, ablation_step, n_boot, ablations, progress, variant_step)
+        out = dict(res, pred=res["pred"].tolist(), ridge=res["ridge"].tolist(),
+                   preds=[[list(c), v.tolist()] for c, v in res["preds"].items()],
+                   secs=[[list(c), v] for c, v in res["secs"].items()])
+        return json.loads(json.dumps(out, default=str).replace("NaN", "null"))
+
+    value, _ = StageCache(cache_root).document("nr_eval", key, compute)
+    conv = lambda v: np.array([np.nan if x is None else x for x in v], dtype=np.float64)  # noqa: E731
+    return dict(value, pred=conv(value["pred"]), ridge=conv(value["ridge"]),
+                preds={tuple(c): conv(v) for c, v in value["preds"]}, secs={tuple(c): v for c, v in value["secs"]})
 
 
 def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: str | os.PathLike, *,
@@ -247,15 +276,15 @@ def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables: dict[str, list[dict]] = {"metrics": [], "windows": [], "ablations": [], "frames": []}
-    args = [(p, rows, frame_step, ablation_step, n_boot, ablations, progress and jobs == 1, variant_step)
-            for p in models]
+    args = [(p, rows, frame_step, ablation_step, n_boot, ablations, progress and jobs == 1, variant_step,
+             out / "cache") for p in models]
     if jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as ex:
             results = list(ex.map(_evaluate_args, args))
     else:
-        results = [evaluate_model(*a) for a in args]
+        results = [cached_evaluation(*a) for a in args]
     for res in results:
         tables["metrics"] += _metric_rows(res, n_boot)
         tables["windows"] += _window_rows(res, Path(windows_csv) if windows_csv else None, n_boot)
