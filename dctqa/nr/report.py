@@ -43,15 +43,22 @@ def _verdicts(rows: list[dict]) -> list[str]:
                      + f"; mean {np.mean(s):.3f} (target mean >= {TARGET_UNSEEN_MEAN}: "
                      f"**{'met' if np.mean(s) >= TARGET_UNSEEN_MEAN else 'not met'}**; every fold >= "
                      f"{TARGET_UNSEEN_FOLD}: **{'met' if min(s) >= TARGET_UNSEEN_FOLD else 'not met'}**).")
+        wins = [f[7:] for f in folds if main[(f, "nr")].get("diff_lo", np.nan) > 0]
+        losses = [f[7:] for f in folds if main[(f, "nr")].get("diff_hi", np.nan) < 0]
         lines.append(f"- Ridge baseline on the same folds: " + ", ".join(f"{f[7:]} {v:.3f}" for f, v in zip(folds, rs))
-                     + f"; mean {np.mean(rs):.3f}. NR - ridge mean {np.mean(s) - np.mean(rs):+.3f} "
-                     f"(target >= +{TARGET_MARGIN}: **{'met' if np.mean(s) - np.mean(rs) >= TARGET_MARGIN else 'not met'}**).")
+                     + f"; mean {np.mean(rs):.3f}. NR - ridge, mean over folds {np.mean(s) - np.mean(rs):+.3f} "
+                     f"(point estimate vs target >= +{TARGET_MARGIN}: "
+                     f"{'reached' if np.mean(s) - np.mean(rs) >= TARGET_MARGIN else 'not reached'}); paired window "
+                     f"bootstrap per fold: NR better on {', '.join(wins) or 'none'}, worse on "
+                     f"{', '.join(losses) or 'none'}, undecided on the rest.")
     if seen:
         d = seen.get("srocc_minus_ridge")
         if d is not None:
+            shown = seen["diff_lo"] > 0
             lines.append(f"- Seen split, NR - ridge SROCC {d:+.3f} [{seen['diff_lo']:+.3f}, {seen['diff_hi']:+.3f}] "
-                         f"(paired window bootstrap; target >= +{TARGET_MARGIN}: "
-                         f"**{'met' if d >= TARGET_MARGIN else 'not met'}**).")
+                         f"(paired window bootstrap; target >= +{TARGET_MARGIN}: point estimate "
+                         f"{'reached' if d >= TARGET_MARGIN else 'not reached'}, "
+                         f"{'and the interval excludes 0' if shown else 'but the interval includes 0: not established'}).")
     return lines
 
 
