@@ -147,7 +147,7 @@ class Provenance:
     """What the targets were: metric version, backbone (name and sha256), target column and
     transform (``log``; standardised with ``mean``/``std`` of the training targets), split."""
 
-    metric_version: str
+    metric_version: int | str
     backbone: str
     backbone_sha256: str
     target: str = "dctqa_spectral"

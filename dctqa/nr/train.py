@@ -248,7 +248,8 @@ def _resume(out, cfg: TrainConfig, model: NRModel, opt, sched) -> tuple[int, lis
     ck = read_checkpoint(out)
     saved = ck.get("train_config")
     mine = _cfg_dict(cfg)
-    diff = sorted(k for k in mine if k != "epochs" and _norm(saved.get(k) if saved else None) != _norm(mine[k]))
+    free = ("epochs", "workers")  # may change between runs without changing what is learnt
+    diff = sorted(k for k in mine if k not in free and _norm(saved.get(k) if saved else None) != _norm(mine[k]))
     if saved is None or diff:
         raise InputError(f"cannot resume {out}: it was trained with other settings ({', '.join(diff) or 'unknown'}); "
                          "use the same options or a new --out")
