@@ -38,7 +38,7 @@ status=0
 if $PY -c "import pytest" 2>/dev/null; then
   # CUDA tests of the ops and of the API (edge cases equal to the CPU op, errors raised as
   # exceptions, synchronised device->host copies): every test whose id contains "cuda".
-  timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_ops.py tests/test_fuzz_api.py \
+  timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_ops.py tests/test_fuzz_api.py tests/test_nr_sampling.py \
     -k "cuda or opcheck or compile" -rs \
     2>&1 | tee "$OUT/tests.log" | tail -15
   status=${PIPESTATUS[0]}

@@ -23,7 +23,7 @@ from .constants import DEFAULT_BACKBONE, DOMAINS, METRIC_VERSION
 from .errors import DctqaError
 
 # Modules that add subcommands through ``register(subparsers)``.
-PLUGINS = ("dctqa.study.cli",)
+PLUGINS = ("dctqa.study.cli", "dctqa.nr.cli")
 
 
 def _progress_wanted(args: argparse.Namespace) -> bool:

@@ -9,7 +9,8 @@ How each is called (``metric_info(name).kind``):
 
 * full-reference (``"FR"``) -- ``dctqa``, ``dctqa_feature``, ``dctqa_pixel``, ``psnr``,
   ``ssim``: ``m.score(ref, dist)``;
-* no-reference (``"NR"``) -- ``blockiness``, ``blur``, ``noise``, ``contrast``:
+* no-reference (``"NR"``) -- ``blockiness``, ``blur``, ``noise``, ``contrast``, and
+  ``dctqa_nr`` (the no-reference wing's predictor, ``model=CHECKPOINT``):
   ``m.score(dist)``, the distorted frames only.
 
 Frames are ``H x W x 3`` / ``N x H x W x 3`` uint8 RGB arrays (e.g. from
@@ -136,6 +137,11 @@ register_metric("dctqa_feature", kind="FR", lower_better=True,
 register_metric("dctqa_pixel", kind="FR", lower_better=True,
                 description="the metric on the image's own DCT (no CNN filters)",
                 entry="dctqa.metric:Metric", range=_Q_RANGE, defaults={"domain": "pixel"})
+# The no-reference wing (dctqa/nr/), imported only when created: predicts the spectral Q
+# from the distorted frames alone (needs ``model=CHECKPOINT``).
+register_metric("dctqa_nr", kind="NR", lower_better=True,
+                description="no-reference prediction of Q (needs model=checkpoint)",
+                entry="dctqa.nr.model:create", range=_Q_RANGE)
 # The baselines of shared/docs/BASELINES.md (dctqa.baselines computes them), in report order.
 for _name, _kind, _lower, _unit, _range in (
         ("psnr", "FR", False, "dB", (0.0, 100.0)),

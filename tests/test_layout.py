@@ -16,7 +16,6 @@ MAX_LINES = 80
 #: "path:qualified name" -> its current length in lines. Only phase-2 paths (study/, detect/).
 ALLOWED_LONG: dict[str, int] = {
     "dctqa/study/pipeline.py:run_study": 187,
-    "dctqa/detect/ap.py:window_ap": 81,
 }
 PHASE2_PATHS = ("dctqa/study/", "dctqa/detect/")
 

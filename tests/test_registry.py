@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_table_facts():
     names = [m.name for m in registry.list_metrics()]
-    assert names == ["dctqa", "dctqa_feature", "dctqa_pixel", "psnr", "ssim", "blockiness", "blur", "noise",
+    assert names == ["dctqa", "dctqa_feature", "dctqa_pixel", "dctqa_nr", "psnr", "ssim", "blockiness", "blur", "noise",
                      "contrast"]
     for m in registry.list_metrics():
         assert m.kind in registry.KINDS and isinstance(m.lower_better, bool)

@@ -7,15 +7,12 @@
 #include <stdint.h>
 
 #include "common/constants.h"
+#include "common/cuda_util.cuh"
 
 namespace dctqa {
 namespace cuda {
 
 constexpr int kThreads = 256;  // block size of the selection and reduction kernels
-
-// x rounded up to a multiple of 256 bytes (the alignment of each workspace part).
-inline size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
-
 __device__ __forceinline__ uint32_t order_key(float f) {
   const uint32_t b = __float_as_uint(f);
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..backbones.spec import parse_spec
 from ..errors import InputError
 from .ap import WindowAP, window_ap
 from .cache import cached_detect
@@ -49,13 +50,13 @@ def create_detector(name: str, weights: str | os.PathLike | None = None, device:
     if not isinstance(name, str) or not name:
         raise InputError(f"detector must be a non-empty name, one of {detector_names()}; got {name!r}")
     try:
-        if name.startswith("onnx:"):
+        spec = parse_spec(name)
+        if spec.kind == "onnx":
             if weights is not None:
                 raise InputError("onnx:PATH detectors read their weights from PATH; drop --weights")
             from .yolox_onnx import YoloxOnnxDetector
 
-            return YoloxOnnxDetector(name[len("onnx:"):], device=device, score_threshold=score_threshold,
-                                     **options)
+            return YoloxOnnxDetector(spec.path, device=device, score_threshold=score_threshold, **options)
         if name == "fasterrcnn_resnet50_fpn":
             from .frcnn import FasterRCNNDetector
 

@@ -77,8 +77,6 @@ def window_ap(gt: Sequence[Detections] | Mapping[int, Detections], pred: Sequenc
     in gt or pred) that have ground truth in that window. image_size (H, W) is recorded
     in the COCO images. Windows without ground truth get ``ap50 = ap = None``.
     """
-    from faster_coco_eval import COCOeval_faster
-
     if int(window) != window or window < 1:
         raise InputError(f"window must be a positive integer number of frames, got {window!r}")
     fi = np.asarray(frame_indices)
@@ -88,21 +86,7 @@ def window_ap(gt: Sequence[Detections] | Mapping[int, Detections], pred: Sequenc
         raise InputError("frame_indices must be distinct non-negative frame numbers")
     if len(pred) != len(fi):
         raise InputError(f"{len(pred)} prediction entries for {len(fi)} frame indices; expected one per frame")
-    fi_list = [int(f) for f in fi]
-    if isinstance(gt, Mapping):
-        frames = [f for f in fi_list if f in gt]
-        gt_map = {f: gt[f] for f in frames}
-    else:
-        if len(gt) != len(fi):
-            raise InputError(f"{len(gt)} ground-truth entries for {len(fi)} frame indices; expected one per "
-                             f"frame (or a mapping frame -> Detections)")
-        frames = fi_list
-        gt_map = dict(zip(fi_list, gt))
-    pred_map = dict(zip(fi_list, pred))
-    for name, m in (("gt", gt_map), ("pred", pred_map)):
-        for f, d in m.items():
-            if not isinstance(d, Detections):
-                raise InputError(f"{name} for frame {f} is a {type(d).__name__}, expected Detections")
+    frames, gt_map, pred_map = _aligned(gt, pred, [int(f) for f in fi])
     if categories is None:
         labels = [d.labels for d in gt_map.values()] + [pred_map[f].labels for f in frames]
         cats = np.unique(np.concatenate(labels)) if labels else np.zeros(0, np.int64)
@@ -110,7 +94,6 @@ def window_ap(gt: Sequence[Detections] | Mapping[int, Detections], pred: Sequenc
         cats = np.unique(np.asarray(list(categories), dtype=np.int64))
     if not frames:
         return []
-
     coco_gt = _coco(frames, gt_map, cats, image_size, with_scores=False)
     coco_dt = _coco(frames, pred_map, cats, image_size, with_scores=True)
     by_window: dict[int, list[int]] = {}
@@ -119,25 +102,50 @@ def window_ap(gt: Sequence[Detections] | Mapping[int, Detections], pred: Sequenc
     out = []
     for k in sorted(by_window):
         wf = by_window[k]
-        n_gt = 0
-        for f in wf:
-            g = gt_map[f]
-            counted = np.isin(g.labels, cats)
-            if g.ignore is not None:
-                counted &= ~g.ignore
-            n_gt += int(counted.sum())
-        ap50 = ap = None
-        if n_gt:
-            ev = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=_quiet)
-            ev.params.imgIds = wf
-            ev.params.catIds = cats.tolist()
-            ev.params.maxDets = [max_dets]
-            ev.evaluate()
-            ev.accumulate()
-            prec = ev.eval["precision"][:, :, :, ev.params.areaRngLbl.index("all"), -1]  # T x R x K
-            valid = prec > -1
-            ap = float(prec[valid].mean())
-            ap50 = float(prec[0][valid[0]].mean())
+        n_gt = sum(_counted_gt(gt_map[f], cats) for f in wf)
+        ap50, ap = _coco_ap(coco_gt, coco_dt, wf, cats, max_dets) if n_gt else (None, None)
         out.append(WindowAP(start=k * window, end=(k + 1) * window, n_frames=len(wf), n_gt=n_gt,
                             ap50=ap50, ap=ap))
     return out
+
+
+def _aligned(gt, pred, fi_list: list[int]) -> tuple[list[int], dict, dict]:
+    """(evaluated frames, frame -> gt, frame -> pred) of :func:`window_ap`'s inputs, checked."""
+    if isinstance(gt, Mapping):
+        frames = [f for f in fi_list if f in gt]
+        gt_map = {f: gt[f] for f in frames}
+    else:
+        if len(gt) != len(fi_list):
+            raise InputError(f"{len(gt)} ground-truth entries for {len(fi_list)} frame indices; expected one per "
+                             f"frame (or a mapping frame -> Detections)")
+        frames = fi_list
+        gt_map = dict(zip(fi_list, gt))
+    pred_map = dict(zip(fi_list, pred))
+    for name, m in (("gt", gt_map), ("pred", pred_map)):
+        for f, d in m.items():
+            if not isinstance(d, Detections):
+                raise InputError(f"{name} for frame {f} is a {type(d).__name__}, expected Detections")
+    return frames, gt_map, pred_map
+
+
+def _counted_gt(g: Detections, cats: np.ndarray) -> int:
+    """Ground-truth boxes of one frame that count: in ``cats`` and not marked ignore."""
+    counted = np.isin(g.labels, cats)
+    if g.ignore is not None:
+        counted &= ~g.ignore
+    return int(counted.sum())
+
+
+def _coco_ap(coco_gt, coco_dt, frames: list[int], cats: np.ndarray, max_dets: int) -> tuple[float, float]:
+    """(AP50, AP@[.5:.95]) of one COCO evaluation over ``frames`` (area range "all")."""
+    from faster_coco_eval import COCOeval_faster
+
+    ev = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=_quiet)
+    ev.params.imgIds = frames
+    ev.params.catIds = cats.tolist()
+    ev.params.maxDets = [max_dets]
+    ev.evaluate()
+    ev.accumulate()
+    prec = ev.eval["precision"][:, :, :, ev.params.areaRngLbl.index("all"), -1]  # T x R x K
+    valid = prec > -1
+    return float(prec[0][valid[0]].mean()), float(prec[valid].mean())

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..backbones.spec import onnx_spec
 from ..errors import BackboneError, InputError
 from .categories import coco80_to_coco91
 from ..fileio import file_sha256
@@ -138,7 +139,7 @@ class YoloxOnnxDetector(Detector):
             raise InputError(f"nms_threshold must be in (0, 1], got {nms_threshold}")
         if int(max_detections) < 1:
             raise InputError(f"max_detections must be >= 1, got {max_detections}")
-        self.name = f"onnx:{self.path.name}"
+        self.name = onnx_spec(self.path.name)
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
         self.max_detections = int(max_detections)

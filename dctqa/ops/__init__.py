@@ -1,13 +1,14 @@
 """The floor of the package: the compiled torch ops, their torch fallbacks and caches.
 
-The extension ``dctqa._C`` registers three torch ops (schemas in ``csrc/<op>/<op>.cpp``):
-``spectral_qk``, ``ratio_qk`` and the fused ``spectral_qk_frames``. This package holds
+The extension ``dctqa._C`` registers four torch ops (schemas in ``csrc/<op>/<op>.cpp``):
+``spectral_qk``, ``ratio_qk``, the fused ``spectral_qk_frames`` and the no-reference wing's
+``sample_patches``. This package holds
 
 * :mod:`~dctqa.ops.dispatch`: the only module that knows whether the compiled op exists for
   a device; the checked wrappers :func:`spectral_qk`, :func:`ratio_qk`,
-  :func:`spectral_qk_frames` call it or the fallback;
+  :func:`spectral_qk_frames`, :func:`sample_patches` call it or the fallback;
 * the torch fallbacks: :mod:`~dctqa.ops.spectral_torch` (with the filter-spectra cache),
-  :mod:`~dctqa.ops.ratio_torch`, and the fused op's :mod:`~dctqa.ops.preprocess` and
+  :mod:`~dctqa.ops.ratio_torch`, :mod:`~dctqa.ops.patches_torch`, and the fused op's :mod:`~dctqa.ops.preprocess` and
   :mod:`~dctqa.ops.dct` (the 2-D DCT-II the domains use too);
 * :mod:`~dctqa.ops.fakes`: the fake kernels for ``torch.compile``.
 
@@ -16,10 +17,10 @@ The ops import nothing above them except :mod:`dctqa.errors`, :mod:`dctqa.consta
 """
 from __future__ import annotations
 
-from .dispatch import (CUDA_MAX_CHANNELS, CUDA_MAX_ROWS, FUSED_OP, available, implementation_for,
-                       ratio_qk, spectra_cache_clear, spectra_cache_info, spectra_cache_set_max_bytes,
-                       spectral_qk, spectral_qk_frames)
+from .dispatch import (CUDA_MAX_CHANNELS, CUDA_MAX_ROWS, FUSED_OP, PATCHES_OP, available, implementation_for,
+                       ratio_qk, sample_patches, spectra_cache_clear, spectra_cache_info,
+                       spectra_cache_set_max_bytes, spectral_qk, spectral_qk_frames)
 
-__all__ = ["CUDA_MAX_CHANNELS", "CUDA_MAX_ROWS", "FUSED_OP", "available", "implementation_for", "ratio_qk",
-           "spectra_cache_clear", "spectra_cache_info", "spectra_cache_set_max_bytes", "spectral_qk",
-           "spectral_qk_frames"]
+__all__ = ["CUDA_MAX_CHANNELS", "CUDA_MAX_ROWS", "FUSED_OP", "PATCHES_OP", "available", "implementation_for",
+           "ratio_qk", "sample_patches", "spectra_cache_clear", "spectra_cache_info", "spectra_cache_set_max_bytes",
+           "spectral_qk", "spectral_qk_frames"]

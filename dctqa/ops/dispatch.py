@@ -28,6 +28,7 @@ from ..errors import InputError
 from ..settings import check_op_env, env_flag, ops_disabled
 from .dct import dct2
 from .fakes import register_fakes
+from .patches_torch import sample_patches_torch
 from .preprocess import preprocess_torch
 from .ratio_torch import ratio_qk_torch
 from .spectral_torch import spectral_qk_torch
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _OPS = ("spectral_qk", "ratio_qk")
 FUSED_OP = "spectral_qk_frames"
+PATCHES_OP = "sample_patches"  # the no-reference wing's sampler (dctqa.nr.sampling)
 _lock = threading.Lock()
 _state: dict | None = None
 
@@ -101,13 +103,14 @@ def available() -> dict:
 
 def implementation_for(device: torch.device | str, op: str = "spectral_qk") -> str:
     """What :func:`spectral_qk` / :func:`ratio_qk` (``op="ratio_qk"``) /
-    :func:`spectral_qk_frames` (``op="spectral_qk_frames"``) run for tensors on ``device``:
+    :func:`spectral_qk_frames` (``op="spectral_qk_frames"``) / :func:`sample_patches`
+    (``op="sample_patches"``) run for tensors on ``device``:
     ``"cuda-op"``, ``"cpp-op"`` or ``"torch"``; for the fused op ``"cpp-fused"``, or
     ``"torch"`` when it has no kernel for the device or ``DCTQA_DISABLE_FUSED=1`` (its
     fallback then runs the preprocessing and DCTs in torch/SciPy and :func:`spectral_qk`,
     which still uses the ``spectral_qk`` op)."""
-    if op not in _OPS + (FUSED_OP,):
-        raise InputError(f"unknown op {op!r}; expected one of {_OPS + (FUSED_OP,)}")
+    if op not in _OPS + (FUSED_OP, PATCHES_OP):
+        raise InputError(f"unknown op {op!r}; expected one of {_OPS + (FUSED_OP, PATCHES_OP)}")
     if ops_disabled():
         return "torch"
     dev = torch.device(device)
@@ -264,6 +267,34 @@ def spectral_qk_frames(ref: torch.Tensor, dist: torch.Tensor, filters: torch.Ten
     co = dct2(preprocess_torch(ref, preprocess, ref.device))
     cc = dct2(preprocess_torch(dist, preprocess, ref.device))
     return spectral_qk(co, cc, filters.to(ref.device), epsilon)
+
+
+def sample_patches(act: torch.Tensor, height: int, width: int, *, stride: int = 1, offset: int = 0,
+                   patch: int = 224, num: int = 2, seed: int = 0, sigma: float = 8.0,
+                   impl: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Activation-map patch sampling (:mod:`dctqa.ops.patches_torch` defines it): ``(prob
+    [N, h, w] float32, corners [N, num, 2] int64)`` for activation maps ``act`` ``[N, C, h,
+    w]`` of a ``height x width`` frame; ``impl`` forces ``"op"`` or ``"torch"`` (default: the
+    op when it has a kernel for ``act``'s device)."""
+    if not isinstance(act, torch.Tensor) or act.dim() != 4 or not act.is_floating_point():
+        raise InputError(f"act must be a float tensor [N, C, h, w], got "
+                         f"{getattr(act, 'shape', type(act).__name__)}")
+    if min(act.shape[1:]) < 1:
+        raise InputError(f"act has an empty dimension: {tuple(act.shape)}")
+    if not (1 <= patch <= min(height, width)):
+        raise InputError(f"a {patch}x{patch} patch does not fit a {height}x{width} frame")
+    if stride < 1 or offset < 0 or num < 0 or not (0 <= sigma <= 1e4):
+        raise InputError(f"need stride >= 1, offset >= 0, num >= 0, 0 <= sigma <= 1e4; got "
+                         f"{stride}, {offset}, {num}, {sigma}")
+    if not bool(torch.isfinite(act).all()):
+        raise InputError("activation maps contain NaN or infinity")
+    chosen = implementation_for(act.device, PATCHES_OP) if impl in (None, "op") else "torch"
+    if impl == "op" and chosen == "torch":
+        raise InputError(f"no compiled sample_patches kernel for {act.device}")
+    if chosen == "torch":
+        return sample_patches_torch(act, height, width, stride, offset, patch, num, seed, sigma)
+    return torch.ops.dctqa.sample_patches(act.to(torch.float32), int(height), int(width), int(stride),
+                                          int(offset), int(patch), int(num), int(seed), float(sigma))
 
 
 def spectra_cache_info() -> dict | None:

@@ -21,7 +21,14 @@ def _frames_fake(ref, dist, filters, channel_index, scale, mean, std, epsilon):
     return filters.new_empty((ref.shape[0], filters.shape[0]), dtype=torch.float64)
 
 
-FAKES = {"spectral_qk": _spectral_fake, "ratio_qk": _ratio_fake, "spectral_qk_frames": _frames_fake}
+def _patches_fake(act, height, width, stride, offset, patch, num, seed, sigma):
+    torch._check(act.dim() == 4, lambda: "act must be 4-D [N, C, h, w]")
+    return (act.new_empty((act.shape[0], act.shape[2], act.shape[3])),
+            act.new_empty((act.shape[0], num, 2), dtype=torch.int64))
+
+
+FAKES = {"spectral_qk": _spectral_fake, "ratio_qk": _ratio_fake, "spectral_qk_frames": _frames_fake,
+         "sample_patches": _patches_fake}
 
 
 def register_fakes() -> None:

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..backbones.spec import onnx_spec, parse_spec
 from ..codec import EncodeSettings, Variant, encode_sweep, read_manifest, write_reference
 from ..errors import InputError, VideoError
 from ..fileio import atomic_write_text
@@ -45,7 +46,7 @@ DEFAULT_SENSITIVITY_PRED: tuple[float, ...] = (0.0, 0.25, 0.5)
 
 def default_model() -> str:
     """``onnx:<shared>/models/yolox_nano.onnx``, the default backbone and detector."""
-    return f"onnx:{shared_dir() / 'models' / 'yolox_nano.onnx'}"
+    return onnx_spec(shared_dir() / "models" / "yolox_nano.onnx")
 
 
 @dataclass
@@ -149,7 +150,7 @@ class MetricSpec:
 
 
 def _short(backbone: str) -> str:
-    base = Path(backbone[5:]).stem if backbone.startswith("onnx:") else backbone
+    base = parse_spec(backbone).label
     return re.sub(r"[^A-Za-z0-9]+", "_", base).strip("_")
 
 
@@ -168,8 +169,9 @@ def _model_identity(name: str, cache_root: Path) -> str:
     """Content hash of an ``onnx:PATH`` file, else the name itself."""
     from ..fileio import file_sha256
 
-    if name.startswith("onnx:"):
-        p = Path(name[5:])
+    spec = parse_spec(name)
+    if spec.kind == "onnx":
+        p = spec.path
         if not p.is_file():
             raise InputError(f"model file {str(p)!r} not found (from {name!r})")
         return file_sha256(p, memo_dir=cache_root)
@@ -179,7 +181,7 @@ def _model_identity(name: str, cache_root: Path) -> str:
 def _spec_key(spec: MetricSpec, cache_root: Path, weights: str | None) -> dict:
     from ..constants import EPSILON, METRIC_VERSION
 
-    return {"backbone": spec.backbone if not spec.backbone.startswith("onnx:") else "onnx",
+    return {"backbone": "onnx" if parse_spec(spec.backbone).kind == "onnx" else spec.backbone,
             "model": _model_identity(spec.backbone, cache_root), "domain": spec.domain,
             "epsilon": EPSILON, "metric_version": METRIC_VERSION, "weights": weights}
 
@@ -258,6 +260,66 @@ def _init_worker(threads: int) -> None:
 
 # ----------------------------------------------------------------------------- results
 
+def encode_stage(cfg: StudyConfig, cache: StageCache, add_time=None
+                 ) -> tuple[dict[str, list[Variant]], dict[str, Path], dict[str, str]]:
+    """The encode stage: every variant of every video (cached). Returns ``variants`` and
+    ``refs`` (the reference each variant is scored against) per video stem, and the
+    reference's sha256 per stem. ``add_time(part, computed_s, this_run_s)`` collects timings."""
+    from ..fileio import file_sha256
+
+    out = cfg.out
+    variants: dict[str, list[Variant]] = {}
+    src_sha: dict[str, str] = {}
+    refs: dict[str, Path] = {}
+    for video in cfg.videos:
+        sha = file_sha256(video, memo_dir=out / "cache")
+        src_sha[video.stem] = sha
+        vdir = out / "variants" / f"{video.stem}-{sha[:10]}"
+        key = {"stage": "encode", "source_sha256": sha, "settings": cfg.encode.to_dict()}
+        t0 = time.perf_counter()
+
+        def do_encode(video=video, vdir=vdir):
+            from ..io import probe
+
+            n = probe(video).frames or 0
+            bar = _bar(cfg, n if cfg.encode.max_frames is None else min(n, cfg.encode.max_frames),
+                       f"encode {video.name}")
+            try:
+                vs = encode_sweep(video, vdir, cfg.encode, progress=bar.update)
+            finally:
+                bar.close()
+            return [v.name for v in vs]
+
+        names, meta = cache.document("encode", key, do_encode)
+        vs = read_manifest(vdir / "variants.json") if (vdir / "variants.json").is_file() else []
+        if meta["cached"] and ([v.name for v in vs] != names or not all(v.path.is_file() for v in vs)):
+            cache.misses["encode"] = cache.misses.get("encode", 0) + 1
+            vs = encode_sweep(video, vdir, cfg.encode)  # files removed since: encode again
+        variants[video.stem] = vs
+        if add_time is not None:
+            add_time("encode", meta["seconds"], time.perf_counter() - t0)
+        if cfg.encode.max_frames is not None:  # trimmed study: a lossless copy of the first frames is the reference
+            ref = vdir / f"reference-{cfg.encode.max_frames}.mkv"
+            if not ref.is_file():
+                write_reference(video, ref, cfg.encode.max_frames)
+            refs[video.stem] = ref
+            src_sha[video.stem] = file_sha256(ref, memo_dir=out / "cache")
+        else:
+            refs[video.stem] = video
+    return variants, refs, src_sha
+
+
+def score_key(cfg: StudyConfig, ref_sha: str, dist_path: Path, spec_keys: list[dict], specs: Sequence[MetricSpec],
+              cache_root: Path) -> dict:
+    """Cache key of the score stage for one variant (shared with ``dctqa.nr.data``)."""
+    from ..fileio import file_sha256
+
+    return {"stage": "score", "format": SCORE_FORMAT, "ref_sha256": ref_sha,
+            "dist_sha256": file_sha256(dist_path, memo_dir=cache_root), "metrics": spec_keys,
+            "metric_columns": [s.column for s in specs], "baselines": list(cfg.baselines),
+            "stride": cfg.metric_stride}
+
+
 @dataclass
 class StudyResult:
     """What :func:`run_study` produced: the window table rows, the correlation rows,
@@ -312,53 +374,13 @@ def run_study(cfg: StudyConfig) -> StudyResult:
         t["this_run_s"] += this_run
 
     # ---- encode
-    variants: dict[str, list[Variant]] = {}
-    src_sha: dict[str, str] = {}
-    refs: dict[str, Path] = {}
-    for video in cfg.videos:
-        sha = file_sha256(video, memo_dir=out / "cache")
-        src_sha[video.stem] = sha
-        vdir = out / "variants" / f"{video.stem}-{sha[:10]}"
-        key = {"stage": "encode", "source_sha256": sha, "settings": cfg.encode.to_dict()}
-        t0 = time.perf_counter()
-
-        def do_encode(video=video, vdir=vdir):
-            from ..io import probe
-
-            n = probe(video).frames or 0
-            bar = _bar(cfg, n if cfg.encode.max_frames is None else min(n, cfg.encode.max_frames),
-                       f"encode {video.name}")
-            try:
-                vs = encode_sweep(video, vdir, cfg.encode, progress=bar.update)
-            finally:
-                bar.close()
-            return [v.name for v in vs]
-
-        names, meta = cache.document("encode", key, do_encode)
-        vs = read_manifest(vdir / "variants.json") if (vdir / "variants.json").is_file() else []
-        if meta["cached"] and ([v.name for v in vs] != names or not all(v.path.is_file() for v in vs)):
-            cache.misses["encode"] = cache.misses.get("encode", 0) + 1
-            vs = encode_sweep(video, vdir, cfg.encode)  # files removed since: encode again
-        variants[video.stem] = vs
-        add_time("encode", meta["seconds"], time.perf_counter() - t0)
-        if cfg.encode.max_frames is not None:  # trimmed study: a lossless copy of the first frames is the reference
-            ref = vdir / f"reference-{cfg.encode.max_frames}.mkv"
-            if not ref.is_file():
-                write_reference(video, ref, cfg.encode.max_frames)
-            refs[video.stem] = ref
-            src_sha[video.stem] = file_sha256(ref, memo_dir=out / "cache")
-        else:
-            refs[video.stem] = video
+    variants, refs, src_sha = encode_stage(cfg, cache, add_time)
 
     # ---- score
     jobs = []
     for video in cfg.videos:
         for v in variants[video.stem]:
-            key = {"stage": "score", "format": SCORE_FORMAT, "ref_sha256": src_sha[video.stem],
-                   "dist_sha256": file_sha256(v.path, memo_dir=out / "cache"), "metrics": spec_keys,
-                   "metric_columns": [s.column for s in specs], "baselines": list(cfg.baselines),
-                   "stride": cfg.metric_stride}
-            jobs.append((video, v, key))
+            jobs.append((video, v, score_key(cfg, src_sha[video.stem], v.path, spec_keys, specs, out / "cache")))
     frames: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     pending = []
     bar = _bar(cfg, len(jobs), "score")

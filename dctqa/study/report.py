@@ -1,8 +1,6 @@
 """CSV files, PNG plots and ``report.md`` of a study run."""
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -10,22 +8,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..fileio import atomic_path, atomic_write_text
+from ..log import csv_text
 from .analysis import higher_is_better
 
 _STATS = ("lcc", "srcc", "krcc")
 
 
 def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """Rows (dicts with the same keys) as CSV text; ``None`` and NaN become empty cells."""
-    if not rows:
-        return ""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else
-                        (f"{v:.6g}" if isinstance(v, float) else v)) for k, v in r.items()})
-    return buf.getvalue()
+    """Rows (dicts with the same keys) as the study's CSV text: the core's one writer
+    (:func:`dctqa.log.csv_text`) with floats to 6 significant digits, ``\n`` line ends, and
+    ``""`` for no rows; ``None`` and non-finite numbers become empty cells."""
+    return csv_text(rows, float_format=".6g", lineterminator="\n", empty_ok=True)
 
 
 def variant_rows(variants: dict) -> list[dict[str, Any]]:

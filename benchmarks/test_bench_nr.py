@@ -1,0 +1,61 @@
+"""No-reference prediction speed (target: >= 20 frames/s at 768x576 with 2 patches on the
+2-core CPU) and the sampling op's CPU kernel against its torch fallback (target >= 5x).
+
+Predict cases time :meth:`dctqa.nr.NRModel.predict` on decoded uint8 frames (conv1 on the
+whole frame, the sampler, the net on the patches), with freshly initialised nets of the
+default width (0.25) and of the width the committed results used (0.125): speed does not
+depend on the weights. ``predict_video`` adds decoding of a real clip (first 48 frames of
+the shared vtest.avi, skipped when it is absent). Sampler cases: one frame's conv1 maps
+(16 channels, 143 x 191 cells, sigma 8 cells), map + 2 draws.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.conftest import run_case, shared_dir
+from dctqa import ops
+from dctqa.constants import METRIC_VERSION
+from dctqa.nr.model import NRConfig, NRModel, Provenance
+
+H, W = 576, 768
+
+
+def _model(width: float) -> NRModel:
+    torch.manual_seed(0)
+    return NRModel(NRConfig(width=width), Provenance(METRIC_VERSION, "bench", "0" * 64))
+
+
+def _frames(n: int) -> np.ndarray:
+    g = np.random.default_rng(0)
+    base = g.integers(0, 256, size=(n, H // 8, W // 8, 3), dtype=np.uint8)
+    return np.ascontiguousarray(np.repeat(np.repeat(base, 8, axis=1), 8, axis=2))
+
+
+@pytest.mark.parametrize("width", [0.25, 0.125])
+@pytest.mark.parametrize("sampling", ["activation", "grid"])
+def test_predict(benchmark, width: float, sampling: str) -> None:
+    model, frames = _model(width), _frames(4)
+    run_case(benchmark, lambda: model.predict(frames, patches=2, sampling=sampling), family="nr_predict",
+             h=H, w=W, k=2, batch=len(frames), impl=f"{sampling}-w{width}")
+
+
+def test_predict_video(benchmark) -> None:
+    from dctqa.nr.predict import predict_video
+
+    clip = shared_dir() / "videos" / "vtest.avi"
+    if not clip.is_file():
+        pytest.skip(f"{clip} not found (shared data)")
+    model = _model(0.25)
+    run_case(benchmark, lambda: predict_video(model, clip, max_frames=48), family="nr_video", h=H, w=W, k=2,
+             batch=48, impl="decode+predict", max_rounds=2)
+
+
+@pytest.mark.parametrize("impl", [pytest.param("op", marks=pytest.mark.skipif(
+    ops.implementation_for("cpu", "sample_patches") != "cpp-op", reason="dctqa._C has no sample_patches CPU kernel")), "torch"])
+def test_sampler(benchmark, impl: str) -> None:
+    act = torch.randn(1, 16, 143, 191, generator=torch.Generator().manual_seed(0))
+    run_case(benchmark, lambda: ops.sample_patches(act, H, W, stride=4, offset=3, patch=224, num=2, seed=0,
+                                                 sigma=8.0, impl=impl),
+             family="sample_patches", h=H, w=W, k=16, batch=1, impl="cpp-op" if impl == "op" else "torch")

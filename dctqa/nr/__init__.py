@@ -1,0 +1,21 @@
+"""No-reference prediction of the metric (a wing: the core never imports it).
+
+``NRModel.load(path).predict(frames)`` predicts the full-reference score Q of compressed
+frames without their reference, from patches chosen by :mod:`dctqa.nr.sampling`.
+Modules: ``sampling`` (the patch samplers; the op ``sample_patches`` and its torch fallback
+are in :mod:`dctqa.ops`), ``model`` (network, checkpoint), ``data`` (labelled frames from the
+study's caches), ``train``, ``predict``, ``evaluate``, ``summary`` (the results page).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["NRModel"]
+
+
+def __getattr__(name: str) -> Any:  # lazy: importing dctqa.nr stays cheap
+    if name == "NRModel":
+        from .model import NRModel
+
+        return NRModel
+    raise AttributeError(name)

@@ -1,0 +1,135 @@
+"""``dctqa nr-data | train-nr | predict | eval-nr`` (plugged into ``dctqa.cli`` via :func:`register`).
+
+Only argument parsing here; every command imports its module when it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress unless ``--quiet`` (:mod:`dctqa.progress`: a bar on a terminal, lines elsewhere)."""
+    return not getattr(args, "quiet", False)
+
+
+def cmd_nr_data(args: argparse.Namespace) -> int:
+    from .data import build_dataset, load_dataset
+
+    out = build_dataset(args.videos, args.out, backbone=args.backbone, metric_stride=args.metric_stride,
+                        labels_csv=args.labels, progress=_progress(args))
+    rows, meta = load_dataset(out)
+    print(f"{len(rows)} labelled frames of {len({r['video'] for r in rows})} videos -> {out}/labels.csv "
+          f"(target {meta['target']}, log Q)")
+    return 0
+
+
+def cmd_train_nr(args: argparse.Namespace) -> int:
+    from .model import NRConfig
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(split=args.split, fold=args.fold, frame_step=args.frame_step,
+                      variants=tuple(v for v in (args.variants or "").split(",") if v),
+                      variant_step=args.variant_step, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, crops=args.crops, workers=args.workers,
+                      seed=args.seed, model=NRConfig(width=args.width))
+    model = train(args.data, args.out, cfg, resume=args.resume, progress=_progress(args),
+                  log=lambda m: print(m, file=sys.stderr))
+    s = model.prov.split
+    print(f"trained on {s['train_frames']} frames ({args.split}{'/' + args.fold if args.fold else ''}); "
+          f"{s['test_frames']} held-out frames; checkpoint {args.out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..log import log_to_rows, write_csv, write_json
+    from .model import NRModel
+    from .predict import prediction_log, predict_video
+
+    model = NRModel.load(args.model, backbone=args.backbone, device=args.device)
+    pred = predict_video(model, args.video, patches=args.patches, sampling=args.sampling, seed=args.seed,
+                         frame_stride=args.frame_stride, max_frames=args.max_frames, progress=_progress(args))
+    log = prediction_log(model, pred, args.video, args.patches, args.sampling, args.seed)
+    if args.json:
+        write_json(args.json, log)
+    if args.csv:
+        write_csv(args.csv, log_to_rows(log, metric="dctqa_nr"))
+    pool = log["pooled_metrics"]["dctqa_nr"]
+    print(f"dctqa_nr (no reference, trained for metric v{model.prov.metric_version}, backbone "
+          f"{model.prov.backbone})  sampling={args.sampling} patches={args.patches}")
+    print(f"frames: {len(pred.q)}  predicted Q mean {pool['mean']:.4f}  min {pool['min']:.4f}  max {pool['max']:.4f}"
+          f"  ({len(pred.q) / max(pred.seconds, 1e-9):.1f} frames/s)")
+    return 0
+
+
+def cmd_eval_nr(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    evaluate(args.models, args.data, args.out, windows_csv=args.windows, frame_step=args.frame_step,
+             ablation_step=args.ablation_step, n_boot=args.n_boot, progress=_progress(args),
+             ablations=not args.no_ablations, jobs=args.jobs, variant_step=args.variant_step)
+    print(f"wrote {args.out}/nr_results.md, frames.csv, metrics.csv, windows.csv, ablations.csv")
+    return 0
+
+
+def register(sub) -> None:
+    """Add the no-reference subcommands to the ``dctqa`` parser."""
+    p = sub.add_parser("nr-data", help="labelled frames for the no-reference model (study encode + score stages)")
+    p.add_argument("videos", nargs="+", help="source videos (as for `dctqa study`)")
+    p.add_argument("--out", required=True, help="output folder; a hard-link copy of a study's --out reuses its caches")
+    p.add_argument("--backbone", default=None, help="backbone of the target Q (default: YOLOX-Nano ONNX)")
+    p.add_argument("--metric-stride", type=int, default=4, help="label every N-th frame (default 4)")
+    p.add_argument("--labels", metavar="CSV", help="take Q from a study's frames.csv instead of the score stage")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_nr_data)
+
+    p = sub.add_parser("train-nr", help="train the no-reference model on an nr-data folder")
+    p.add_argument("data", help="folder written by `dctqa nr-data`")
+    p.add_argument("--split", required=True, choices=("unseen", "seen", "random"),
+                   help="unseen: leave --fold video out; seen: every 4th 100-frame window held out "
+                        "(10-frame gaps); random: the paper's leaky random-frame protocol")
+    p.add_argument("--fold", help="held-out video stem (unseen split)")
+    p.add_argument("--out", required=True, help="checkpoint path (written after every epoch)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--width", type=float, default=0.25, help="channel scale of AlexNet (1.0 = full, for a GPU)")
+    p.add_argument("--frame-step", type=int, default=4, help="train on frames whose number is a multiple of N")
+    p.add_argument("--variants", help="comma-separated variant names to train on (default: all)")
+    p.add_argument("--variant-step", type=int, default=1,
+                   help="train on every N-th variant of each video (names sorted; default 1 = all)")
+    p.add_argument("--crops", type=int, default=2, help="random crops per decoded frame (default 2)")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train_nr)
+
+    p = sub.add_parser("predict", help="no-reference Q of a compressed video (no reference needed)")
+    p.add_argument("video", help="compressed video or image")
+    p.add_argument("--model", required=True, help="checkpoint from `dctqa train-nr`")
+    p.add_argument("--patches", type=int, default=2, help="224x224 patches per frame (default 2)")
+    p.add_argument("--sampling", default="activation", choices=("activation", "uniform", "grid"))
+    p.add_argument("--seed", type=int, default=0, help="seed of the patch draws")
+    p.add_argument("--json", metavar="PATH", help="write the per-frame log (libvmaf JSON layout)")
+    p.add_argument("--csv", metavar="PATH", help="write per-frame predictions as CSV")
+    p.add_argument("--frame-stride", type=int, default=1, help="predict every N-th frame")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many predicted frames")
+    p.add_argument("--backbone", default=None, help="refuse the model unless it was trained for this backbone")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("eval-nr", help="evaluate no-reference checkpoints on their held-out frames")
+    p.add_argument("models", nargs="+", help="checkpoints (each evaluated on its own split's test frames)")
+    p.add_argument("--data", required=True, help="the nr-data folder they were trained on")
+    p.add_argument("--out", required=True, help="output folder for the tables")
+    p.add_argument("--windows", help="the study's windows.csv (AP per window) for the window-level table")
+    p.add_argument("--frame-step", type=int, default=16, help="evaluate frames whose number is a multiple of N")
+    p.add_argument("--ablation-step", type=int, default=64, help="frame subsampling of the ablations")
+    p.add_argument("--variant-step", type=int, default=1, help="evaluate every N-th variant of each video")
+    p.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples of content windows")
+    p.add_argument("--no-ablations", action="store_true")
+    p.add_argument("--jobs", type=int, default=1, help="checkpoints evaluated in parallel processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval_nr)

@@ -1,0 +1,182 @@
+"""Labelled frames for the no-reference model, from the study's encode and score stages.
+
+``build_dataset(videos, out)`` runs (or reuses, through the study's stage cache under
+``out/cache``) the study's ``encode`` stage (25 variants per video by default) and ``score``
+stage (every ``metric_stride``-th frame), and writes ``out/labels.csv`` (one row per labelled
+frame: ``video, variant, crf, frame, path, q, log_q`` and the blockiness, blur, noise,
+contrast and PSNR indicators of the ridge baseline) and ``out/dataset.json`` (metric version,
+backbone and its sha256, target column). Point ``out`` at a hard-link copy of a finished
+study (``cp -al STUDY_OUT DIR``) to reuse its encodes and scores, or pass ``labels_csv`` (a
+study's ``frames.csv``) to take the scores from it instead of the score stage.
+
+Splits by content (:func:`split_rows`): *unseen* holds one video out; *seen* holds out every
+4th window of 100 source frames of each video (all variants), dropping training frames
+within ``gap`` frames of a held-out window; *random* (the paper's protocol, leaky: near-
+identical neighbouring frames land on both sides) holds out a random quarter of frames.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+
+DATA_FORMAT = 1
+INDICATORS = ("blockiness", "blur", "noise", "contrast")
+SPLITS = ("unseen", "seen", "random")
+
+
+def target_column(backbone: str) -> str:
+    """The study's column holding the spectral-domain Q for ``backbone``."""
+    from ..study.pipeline import _short
+
+    return f"dctqa_spectral_{_short(backbone)}"
+
+
+def backbone_identity(backbone: str, cache_root: Path | None = None) -> str:
+    """sha256 of an ``onnx:PATH`` backbone's file, else the torchvision name."""
+    from ..study.pipeline import _model_identity
+
+    return _model_identity(backbone, cache_root or Path(os.environ.get("TMPDIR", "/tmp")))
+
+
+def _study_labels(cfg, cache, variants, refs, src_sha, column: str, progress: bool) -> dict:
+    """Per (stem, variant) arrays of the score stage (cached, as the study computes them)."""
+    from ..progress import progress as progress_bar
+    from ..study.pipeline import _score_job, _spec_key, metric_specs, score_key
+
+    specs = metric_specs(cfg)
+    keys = [_spec_key(s, cfg.out / "cache", cfg.detector_weights) for s in specs]
+    out = {}
+    todo = [(stem, v) for stem, vs in variants.items() for v in vs]
+    with progress_bar(len(todo), "score", unit="variant", enabled=progress) as bar:
+        for stem, v in todo:
+            key = score_key(cfg, src_sha[stem], v.path, keys, specs, cfg.out / "cache")
+            args = (str(refs[stem]), str(v.path), specs, cfg.baselines, cfg.metric_stride, cfg.device,
+                    cfg.batch_size, cfg.detector_weights)
+            arrs, _ = cache.arrays("score", key, lambda args=args: _score_job(args))
+            out[(stem, v.name)] = {"frame": arrs["frame_indices"], **{k: arrs[k] for k in arrs if k != "frame_indices"}}
+            bar.update(1)
+    return out
+
+
+def _csv_labels(path: Path, variants: dict, column: str) -> dict:
+    """Per (stem, variant) arrays read from a study's ``frames.csv``."""
+    got: dict[tuple[str, str], dict[str, list]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            d = got.setdefault((row["video"], row["variant"]), {})
+            for k, val in row.items():
+                if k not in ("video", "variant"):
+                    d.setdefault(k, []).append(float(val) if val not in ("", None) else math.nan)
+    out = {}
+    for stem, vs in variants.items():
+        for v in vs:
+            if (stem, v.name) not in got:
+                raise InputError(f"{path} has no rows for video {stem!r} variant {v.name!r}")
+            d = got[(stem, v.name)]
+            if column not in d:
+                raise InputError(f"{path} has no column {column!r} (the target for this backbone)")
+            out[(stem, v.name)] = {k: np.asarray(val) for k, val in d.items()}
+    return out
+
+
+def build_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathLike, *, backbone: str | None = None,
+                  metric_stride: int = 4, labels_csv: str | os.PathLike | None = None,
+                  progress: bool = False) -> Path:
+    """Write ``out/labels.csv`` and ``out/dataset.json`` (module docstring); returns ``out``."""
+    from ..constants import METRIC_VERSION
+    from ..fileio import atomic_write_text
+    from ..log import write_csv
+    from ..study.pipeline import StudyConfig, default_model, encode_stage
+    from ..study.stages import StageCache
+
+    backbone = backbone or default_model()
+    cfg = StudyConfig(videos=list(videos), out=Path(out), backbones=[backbone], metric_stride=metric_stride,
+                      frame_stride=math.gcd(2, metric_stride), progress=progress)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    cache = StageCache(cfg.out / "cache")
+    variants, refs, src_sha = encode_stage(cfg, cache)
+    column = target_column(backbone)
+    if labels_csv is not None:
+        if not Path(labels_csv).is_file():
+            raise InputError(f"labels file {str(labels_csv)!r} does not exist")
+        per = _csv_labels(Path(labels_csv), variants, column)
+    else:
+        per = _study_labels(cfg, cache, variants, refs, src_sha, column, progress)
+    rows = []
+    for stem, vs in variants.items():
+        for v in vs:
+            d = per[(stem, v.name)]
+            for i, fr in enumerate(d["frame"]):
+                q = float(d[column][i])
+                if not (math.isfinite(q) and q > 0):
+                    raise InputError(f"{stem}/{v.name} frame {int(fr)}: target Q {q} is not a positive number")
+                rows.append({"video": stem, "variant": v.name, "crf": v.crf, "frame": int(fr),
+                             "path": str(Path(v.path).resolve()), "q": q, "log_q": math.log(q),
+                             **{k: float(d[k][i]) for k in INDICATORS + ("psnr",)}})
+    write_csv(cfg.out / "labels.csv", rows)
+    meta = {"format": DATA_FORMAT, "metric_version": METRIC_VERSION, "backbone": backbone,
+            "backbone_sha256": backbone_identity(backbone, cfg.out / "cache"), "target": column,
+            "metric_stride": metric_stride, "videos": src_sha, "labels_from": str(labels_csv or "score stage"),
+            "rows": len(rows)}
+    atomic_write_text(cfg.out / "dataset.json", json.dumps(meta, indent=2) + "\n")
+    return cfg.out
+
+
+def load_dataset(path: str | os.PathLike) -> tuple[list[dict[str, Any]], dict]:
+    """``(rows, meta)`` of a folder written by :func:`build_dataset`."""
+    p = Path(path)
+    if not (p / "labels.csv").is_file() or not (p / "dataset.json").is_file():
+        raise InputError(f"{str(p)!r} is not an nr-data folder (labels.csv and dataset.json expected); "
+                         "make one with `dctqa nr-data VIDEO... --out DIR`")
+    meta = json.loads((p / "dataset.json").read_text())
+    if meta.get("format") != DATA_FORMAT:
+        raise InputError(f"{p}/dataset.json has format {meta.get('format')!r}, expected {DATA_FORMAT}")
+    with open(p / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["frame"] = int(r["frame"])
+        for k in ("q", "log_q", "crf") + INDICATORS + ("psnr",):
+            r[k] = float(r[k]) if r.get(k) not in (None, "") else math.nan
+    return rows, meta
+
+
+def window_key(row: dict, window: int = 100) -> tuple[str, int]:
+    """The content window of a labelled frame: (video, frame // window)."""
+    return row["video"], row["frame"] // window
+
+
+def split_rows(rows: list[dict], split: str, *, fold: str | None = None, window: int = 100, gap: int = 10,
+               every: int = 4, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """``(train, test)`` rows for ``split`` (module docstring). ``fold``: the held-out video
+    (unseen split). Seen: windows ``k`` with ``k % every == every - 1`` are the test set."""
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r}; expected one of {SPLITS}")
+    if split == "unseen":
+        videos = sorted({r["video"] for r in rows})
+        if fold not in videos:
+            raise InputError(f"the unseen split needs --fold, one of {videos}; got {fold!r}")
+        return [r for r in rows if r["video"] != fold], [r for r in rows if r["video"] == fold]
+    if split == "random":
+        rng = np.random.default_rng(seed)
+        test = rng.random(len(rows)) < 1.0 / every
+        return [r for r, t in zip(rows, test) if not t], [r for r, t in zip(rows, test) if t]
+    train, test = [], []
+    for r in rows:
+        k = r["frame"] // window
+        if k % every == every - 1:
+            test.append(r)
+            continue
+        pos = r["frame"] - k * window  # distance to the neighbouring held-out windows
+        near_next = (k + 1) % every == every - 1 and pos >= window - gap
+        near_prev = (k - 1) % every == every - 1 and k > 0 and pos < gap
+        if not (near_next or near_prev):
+            train.append(r)
+    return train, test

@@ -1,0 +1,300 @@
+"""``dctqa eval-nr``: the no-reference model on the held-out frames of its own split.
+
+For every checkpoint: its split is rebuilt from the settings stored in it (so a model is
+only ever scored on content it did not train on), the held-out frames (every
+``frame_step``-th) are decoded and predicted, and a ridge regressor on the blockiness, blur,
+noise and contrast indicators is fitted on the same training frames and predicts the same
+test frames. Tables (the layout of the paper's Tables 3 and 4):
+
+* ``metrics.csv``: per video and pooled, LCC, SROCC, KRCC of predicted vs true Q, RMSE and
+  MAE (Q units), each with a 95 % percentile bootstrap interval that resamples content
+  windows (video, 100-frame window; all variants of a window move together), not frames;
+  plus the paired NR - ridge SROCC difference over the same resamples.
+* ``windows.csv``: window-level SROCC with AP50 and AP of the window-mean predicted Q
+  (negated: lower Q = better), beside the full-reference Q and PSNR of the same windows.
+* ``ablations.csv``: activation vs uniform vs grid sampling and 1/2/4/8 patches
+  (accuracy and frames/s) on every ``ablation_step``-th frame.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from .data import INDICATORS, load_dataset, window_key
+
+MAIN = ("activation", 2)
+ABLATIONS = (("activation", 1), ("activation", 2), ("activation", 4), ("activation", 8), ("uniform", 2),
+             ("grid", 2))
+
+
+# ----------------------------------------------------------------- ridge baseline
+def fit_ridge(rows: list[dict], alpha: float = 1.0) -> dict:
+    """Ridge regression of log Q on the standardised indicators (fixed ``alpha``, no tuning)."""
+    x = np.array([[r[k] for k in INDICATORS] for r in rows], dtype=np.float64)
+    y = np.array([r["log_q"] for r in rows])
+    mu, sd = x.mean(0), x.std(0)
+    sd[sd == 0] = 1.0
+    z = (x - mu) / sd
+    coef = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y.mean()))
+    return {"mu": mu, "sd": sd, "coef": coef, "intercept": float(y.mean())}
+
+
+def predict_ridge(model: dict, rows: list[dict]) -> np.ndarray:
+    """Predicted Q of ``rows`` by :func:`fit_ridge`'s model."""
+    x = np.array([[r[k] for k in INDICATORS] for r in rows], dtype=np.float64)
+    return np.exp((x - model["mu"]) / model["sd"] @ model["coef"] + model["intercept"])
+
+
+# ----------------------------------------------------------------- statistics
+def cluster_counts(clusters: Sequence, n_boot: int, seed: int = 0) -> np.ndarray:
+    """``[n_boot, n]`` how often each item occurs when whole clusters are resampled."""
+    keys, inv = np.unique(np.asarray([str(c) for c in clusters]), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(keys), size=(n_boot, len(keys)))
+    per_cluster = np.stack([np.bincount(d, minlength=len(keys)) for d in draws])
+    return per_cluster[:, inv]
+
+
+def frame_metrics(q: np.ndarray, pred: np.ndarray, counts: np.ndarray) -> dict[str, tuple[float, float, float]]:
+    """LCC, SROCC, KRCC, RMSE, MAE of ``pred`` vs ``q`` with percentile intervals over ``counts``."""
+    from ..stats import resample_statistics
+
+    ones = np.ones((1, len(q)))
+    est = resample_statistics(pred, q, ones)[:, 0]
+    boot = resample_statistics(pred, q, counts)
+    err2, err1 = (pred - q) ** 2, np.abs(pred - q)
+    w = counts / counts.sum(1, keepdims=True)
+    out = {}
+    for i, k in enumerate(("lcc", "srocc", "krcc")):
+        lo, hi = np.nanpercentile(boot[i], [2.5, 97.5])
+        out[k] = (float(est[i]), float(lo), float(hi))
+    for k, e, f in (("rmse", err2, np.sqrt), ("mae", err1, lambda v: v)):
+        b = f(w @ e)
+        lo, hi = np.percentile(b, [2.5, 97.5])
+        out[k] = (float(f(e.mean())), float(lo), float(hi))
+    return out
+
+
+def paired_srocc_difference(q: np.ndarray, a: np.ndarray, b: np.ndarray, counts: np.ndarray
+                            ) -> tuple[float, float, float]:
+    """SROCC(a, q) - SROCC(b, q) with its interval over the same cluster resamples."""
+    from ..stats import resample_statistics
+
+    one = np.ones((1, len(q)))
+    est = resample_statistics(a, q, one)[1, 0] - resample_statistics(b, q, one)[1, 0]
+    d = resample_statistics(a, q, counts)[1] - resample_statistics(b, q, counts)[1]
+    lo, hi = np.nanpercentile(d, [2.5, 97.5])
+    return float(est), float(lo), float(hi)
+
+
+# ----------------------------------------------------------------- prediction of the test frames
+def predict_rows(model, rows: list[dict], configs: Sequence[tuple[str, int]], ablation_step: int,
+                 seed: int = 0, progress: bool = False) -> tuple[dict, dict]:
+    """Predicted Q per (sampling, patches) config for ``rows`` (decoded on the fly; configs other
+    than :data:`MAIN` only on frames that are multiples of ``ablation_step``), and seconds per config."""
+    from ..io import iter_frames
+    from ..progress import progress as progress_bar
+
+    preds = {c: np.full(len(rows), np.nan) for c in configs}
+    secs = {c: 0.0 for c in configs}
+    by_path: dict[str, dict[int, int]] = {}
+    for i, r in enumerate(rows):
+        by_path.setdefault(r["path"], {})[r["frame"]] = i
+    bar = progress_bar(len(rows), "eval", unit="frame", enabled=progress)
+    for path, want in sorted(by_path.items()):
+        step = math.gcd(*want) if len(want) > 1 else max(1, next(iter(want)))
+        last = max(want)
+        for j, frame in enumerate(iter_frames(path, stride=step)):
+            n = j * step
+            if n > last:
+                break
+            if n not in want:
+                continue
+            i = want[n]
+            for c in configs:
+                if c != MAIN and n % ablation_step:
+                    continue
+                t0 = time.perf_counter()
+                preds[c][i] = float(model.predict(frame, sampling=c[0], patches=c[1], seed=seed + n)[0])
+                secs[c] += time.perf_counter() - t0
+            bar.update(1)
+    bar.close()
+    return preds, secs
+
+
+# ----------------------------------------------------------------- one checkpoint
+def evaluate_model(path: str | os.PathLike, rows: list[dict], frame_step: int, ablation_step: int, n_boot: int,
+                   ablations: bool, progress: bool, variant_step: int = 1) -> dict:
+    """Predictions, frame metrics and ablations of one checkpoint on its own held-out frames."""
+    from .model import NRModel, read_checkpoint
+    from .train import TrainConfig, every_nth_variant, train_rows
+
+    model = NRModel.load(path)
+    ck = read_checkpoint(path)
+    tc = TrainConfig(**ck["train_config"])
+    train, test = train_rows(rows, tc)
+    keys = sorted({f"{v}:{k}" for v, k in (window_key(r, tc.window) for r in test)})
+    if keys != model.prov.split.get("test_windows"):
+        raise InputError(f"{path}: its held-out windows differ from this data's; evaluate on the data it was trained on")
+    keep = every_nth_variant(rows, variant_step)
+    test = [r for r in test if r["frame"] % frame_step == 0 and (r["video"], r["variant"]) in keep]
+    configs = list(ABLATIONS) if ablations else [MAIN]
+    preds, secs = predict_rows(model, test, configs, ablation_step, progress=progress)
+    ridge = predict_ridge(fit_ridge(train), test)
+    name = tc.split + (f"-{tc.fold}" if tc.fold else "")
+    return {"name": name, "window": tc.window, "split": tc.split, "fold": tc.fold, "test": test, "pred": preds[MAIN], "ridge": ridge,
+            "preds": preds, "secs": secs, "train_frames": len(train), "history": ck.get("history", [])}
+
+
+def _metric_rows(res: dict, n_boot: int) -> list[dict]:
+    test = res["test"]
+    q = np.array([r["q"] for r in test])
+    out = []
+    scopes = [("pooled", np.ones(len(test), bool))] + [
+        (v, np.array([r["video"] == v for r in test])) for v in sorted({r["video"] for r in test})]
+    if len(scopes) == 2:
+        scopes = scopes[1:]  # a single video: pooled is the same
+    for scope, m in scopes:
+        clusters = [window_key(r, res["window"]) for r, keep in zip(test, m) if keep]
+        counts = cluster_counts(clusters, n_boot)
+        for predictor, p in (("nr", res["pred"]), ("ridge", res["ridge"])):
+            met = frame_metrics(q[m], p[m], counts)
+            row = {"model": res["name"], "split": res["split"], "scope": scope, "predictor": predictor,
+                   "frames": int(m.sum()), "windows": len(set(clusters))}
+            for k, (e, lo, hi) in met.items():
+                row.update({k: round(e, 4), f"{k}_lo": round(lo, 4), f"{k}_hi": round(hi, 4)})
+            out.append(row)
+        d = paired_srocc_difference(q[m], res["pred"][m], res["ridge"][m], counts)
+        out[-2]["srocc_minus_ridge"], out[-2]["diff_lo"], out[-2]["diff_hi"] = (round(v, 4) for v in d)
+    return out
+
+
+def _window_rows(res: dict, windows_csv: Path | None, n_boot: int) -> list[dict]:
+    from ..stats import correlations
+
+    if windows_csv is None:
+        return []
+    with open(windows_csv, newline="") as f:
+        wins = {(r["video"], r["variant"], int(r["window_start"])): r for r in csv.DictReader(f)}
+    acc: dict[tuple, list] = {}
+    for r, p, rd in zip(res["test"], res["pred"], res["ridge"]):
+        key = (r["video"], r["variant"], r["frame"] // 100 * 100)
+        acc.setdefault(key, []).append((p, rd))
+    keys = [k for k in sorted(acc) if k in wins]
+    if len(keys) < 3:
+        return []
+    cols = {"dctqa_nr": -np.array([np.mean([a for a, _ in acc[k]]) for k in keys]),
+            "ridge": -np.array([np.mean([b for _, b in acc[k]]) for k in keys]),
+            "full_reference_q": -np.array([float(wins[k]["dctqa_spectral_yolox_nano"]) for k in keys]),
+            "psnr": np.array([float(wins[k]["psnr"]) for k in keys])}
+    out = []
+    for target in ("ap50", "ap"):
+        y = np.array([float(wins[k][target]) for k in keys])
+        for name, x in cols.items():
+            c = correlations(x, y, n_boot=n_boot)
+            out.append({"model": res["name"], "target": target, "score": name, "windows": len(keys),
+                        "srocc": round(c["srcc"].r, 4), "lo": round(c["srcc"].lo, 4), "hi": round(c["srcc"].hi, 4)})
+    return out
+
+
+def _ablation_rows(res: dict) -> list[dict]:
+    q = np.array([r["q"] for r in res["test"]])
+    out = []
+    for (sampling, patches), p in res["preds"].items():
+        ok = ~np.isnan(p)
+        if ok.sum() < 3:
+            continue
+        from scipy import stats
+
+        out.append({"model": res["name"], "sampling": sampling, "patches": patches, "frames": int(ok.sum()),
+                    "srocc": round(float(stats.spearmanr(p[ok], q[ok]).statistic), 4),
+                    "lcc": round(float(stats.pearsonr(p[ok], q[ok]).statistic), 4),
+                    "frames_per_s": round(float(ok.sum() / res["secs"][(sampling, patches)]), 2)})
+    return out
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _evaluate_args(a: tuple) -> dict:
+    return cached_evaluation(*a)
+
+
+def cached_evaluation(path, rows, frame_step, ablation_step, n_boot, ablations, progress, variant_step, cache_root=None):
+    """:func:`evaluate_model` through the study's stage cache (``cache_root``), keyed by the
+    checkpoint's sha256, the data's labels and every setting, so a rerun with more checkpoints
+    reuses the finished ones."""
+    if cache_root is None:
+        return evaluate_model(path, rows, frame_step, ablation_step, n_boot, ablations, progress, variant_step)
+    from ..fileio import file_sha256
+    from ..study.stages import StageCache
+
+    key = {"stage": "nr_eval", "format": 1, "model": file_sha256(path), "rows": len(rows),
+           "labels": hashlib.sha256(json.dumps([[r["video"], r["variant"], r["frame"], r["q"]] for r in rows]
+                                               ).encode()).hexdigest(),
+           "settings": [frame_step, ablation_step, ablations, variant_step]}
+
+    def compute() -> dict:
+        res = evaluate_model(path, rows, frame_step, ablation_step, n_boot, ablations, progress, variant_step)
+        out = dict(res, pred=res["pred"].tolist(), ridge=res["ridge"].tolist(),
+                   preds=[[list(c), v.tolist()] for c, v in res["preds"].items()],
+                   secs=[[list(c), v] for c, v in res["secs"].items()])
+        return json.loads(json.dumps(out, default=str).replace("NaN", "null"))
+
+    value, _ = StageCache(cache_root).document("nr_eval", key, compute)
+    conv = lambda v: np.array([np.nan if x is None else x for x in v], dtype=np.float64)  # noqa: E731
+    return dict(value, pred=conv(value["pred"]), ridge=conv(value["ridge"]),
+                preds={tuple(c): conv(v) for c, v in value["preds"]}, secs={tuple(c): v for c, v in value["secs"]})
+
+
+def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: str | os.PathLike, *,
+             windows_csv: str | os.PathLike | None = None, frame_step: int = 16, ablation_step: int = 64,
+             n_boot: int = 500, ablations: bool = True, progress: bool = False, jobs: int = 1,
+             variant_step: int = 1) -> dict[str, list[dict]]:
+    """Evaluate every checkpoint (``jobs`` worker processes, one thread each, when > 1); write
+    the tables (module docstring) and ``nr_results.md``."""
+    from ..log import write_csv
+
+    if frame_step < 1 or ablation_step < 1 or n_boot < 10:
+        raise InputError("frame_step and ablation_step must be >= 1 and n_boot >= 10")
+    if windows_csv is not None and not Path(windows_csv).is_file():
+        raise InputError(f"windows file {str(windows_csv)!r} does not exist")
+    rows, _ = load_dataset(data)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables: dict[str, list[dict]] = {"metrics": [], "windows": [], "ablations": [], "frames": []}
+    args = [(p, rows, frame_step, ablation_step, n_boot, ablations, progress and jobs == 1, variant_step,
+             out / "cache") for p in models]
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as ex:
+            results = list(ex.map(_evaluate_args, args))
+    else:
+        results = [cached_evaluation(*a) for a in args]
+    for res in results:
+        tables["metrics"] += _metric_rows(res, n_boot)
+        tables["windows"] += _window_rows(res, Path(windows_csv) if windows_csv else None, n_boot)
+        tables["ablations"] += _ablation_rows(res)
+        tables["frames"] += [{"model": res["name"], "video": r["video"], "variant": r["variant"], "frame": r["frame"],
+                              "q": r["q"], "dctqa_nr": round(float(p), 5), "ridge": round(float(b), 5)}
+                             for r, p, b in zip(res["test"], res["pred"], res["ridge"])]
+    for name, t in tables.items():
+        if t:
+            write_csv(out / f"{name}.csv", t)
+    from .summary import write_summary
+
+    write_summary(out / "nr_results.md", tables)
+    return tables

@@ -1,0 +1,284 @@
+"""The no-reference network and its checkpoint.
+
+:class:`NRNet`: the convolutional stack of ``torchvision.models.alexnet(weights=None)``
+(5 conv layers, its kernel sizes, strides and pooling) with every channel count scaled by
+``width`` (default 0.25: 16-48-96-64-64 channels, CPU-sized; ``width=1.0`` is AlexNet's
+64-192-384-256-256, for a GPU), then a 4-layer fully connected head to one output: the
+standardised log Q of the whole frame. Input: 224 x 224 RGB crops of the compressed frame,
+never resized (resizing would smooth away the block artefacts the net must see), scaled
+to [0, 1] and locally contrast-normalised (:func:`local_contrast_normalise`, as Kang et al.
+2014 did for no-reference IQA CNNs: without it the plain AlexNet stack hardly moved from
+predicting the mean in our trial runs, since content dominates the compression cues).
+
+:class:`NRModel` bundles the net with everything needed to use it (patch size, sampler
+settings, normalisation of input and target) and the facts that make a checkpoint valid:
+metric version, backbone (name and sha256) the targets were computed with, the split it
+was trained on. :meth:`NRModel.load` refuses a checkpoint made for another metric version
+or backbone.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import DctqaError, InputError
+
+CHECKPOINT_FORMAT = 1
+#: Input normalisation: Gaussian window (sigma, radius in pixels) and the constant c.
+LCN = {"kind": "local contrast normalisation", "sigma": 7 / 6, "radius": 3, "c": 0.01}
+
+
+class CheckpointError(DctqaError):
+    """A no-reference checkpoint that is missing, damaged or made for another metric/backbone."""
+
+
+@dataclass
+class NRConfig:
+    """Hyper-parameters of the net and of prediction.
+
+    width: channel scale of AlexNet's conv stack (0.25 default, 1.0 = full width);
+    fc: widths of the three hidden fully connected layers; dropout: before the hidden layers;
+    patch: crop side in pixels; sigma: smoothing of the activation map in conv1 cells
+    (4 pixels each).
+    """
+
+    width: float = 0.25
+    fc: tuple[int, int, int] = (256, 128, 64)
+    dropout: float = 0.1
+    patch: int = 224
+    sigma: float = 8.0
+
+    def __post_init__(self) -> None:
+        self.fc = tuple(int(v) for v in self.fc)
+        if not (0 < self.width <= 4) or len(self.fc) != 3 or min(self.fc) < 1 or not 0 <= self.dropout < 1:
+            raise InputError(f"bad model configuration: {self}")
+        if self.patch < 63:
+            raise InputError(f"patch must be >= 63 pixels (AlexNet's receptive field), got {self.patch}")
+
+
+def _scaled_alexnet_features(width: float) -> nn.Sequential:
+    """AlexNet's ``features`` with channel counts scaled by ``width`` (torchvision's layout)."""
+    from torchvision.models import alexnet
+
+    ref = alexnet(weights=None).features
+    if width == 1.0:
+        return ref
+    layers: list[nn.Module] = []
+    cin = 3
+    for m in ref:
+        if isinstance(m, nn.Conv2d):
+            cout = max(4, int(round(m.out_channels * width)))
+            layers.append(nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding))
+            cin = cout
+        else:
+            layers.append(m)
+    return nn.Sequential(*layers)
+
+
+class NRNet(nn.Module):
+    """AlexNet-style conv stack + 4 linear layers -> one value per crop (``[B, 3, P, P]`` -> ``[B]``)."""
+
+    #: conv1 geometry: cell i of its output is centred on input pixel 4 i + 3 (11x11, stride 4, pad 2).
+    CONV1_STRIDE, CONV1_OFFSET = 4, 3
+
+    def __init__(self, cfg: NRConfig) -> None:
+        super().__init__()
+        self.features = _scaled_alexnet_features(cfg.width)
+        c5 = [m for m in self.features if isinstance(m, nn.Conv2d)][-1].out_channels
+        self.pool = nn.AdaptiveAvgPool2d((6, 6))
+        a, b, c = cfg.fc
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(c5 * 36, a), nn.ReLU(inplace=True),
+            nn.Dropout(cfg.dropout), nn.Linear(a, b), nn.ReLU(inplace=True),
+            nn.Linear(b, c), nn.ReLU(inplace=True), nn.Linear(c, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))[:, 0]
+
+    def conv1(self, x: torch.Tensor) -> torch.Tensor:
+        """First-layer activation maps (before the ReLU) of whole frames ``[N, 3, H, W]``."""
+        return self.features[0](x)
+
+
+def local_contrast_normalise(x: torch.Tensor, sigma: float = LCN["sigma"], radius: int = LCN["radius"],
+                             c: float = LCN["c"]) -> torch.Tensor:
+    """Per channel ``(x - mu) / (sd + c)``, ``mu`` and ``sd`` the Gaussian-weighted local mean and
+    standard deviation (window ``2 radius + 1``, reflect padding); ``x``: ``[N, C, H, W]`` in [0, 1]."""
+    import torch.nn.functional as F
+
+    k = torch.exp(-torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device) ** 2 / (2 * sigma * sigma))
+    k = k / k.sum()
+    ch = x.shape[1]
+    kx, ky = k.view(1, 1, 1, -1).repeat(ch, 1, 1, 1), k.view(1, 1, -1, 1).repeat(ch, 1, 1, 1)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        t = F.conv2d(F.pad(t, (radius, radius, 0, 0), mode="reflect"), kx, groups=ch)
+        return F.conv2d(F.pad(t, (0, 0, radius, radius), mode="reflect"), ky, groups=ch)
+
+    mu = blur(x)
+    sd = blur((x - mu) ** 2).clamp_min(0).sqrt()
+    return (x - mu) / (sd + c)
+
+
+def to_unit(frames: np.ndarray | torch.Tensor, channels_last: bool = True) -> torch.Tensor:
+    """uint8 RGB ``[N, H, W, 3]`` (or ``[N, 3, H, W]`` with ``channels_last=False``) -> float32
+    ``[N, 3, H, W]`` in [0, 1]."""
+    t = torch.as_tensor(frames)
+    if t.dtype != torch.uint8 or t.dim() != 4 or t.shape[-1 if channels_last else 1] != 3:
+        raise InputError(f"frames must be uint8 RGB [N, H, W, 3], got {t.dtype} {tuple(t.shape)}")
+    if channels_last:
+        t = t.permute(0, 3, 1, 2)
+    return t.float().div_(255.0)
+
+
+def normalise_frames(frames: np.ndarray | torch.Tensor, channels_last: bool = True) -> torch.Tensor:
+    """The net's input: :func:`local_contrast_normalise` of :func:`to_unit` of uint8 frames or crops."""
+    return local_contrast_normalise(to_unit(frames, channels_last))
+
+
+@dataclass
+class Provenance:
+    """What the targets were: metric version, backbone (name and sha256), target column and
+    transform (``log``; standardised with ``mean``/``std`` of the training targets), split."""
+
+    metric_version: int | str
+    backbone: str
+    backbone_sha256: str
+    target: str = "dctqa_spectral"
+    target_mean: float = 0.0
+    target_std: float = 1.0
+    split: dict = field(default_factory=dict)
+
+
+class NRModel:
+    """A trained no-reference predictor: ``NRModel.load(path).predict(frames)``."""
+
+    def __init__(self, cfg: NRConfig, prov: Provenance, net: NRNet | None = None) -> None:
+        self.cfg = cfg
+        self.prov = prov
+        self.net = net if net is not None else NRNet(cfg)
+        self.name = "dctqa_nr"
+        self.kind = "NR"
+        self.lower_better = True
+
+    # ------------------------------------------------------------------ checkpoint
+    def state(self, **extra: Any) -> dict:
+        """The checkpoint dictionary (``extra``: optimiser state, epoch, ...)."""
+        return {"format": CHECKPOINT_FORMAT, "kind": "dctqa_nr", "config": asdict(self.cfg),
+                "provenance": asdict(self.prov),
+                "normalisation": {"input": dict(LCN), "target": "log Q standardised by provenance "
+                                  "target_mean / target_std"},
+                "state_dict": self.net.state_dict(), **extra}
+
+    def save(self, path: str | os.PathLike, **extra: Any) -> None:
+        """Write the checkpoint atomically (temporary file + rename)."""
+        from ..fileio import atomic_path
+
+        with atomic_path(path) as tmp:
+            torch.save(self.state(**extra), tmp)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, backbone: str | None = None, metric_version: str | None = None,
+             device: str = "cpu") -> "NRModel":
+        """Load a checkpoint, refusing one made for another metric version (default: this
+        package's) or, when ``backbone`` (a name as for :class:`dctqa.Metric`) is given, for
+        another backbone (compared by sha256 of the model file, or by name)."""
+        ck = read_checkpoint(path)
+        from ..constants import METRIC_VERSION
+
+        prov = Provenance(**ck["provenance"])
+        want = metric_version or METRIC_VERSION
+        if prov.metric_version != want:
+            raise CheckpointError(f"{path} was trained for metric version {prov.metric_version}, this is "
+                                  f"{want}: retrain it (`dctqa train-nr`) on targets of this version")
+        if backbone is not None:
+            from .data import backbone_identity
+
+            ident = backbone_identity(backbone)
+            if ident != prov.backbone_sha256:
+                raise CheckpointError(f"{path} was trained on Q of backbone {prov.backbone} (sha256 "
+                                      f"{prov.backbone_sha256[:12]}), not {backbone} ({ident[:12]})")
+        if ck.get("normalisation", {}).get("input") != LCN:
+            raise CheckpointError(f"{path} was trained with another input normalisation "
+                                  f"({ck.get('normalisation', {}).get('input')}); retrain it")
+        cfg = NRConfig(**ck["config"])
+        model = cls(cfg, prov)
+        model.net.load_state_dict(ck["state_dict"])
+        model.net.to(device).eval()
+        return model
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, frames: np.ndarray | Sequence[np.ndarray], *, patches: int = 2, sampling: str = "activation",
+                seed: int = 0, batch_size: int = 8) -> np.ndarray:
+        """Predicted Q (``>= 0``, 1 = untouched, higher = worse for detection) of each frame.
+
+        frames: one ``H x W x 3`` uint8 RGB frame, a list of them, or ``[N, H, W, 3]``;
+        patches: crops per frame (their predicted log Q are averaged); sampling: one of
+        ``activation`` (the paper's), ``uniform``, ``grid``; seed: of the patch draws.
+        """
+        arr = np.asarray(frames) if not isinstance(frames, np.ndarray) else frames
+        if arr.ndim == 3:
+            arr = arr[None]
+        out = [self.predict_log(arr[i:i + batch_size], patches=patches, sampling=sampling, seed=seed + i)
+               for i in range(0, len(arr), batch_size)]
+        return np.exp(np.concatenate(out)) if out else np.zeros(0)
+
+    @torch.no_grad()
+    def predict_log(self, frames: np.ndarray, *, patches: int = 2, sampling: str = "activation",
+                    seed: int = 0) -> np.ndarray:
+        """Predicted log Q of ``[N, H, W, 3]`` uint8 frames (mean over ``patches`` crops)."""
+        from .sampling import patch_corners
+
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise InputError(f"frames must be uint8 RGB [N, H, W, 3], got {frames.dtype} {frames.shape}")
+        n, h, w, _ = frames.shape
+        p = self.cfg.patch
+        if h < p or w < p:
+            raise InputError(f"frames are {w}x{h}; the model needs at least {p}x{p} (no resizing)")
+        self.net.eval()
+        dev = next(self.net.parameters()).device
+        x = to_unit(frames).to(dev)
+        act = self.net.conv1(local_contrast_normalise(x)) if sampling == "activation" else None
+        corners = patch_corners(sampling, h, w, p, patches, seed=seed, act=act, stride=NRNet.CONV1_STRIDE,
+                                offset=NRNet.CONV1_OFFSET, sigma=self.cfg.sigma, n=n)
+        crops = torch.stack([x[i, :, t:t + p, l:l + p] for i in range(n) for t, l in corners[i].tolist()])
+        z = self.net(local_contrast_normalise(crops)).view(n, patches).mean(1).double().cpu().numpy()
+        return z * self.prov.target_std + self.prov.target_mean
+
+    # ------------------------------------------------------------------ registry protocol
+    def score(self, dist: np.ndarray) -> float | np.ndarray:
+        """Registry interface of a no-reference metric: predicted Q of a frame (or frames)."""
+        q = self.predict(dist)
+        return float(q[0]) if np.asarray(dist).ndim == 3 else q
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The raw checkpoint dictionary, checked for format and completeness."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"model file {str(p)!r} does not exist")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged or foreign file
+        raise CheckpointError(f"{str(p)!r} is not a readable dctqa_nr checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ck, dict) or ck.get("kind") != "dctqa_nr":
+        raise CheckpointError(f"{str(p)!r} is not a dctqa_nr checkpoint")
+    if ck.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{str(p)!r} has checkpoint format {ck.get('format')}, expected {CHECKPOINT_FORMAT}")
+    for k in ("config", "provenance", "state_dict"):
+        if k not in ck:
+            raise CheckpointError(f"{str(p)!r} lacks {k!r}")
+    return ck
+
+
+def create(model: str | os.PathLike | NRModel, **kwargs: Any) -> NRModel:
+    """Factory of the registry entry ``dctqa_nr``: a path to a checkpoint or a loaded model."""
+    if isinstance(model, NRModel):
+        return model
+    return NRModel.load(model, **kwargs)

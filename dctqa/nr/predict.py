@@ -1,0 +1,69 @@
+"""``dctqa predict VIDEO --model model.pt``: per-frame no-reference Q of a compressed video,
+written as the same libvmaf-style log as ``dctqa score`` (metric name ``dctqa_nr``)."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from .model import NRModel
+from .sampling import SAMPLINGS
+
+
+@dataclass
+class Prediction:
+    """q: predicted Q per scored frame; frame_numbers: their source frame numbers; seconds:
+    wall time of decoding and prediction together."""
+
+    q: np.ndarray
+    frame_numbers: np.ndarray
+    seconds: float
+
+
+def predict_video(model: NRModel, video: str | os.PathLike, *, patches: int = 2, sampling: str = "activation",
+                  seed: int = 0, frame_stride: int = 1, max_frames: int | None = None, batch_size: int = 4,
+                  progress: bool = False) -> Prediction:
+    """Predict every ``frame_stride``-th frame of ``video`` (patch draws seeded per frame)."""
+    from ..io import iter_frames, probe
+    from ..progress import progress as progress_bar
+
+    if sampling not in SAMPLINGS:
+        raise InputError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
+    if patches < 1 or frame_stride < 1 or batch_size < 1:
+        raise InputError("patches, frame_stride and batch_size must be >= 1")
+    total = probe(video).frames
+    t0 = time.perf_counter()
+    qs, nums, batch = [], [], []
+    bar = progress_bar(total and -(-total // frame_stride), "predict", unit="frame", enabled=progress)
+
+    def flush() -> None:
+        first = nums[len(qs)] if len(qs) < len(nums) else 0
+        qs.extend(model.predict(np.stack(batch), patches=patches, sampling=sampling, seed=seed + first,
+                                batch_size=batch_size))
+        bar.update(len(batch))
+        batch.clear()
+
+    max_src = None if max_frames is None else max_frames * frame_stride
+    for i, frame in enumerate(iter_frames(video, stride=frame_stride, max_frames=max_src)):
+        nums.append(i * frame_stride)
+        batch.append(frame)
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    bar.close()
+    return Prediction(np.asarray(qs, dtype=np.float64), np.asarray(nums, dtype=np.int64), time.perf_counter() - t0)
+
+
+def prediction_log(model: NRModel, pred: Prediction, video: str, patches: int, sampling: str, seed: int) -> dict:
+    """The libvmaf-style log (``dctqa.report.build_log``) of a prediction."""
+    from ..log import build_log
+
+    params = {"metric": "dctqa_nr", "model_metric_version": model.prov.metric_version,
+              "backbone": model.prov.backbone, "backbone_sha256": model.prov.backbone_sha256,
+              "distorted": str(video), "patches": patches, "sampling": sampling, "seed": seed,
+              "frames_per_second": len(pred.q) / pred.seconds if pred.seconds > 0 else None}
+    return build_log(pred.q, pred.frame_numbers, params, metric="dctqa_nr")

@@ -1,0 +1,14 @@
+#!/bin/bash
+# The four training runs behind docs/results/nr (2-core CPU shared with other jobs; each run
+# one thread, nice 10, all four side by side: seen and unseen-vtest started at 16:13 UTC,
+# unseen-car-detection and unseen-bottle-detection at 16:21). Run from the repository root
+# after `dctqa nr-data` (see README.md here).
+export OMP_NUM_THREADS=1
+DATA=${DATA:-/work/nr_study}
+OUT=${OUT:-/work/nr_runs}
+COMMON="--epochs 3 --frame-step 8 --variant-step 1 --width 0.125 --batch-size 32 --crops 2 --lr 1e-3 --workers 0 --seed 0 --quiet"
+nice -n 10 dctqa train-nr $DATA --split seen --out $OUT/seen.pt $COMMON &
+for fold in vtest car-detection bottle-detection; do
+  nice -n 10 dctqa train-nr $DATA --split unseen --fold $fold --out $OUT/unseen-$fold.pt $COMMON &
+done
+wait
