@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .argtypes import add_progress_options, positive_int, progress_mode
 from .constants import DEFAULT_BACKBONE, DOMAINS, METRIC_VERSION
 from .errors import DctqaError
 
@@ -31,19 +32,6 @@ def _progress_wanted(args: argparse.Namespace) -> bool:
     return progress_mode(args) != "none"
 
 
-def add_progress_options(p: argparse.ArgumentParser) -> None:
-    """``--progress auto|bar|log|none`` and ``--quiet`` (= none), read by :func:`progress_mode`."""
-    p.add_argument("--progress", default="auto", choices=("auto", "bar", "log", "none"),
-                   help="auto (default): a bar on a terminal, else one line per stage and per 10%% with "
-                        "elapsed time and ETA (log); bar or log to force one; none = --quiet")
-    p.add_argument("--quiet", action="store_true", help="no progress at all (same as --progress none)")
-
-
-def progress_mode(args: argparse.Namespace) -> str:
-    """The progress mode the command line asked for (``--quiet`` wins)."""
-    return "none" if getattr(args, "quiet", False) else getattr(args, "progress", "auto")
-
-
 def _add_metric_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=DEFAULT_BACKBONE,
                    help="detector whose first layer is used: a torchvision name, onnx:PATH, or pixel "
@@ -51,17 +39,6 @@ def _add_metric_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domain", default="spectral", choices=DOMAINS, help="METRIC.md domain (default: spectral)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--weights", metavar="FILE", help="detector weights (state_dict) for torchvision backbones")
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (the error names the value)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
 
 
 def cmd_score(args: argparse.Namespace) -> int:

@@ -242,19 +242,22 @@ class FramePairs:
     Mismatched frame counts (the one policy): the common frames are yielded, the longer
     file is still decoded to its end so that both counts are exact, and a warning says
     so; after the iteration ``ref_frames`` / ``dist_frames`` hold both counts and
-    ``notes`` the warning and any damage summaries (of ``reports``) for logs.
+    ``notes`` the warning and any damage summaries (of ``reports``) for logs. With
+    ``strict=True`` (the study: a variant must hold every frame of its reference) the same
+    finding raises :class:`VideoError` instead of warning, after the common frames, as does a
+    pair of frames of different sizes.
     """
 
     def __init__(self, ref_path: str | os.PathLike, dist_path: str | os.PathLike, batch_size: int, *,
                  stride: int = 1, size: tuple[int, int] | None = None, max_frames: int | None = None,
-                 ignore_decode_errors: bool = False) -> None:
+                 ignore_decode_errors: bool = False, strict: bool = False) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.reports = (DecodeReport(str(ref_path)), DecodeReport(str(dist_path)))
         self._its = tuple(iter_frames(p, stride=stride, size=sz, max_frames=max_frames,
                                       ignore_decode_errors=ignore_decode_errors, report=r)
                           for p, sz, r in ((ref_path, None, self.reports[0]), (dist_path, size, self.reports[1])))
-        self.batch_size, self.stride = batch_size, stride
+        self.batch_size, self.stride, self.strict = batch_size, stride, strict
         self.ref_frames: int | None = None
         self.dist_frames: int | None = None
         self.notes: list[str] = []
@@ -268,6 +271,9 @@ class FramePairs:
                 fr, fd = next(ref_it, None), next(dist_it, None)
                 if fr is None or fd is None:
                     break
+                if self.strict and fr.shape != fd.shape:
+                    raise VideoError(f"{self.reports[1].path!r} is {fd.shape[1]}x{fd.shape[0]}, its reference "
+                                     f"{fr.shape[1]}x{fr.shape[0]}")
                 pairs.append((fr, fd))
             if pairs:
                 numbers = np.arange(k, k + len(pairs), dtype=np.int64) * self.stride
@@ -284,6 +290,10 @@ class FramePairs:
         self.ref_frames, self.dist_frames = (r.frames for r in self.reports)
         self.notes = [f"damaged input, scored what decodes: {r.summary()}" for r in self.reports if not r.clean]
         if self.ref_frames != self.dist_frames:
+            if self.strict:
+                raise VideoError(f"{self.reports[1].path!r} and its reference {self.reports[0].path!r} hold different "
+                                 f"numbers of frames (sampled every {self.stride}: {self.dist_frames} and "
+                                 f"{self.ref_frames})")
             msg = (f"frame counts differ: reference has {self.ref_frames}, distorted has {self.dist_frames}; "
                    f"scored the first {min(self.ref_frames, self.dist_frames)}")
             warnings.warn(msg, stacklevel=3)

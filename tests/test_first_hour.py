@@ -90,36 +90,61 @@ def test_study_quick_is_a_preset_of_documented_options_that_explicit_options_ove
     assert "--quick" in help_text and "--max-frames 150" in help_text
 
 
-def test_study_progress_names_each_stage_and_how_far(capsys):
-    from dctqa.study.cli import StudyProgress
+def _tiny_study(tmp_path, **kw):
+    from dctqa.study import StudyConfig
 
-    cfg = SimpleNamespace(progress=True, n_boot=200, sensitivity_gt=(0.3, 0.5), sensitivity_pred=(0.0,))
-    bars = StudyProgress(videos=1)
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not decoded: every stage that would read it is replaced")
+    cfg = StudyConfig(videos=[video], out=tmp_path / "out", backbones=[], baselines=(), progress=True,
+                      detector=object(), n_boot=200, sensitivity_gt=(0.3, 0.5), sensitivity_pred=(0.0,), **kw)
+    return cfg, video
+
+
+def test_study_encode_stage_names_itself_and_how_far(tmp_path, monkeypatch, capsys):
+    """The pipeline's encode stage prints its stage line and reports through dctqa.progress."""
+    import dctqa.io
+    from dctqa.study import pipeline
+
+    cfg, video = _tiny_study(tmp_path)
+
+    def fake_sweep(src, out, settings, progress=None, **kw):
+        progress(4)
+        return []
+
+    monkeypatch.setattr(dctqa.io, "probe", lambda path: SimpleNamespace(frames=4))
+    monkeypatch.setattr(pipeline, "encode_sweep", fake_sweep)
     with using_mode("log"):
-        for total, desc in ((4, "encode v.mp4"), (3, "score"), (4, "detect+AP")):
-            bar = bars(cfg, total, desc)
-            bar.update(total)
-            bar.close()
-            bar.close()
+        pipeline.encode_stage(cfg, pipeline.StageCache(cfg.out / "cache"))
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "study: stage 1/4 encode v.mp4 (4 frames, 1 video(s) in the study)"
+    assert any(e.startswith("study: encode v.mp4: done, ") and "frame" in e for e in err), err
+
+
+def test_study_stages_name_themselves_and_how_far(tmp_path, monkeypatch, capsys):
+    """run_study's named stages print "study: stage i/4 ..." and one progress per stage, the
+    tables-and-report line last (the stages that read videos are replaced)."""
+    import numpy as np
+
+    from dctqa.study import pipeline
+
+    cfg, video = _tiny_study(tmp_path)
+    vs = [SimpleNamespace(name=f"crf{c}", path=video) for c in (23, 35, 47)]
+    monkeypatch.setattr(pipeline, "encode_stage", lambda cfg, cache, add_time: ({"v": vs}, {"v": video}, {"v": "0"}))
+    monkeypatch.setattr(pipeline, "_score_job", lambda args: {"frame_indices": np.arange(2)})
+    monkeypatch.setattr(pipeline, "_ap_stage", lambda *a: ({"windows": [], "detect_s": 0.0, "ap_s": 0.0},
+                                                           {"cached": False}))
+    monkeypatch.setattr(pipeline, "tables_stage", lambda *a: ("analysis", []))
+    monkeypatch.setattr(pipeline, "report_stage", lambda *a: "result")
+    with using_mode("log"):
+        assert pipeline.run_study(cfg) == "result"
+    err = capsys.readouterr().err.splitlines()
     assert "study: stage 2/4 score every metric on 3 variants" in err
     assert "study: stage 3/4 detect and AP per window (3 variants and 1 reference(s))" in err
     assert err[-1] == ("study: stage 4/4 correlations (200 bootstrap resamples), threshold sensitivity "
                        "(2 AP tables), tables and report")
     assert err.count(err[-1]) == 1
-    for desc, unit in (("study: encode v.mp4", "frame"), ("study: score", "variant"), ("study: detect+AP", "step")):
+    for desc, unit in (("study: score", "variant"), ("study: detect+AP", "step")):
         assert any(e.startswith(f"{desc}: done, ") and unit in e for e in err), (desc, err)
-
-
-def test_study_cli_routes_the_pipeline_bars_and_restores_them():
-    from dctqa.study import pipeline
-    from dctqa.study.cli import StudyProgress, _study_progress
-
-    before = pipeline._bar
-    with _study_progress(2):
-        assert isinstance(pipeline._bar, StudyProgress)
-    assert pipeline._bar is before
 
 
 def test_offline_default_backbone_says_how_to_pass_onnx_without_a_download_line(tmp_path, monkeypatch, capfd):
@@ -150,13 +175,3 @@ def test_read_frames_at_the_package_root(small_video):
     frames = dctqa.read_frames(small_video, max_frames=4)
     assert frames.shape == (4, 48, 64, 3) and frames.dtype == np.uint8
     assert dctqa.read_frames is dio.read_frames and "read_frames" in dctqa.__all__
-
-
-def test_study_cli_leaves_a_pipeline_without_the_private_bar_alone(monkeypatch):
-    from dctqa.study import pipeline
-    from dctqa.study.cli import _study_progress
-
-    monkeypatch.delattr(pipeline, "_bar")  # after the refactor the pipeline reports through dctqa.progress
-    with _study_progress(1):
-        assert not hasattr(pipeline, "_bar")
-    assert not hasattr(pipeline, "_bar")

@@ -120,6 +120,19 @@ def test_frame_pairs_mismatch_policy_warns_and_counts(tmp_path, rng, longer):
                            f"scored the first 5"]
 
 
+@pytest.mark.parametrize("longer", ["ref", "dist"])
+def test_frame_pairs_strict_raises_on_a_mismatch(tmp_path, rng, longer):
+    """strict=True (the study's policy): different counts or sizes are a VideoError, not a warning."""
+    _clip(tmp_path / "long.mkv", rng, 5)
+    _clip(tmp_path / "short.mkv", rng, 3)
+    paths = ("long.mkv", "short.mkv") if longer == "ref" else ("short.mkv", "long.mkv")
+    with pytest.raises(VideoError, match="hold different numbers of frames"):
+        list(io.FramePairs(tmp_path / paths[0], tmp_path / paths[1], 2, strict=True))
+    _clip(tmp_path / "big.mkv", rng, 3, size=(32, 48))
+    with pytest.raises(VideoError, match="its reference"):
+        list(io.FramePairs(tmp_path / "short.mkv", tmp_path / "big.mkv", 2, strict=True))
+
+
 def test_frame_pairs_resize_and_bad_batch(tmp_path, rng):
     _clip(tmp_path / "a.mkv", rng, 2, size=(16, 24))
     _clip(tmp_path / "b.mkv", rng, 2, size=(32, 48))

@@ -1,9 +1,7 @@
 """Layout rules of the package (issue 8): short functions everywhere.
 
 Every function or method in ``dctqa/`` is shorter than :data:`MAX_LINES` lines (from its
-``def`` line to its last line). The allow-list names the functions that are still
-longer, all in code the second phase of issue 8 restructures; each may not grow, and an
-entry must be removed once its function is short (so the list only shrinks).
+``def`` line to its last line), with no exception.
 """
 from __future__ import annotations
 
@@ -12,12 +10,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dctqa"
 MAX_LINES = 80
-
-#: "path:qualified name" -> its current length in lines. Only phase-2 paths (study/, detect/).
-ALLOWED_LONG: dict[str, int] = {
-    "dctqa/study/pipeline.py:run_study": 187,
-}
-PHASE2_PATHS = ("dctqa/study/", "dctqa/detect/")
 
 
 def function_lengths(root: Path = PACKAGE) -> dict[str, int]:
@@ -49,14 +41,5 @@ def test_the_measure_is_real():
 
 
 def test_no_function_is_80_lines_or_longer():
-    long = {k: n for k, n in function_lengths().items() if n >= MAX_LINES and k not in ALLOWED_LONG}
+    long = {k: n for k, n in function_lengths().items() if n >= MAX_LINES}
     assert long == {}, f"functions of {MAX_LINES}+ lines (split them): {long}"
-
-
-def test_allow_list_only_shrinks():
-    lengths = function_lengths()
-    for key, allowed in ALLOWED_LONG.items():
-        assert key.startswith(PHASE2_PATHS), f"{key}: only phase-2 code may be allow-listed"
-        assert key in lengths, f"{key} no longer exists: remove it from ALLOWED_LONG"
-        assert lengths[key] <= allowed, f"{key} grew to {lengths[key]} lines (allowed {allowed})"
-        assert lengths[key] >= MAX_LINES, f"{key} is short now ({lengths[key]}): remove it from ALLOWED_LONG"

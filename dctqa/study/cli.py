@@ -1,22 +1,19 @@
 """``dctqa encode`` and ``dctqa study`` subcommands (plugged into ``dctqa.cli`` via :func:`register`).
 
-Progress of ``dctqa study``: :func:`dctqa.study.pipeline.run_study` makes its progress
-bars with its private ``_bar(cfg, total, desc)`` (a tqdm bar, shown on a terminal only).
-Until the layout refactor makes the pipeline call :mod:`dctqa.progress` itself, the CLI
-swaps that factory for :class:`StudyProgress` while the study runs (:func:`_study_progress`),
-which prints a line per stage and routes every bar through :func:`dctqa.progress.progress`
-(bar on a terminal, lines with elapsed time and ETA elsewhere, nothing with ``--quiet``).
+Progress of ``dctqa study``: :func:`dctqa.study.pipeline.run_study`'s stages print a line
+each ("study: stage i/N ...") and report through :func:`dctqa.progress.progress` (bar on a
+terminal, lines with elapsed time and ETA elsewhere, nothing with ``--quiet``).
 """
 from __future__ import annotations
 
 import argparse
 import shlex
 import sys
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
+from ..argtypes import add_progress_options, positive_int, progress_mode
+from ..backbones.spec import parse_spec
 from ..codec import DEFAULT_CAP_BPP, DEFAULT_CRFS, PRESETS, EncodeSettings, parse_floats
-from ..cli import add_progress_options, positive_int, progress_mode
 from ..errors import InputError
 from ..fileio import check_output_dir
 from ..progress import progress, stage
@@ -94,60 +91,6 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-class StudyProgress:
-    """Stands in for ``pipeline._bar(cfg, total, desc)``: a stage line, then a
-    :func:`dctqa.progress.progress` for the stage (see the module docstring)."""
-
-    STAGES = 4
-
-    def __init__(self, videos: int) -> None:
-        self.videos = videos
-
-    def __call__(self, cfg: Any, total: int, desc: str):
-        on = bool(cfg.progress)
-        if desc.startswith("encode"):  # only for videos not encoded by an earlier run (cached)
-            stage(f"study: stage 1/{self.STAGES} encode {desc[len('encode '):]} ({total} frames, "
-                  f"{self.videos} video(s) in the study)", enabled=on)
-            return progress(total, f"study: {desc}", unit="frame", enabled=on)
-        if desc == "score":
-            stage(f"study: stage 2/{self.STAGES} score every metric on {total} variants", enabled=on)
-            return progress(total, "study: score", unit="variant", enabled=on)
-        if desc == "detect+AP":
-            stage(f"study: stage 3/{self.STAGES} detect and AP per window ({total - self.videos} variants "
-                  f"and {self.videos} reference(s))", enabled=on)
-            bar = progress(total, "study: detect+AP", unit="step", enabled=on)
-            close, announced = bar.close, []
-
-            def close_then_announce() -> None:
-                close()
-                if bar.done and not announced:
-                    announced.append(True)
-                    grid = len(cfg.sensitivity_gt) * len(cfg.sensitivity_pred)
-                    stage(f"study: stage 4/{self.STAGES} correlations ({cfg.n_boot} bootstrap resamples), "
-                          f"{f'threshold sensitivity ({grid} AP tables), ' if grid else ''}tables and report",
-                          enabled=on)
-
-            bar.close = close_then_announce
-            return bar
-        return progress(total, f"study: {desc}", enabled=on)
-
-
-@contextmanager
-def _study_progress(videos: int) -> Iterator[None]:
-    """Route ``run_study``'s progress through :class:`StudyProgress` (until phase 2 does it in the pipeline)."""
-    from . import pipeline
-
-    previous = getattr(pipeline, "_bar", None)
-    if previous is None:  # the pipeline reports through dctqa.progress itself: nothing to route
-        yield
-        return
-    pipeline._bar = StudyProgress(videos)
-    try:
-        yield
-    finally:
-        pipeline._bar = previous
-
-
 def _apply_quick(args: argparse.Namespace) -> None:
     """``--quick``: set every option of :data:`QUICK` that was left at its default."""
     for name, value in QUICK.items():
@@ -177,14 +120,10 @@ def cmd_study(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, progress=_progress(args),
                       command="dctqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command
                       else "")
-    for spec in cfg.backbones + [cfg.detector]:
-        if spec.startswith("onnx:"):
-            from pathlib import Path
-
-            if not Path(spec[5:]).is_file():
-                raise InputError(f"model file {spec[5:]!r} not found; pass --backbone/--detector onnx:PATH")
-    with _study_progress(len(cfg.videos)):
-        result = run_study(cfg)
+    for spec in map(parse_spec, cfg.backbones + [cfg.detector]):
+        if spec.kind == "onnx" and not spec.path.is_file():
+            raise InputError(f"model file {str(spec.path)!r} not found; pass --backbone/--detector onnx:PATH")
+    result = run_study(cfg)
     print(f"report: {result.report}")
     print(f"windows: {len(result.windows)} rows in {result.out / 'windows.csv'}")
     return 0

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from ..backbones.spec import onnx_spec, parse_spec
 from ..codec import EncodeSettings, Variant, encode_sweep, read_manifest, write_reference
 from ..errors import InputError, VideoError
 from ..fileio import atomic_write_text
+from ..progress import progress, stage
 from ..settings import shared_dir
 from .stages import StageCache
 
@@ -196,39 +196,23 @@ def score_pair(ref_path: str | os.PathLike, dist_path: str | os.PathLike, specs:
     Returns ``frame_indices`` (F,) int64, one (F,) float64 array per metric column (dctqa
     columns from ``specs``, baselines by name plus ``mse``), and ``__timings__`` (JSON of
     seconds spent in decode, metric, baselines).  Raises :class:`VideoError` when the
-    two videos do not hold the same number of sampled frames.
+    two videos do not hold the same number of sampled frames or differ in size
+    (:class:`dctqa.io.FramePairs` with ``strict=True``: a variant must keep every frame).
     """
     import torch
 
     from ..baselines import compute_baselines
-    from ..io import iter_frames
+    from ..io import FramePairs
     from ..metric import Metric
 
     metrics = [(s.column, Metric(backbone=s.backbone, domain=s.domain, device=device, batch_size=batch_size,
                                  weights=weights if s.domain != "pixel" else None)) for s in specs]
     values: dict[str, list[np.ndarray]] = {}
     timings = {"decode": 0.0, "metric": 0.0, "baselines": 0.0}
-    ref_it, dist_it = iter_frames(ref_path, stride=stride), iter_frames(dist_path, stride=stride)
     n = 0
-    while True:
-        t0 = time.perf_counter()
-        br, bd = [], []
-        for _ in range(batch_size):
-            fr, fd = next(ref_it, None), next(dist_it, None)
-            if (fr is None) != (fd is None):
-                raise VideoError(f"{str(dist_path)!r} and its reference {str(ref_path)!r} hold different numbers "
-                                 f"of frames (sampled every {stride}: they differ after {n + len(br)})")
-            if fr is None:
-                break
-            if fr.shape != fd.shape:
-                raise VideoError(f"{str(dist_path)!r} is {fd.shape[1]}x{fd.shape[0]}, its reference "
-                                 f"{fr.shape[1]}x{fr.shape[0]}")
-            br.append(fr)
-            bd.append(fd)
+    t0 = time.perf_counter()
+    for ref, dist, _ in FramePairs(ref_path, dist_path, batch_size, stride=stride, strict=True):
         timings["decode"] += time.perf_counter() - t0
-        if not br:
-            break
-        ref, dist = np.stack(br), np.stack(bd)
         t0 = time.perf_counter()
         for col, m in metrics:
             values.setdefault(col, []).append(m.score(ref, dist))
@@ -239,7 +223,9 @@ def score_pair(ref_path: str | os.PathLike, dist_path: str | os.PathLike, specs:
                                           dtype=torch.float32).items():
                 values.setdefault(k, []).append(v)
             timings["baselines"] += time.perf_counter() - t0
-        n += len(br)
+        n += len(ref)
+        t0 = time.perf_counter()
+    timings["decode"] += time.perf_counter() - t0
     if n == 0:
         raise VideoError(f"{str(ref_path)!r} holds no frame")
     out = {k: np.concatenate(v).astype(np.float64) for k, v in values.items()}
@@ -282,12 +268,11 @@ def encode_stage(cfg: StudyConfig, cache: StageCache, add_time=None
             from ..io import probe
 
             n = probe(video).frames or 0
-            bar = _bar(cfg, n if cfg.encode.max_frames is None else min(n, cfg.encode.max_frames),
-                       f"encode {video.name}")
-            try:
+            total = n if cfg.encode.max_frames is None else min(n, cfg.encode.max_frames)
+            stage(f"study: stage 1/{STAGES} encode {video.name} ({total} frames, "
+                  f"{len(cfg.videos)} video(s) in the study)", enabled=cfg.progress)
+            with progress(total, f"study: encode {video.name}", unit="frame", enabled=cfg.progress) as bar:
                 vs = encode_sweep(video, vdir, cfg.encode, progress=bar.update)
-            finally:
-                bar.close()
             return [v.name for v in vs]
 
         names, meta = cache.document("encode", key, do_encode)
@@ -337,11 +322,37 @@ class StudyResult:
     sensitivity: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _bar(cfg: StudyConfig, total: int, desc: str):
-    from tqdm import tqdm
+#: The stages ``dctqa study`` announces ("study: stage i/N ..."): encode, score, detect + AP,
+#: then tables and the report together.
+STAGES = 4
 
-    return tqdm(total=total, desc=desc, unit="item", file=sys.stderr, leave=False,
-                disable=not (cfg.progress and sys.stderr.isatty()))
+
+class _Run:
+    """What the stages of one :func:`run_study` call share: the config, the stage cache,
+    the metric configurations, the timings collected and the detector (made on first use)."""
+
+    def __init__(self, cfg: StudyConfig) -> None:
+        self.cfg, self.out = cfg, cfg.out
+        self.cache = StageCache(cfg.out / "cache")
+        self.det_cache = cfg.out / "cache" / "detect"
+        self.specs = metric_specs(cfg)
+        self.spec_keys = [_spec_key(s, cfg.out / "cache", cfg.detector_weights) for s in self.specs]
+        self.timings: dict[str, dict[str, float]] = {}
+        self._detector = None
+
+    def add_time(self, part: str, computed: float, this_run: float) -> None:
+        t = self.timings.setdefault(part, {"computed_s": 0.0, "this_run_s": 0.0})
+        t["computed_s"] += computed
+        t["this_run_s"] += this_run
+
+    def detector(self):
+        if self._detector is None:
+            from ..detect import create_detector
+
+            cfg = self.cfg
+            self._detector = (create_detector(cfg.detector, weights=cfg.detector_weights, device=cfg.device)
+                              if isinstance(cfg.detector, str) else cfg.detector)
+        return self._detector
 
 
 def run_study(cfg: StudyConfig) -> StudyResult:
@@ -351,142 +362,157 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     ``windows.csv`` (with duplicate marks), ``correlations.csv`` (pooled), ``within.csv``
     (within content window / video), ``differences.csv`` (paired differences and verdicts),
     ``sensitivity.csv`` (threshold grid), ``variants.csv``, ``frames.csv``, ``plots/*.png``
-    and ``report.md``.  Returns a :class:`StudyResult`.
+    and ``report.md``.  Returns a :class:`StudyResult`. The stages, in order:
+    :func:`encode_stage`, :func:`score_stage`, :func:`detect_ap_stage`, :func:`tables_stage`,
+    :func:`report_stage`; each announces itself ("study: stage i/N ...") when ``cfg.progress``.
     """
-    from ..detect import create_detector
-    from ..fileio import file_sha256
-    from . import report as report_mod
-    from .analysis import headline
-    from .tables import window_rows
-
     t_start = time.perf_counter()
-    out = cfg.out
-    out.mkdir(parents=True, exist_ok=True)
-    cache = StageCache(out / "cache")
-    det_cache = out / "cache" / "detect"
-    specs = metric_specs(cfg)
-    spec_keys = [_spec_key(s, out / "cache", cfg.detector_weights) for s in specs]
-    timings: dict[str, dict[str, float]] = {}
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    run = _Run(cfg)
+    variants, refs, src_sha = encode_stage(cfg, run.cache, run.add_time)
+    frames = score_stage(run, variants, refs, src_sha)
+    n_variants = sum(len(vs) for vs in variants.values())
+    stage(f"study: stage 3/{STAGES} detect and AP per window ({n_variants} variants "
+          f"and {len(cfg.videos)} reference(s))", enabled=cfg.progress)
+    with progress(n_variants + len(cfg.videos), "study: detect+AP", unit="step", enabled=cfg.progress) as bar:
+        windows = detect_ap_stage(run, variants, refs, src_sha, frames, cfg.gt_score_threshold,
+                                  cfg.pred_score_threshold, on_step=bar.update)
+    grid = len(cfg.sensitivity_gt) * len(cfg.sensitivity_pred)
+    stage(f"study: stage 4/{STAGES} correlations ({cfg.n_boot} bootstrap resamples), "
+          f"{f'threshold sensitivity ({grid} AP tables), ' if grid else ''}tables and report", enabled=cfg.progress)
+    analysis, sensitivity = tables_stage(run, windows, variants, refs, src_sha, frames)
+    return report_stage(run, analysis, sensitivity, frames, variants, t_start)
 
-    def add_time(part: str, computed: float, this_run: float) -> None:
-        t = timings.setdefault(part, {"computed_s": 0.0, "this_run_s": 0.0})
-        t["computed_s"] += computed
-        t["this_run_s"] += this_run
 
-    # ---- encode
-    variants, refs, src_sha = encode_stage(cfg, cache, add_time)
-
-    # ---- score
-    jobs = []
-    for video in cfg.videos:
-        for v in variants[video.stem]:
-            jobs.append((video, v, score_key(cfg, src_sha[video.stem], v.path, spec_keys, specs, out / "cache")))
+def score_stage(run: _Run, variants: dict[str, list[Variant]], refs: dict[str, Path], src_sha: dict[str, str]
+                ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """The score stage: per-frame values of every metric for every variant (cached per
+    variant; ``cfg.jobs`` worker processes compute the missing ones). Returns
+    video stem -> variant name -> column -> array."""
+    cfg, cache = run.cfg, run.cache
+    jobs = [(video, v, score_key(cfg, src_sha[video.stem], v.path, run.spec_keys, run.specs, run.out / "cache"))
+            for video in cfg.videos for v in variants[video.stem]]
     frames: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     pending = []
-    bar = _bar(cfg, len(jobs), "score")
-    for video, v, key in jobs:
-        args = (str(refs[video.stem]), str(v.path), specs, cfg.baselines, cfg.metric_stride, cfg.device, cfg.batch_size,
-                cfg.detector_weights)
-        if cfg.jobs > 1:
-            pending.append((video, v, key, args))
-            continue
-        t0 = time.perf_counter()
-        arrs, meta = cache.arrays("score", key, lambda args=args: _score_job(args))
-        _account_score(add_time, meta, time.perf_counter() - t0)
-        frames.setdefault(video.stem, {})[v.name] = arrs
-        bar.update(1)
-    if pending:
-        from concurrent.futures import ProcessPoolExecutor
+    stage(f"study: stage 2/{STAGES} score every metric on {len(jobs)} variants", enabled=cfg.progress)
+    with progress(len(jobs), "study: score", unit="variant", enabled=cfg.progress) as bar:
+        for video, v, key in jobs:
+            args = (str(refs[video.stem]), str(v.path), run.specs, cfg.baselines, cfg.metric_stride, cfg.device,
+                    cfg.batch_size, cfg.detector_weights)
+            t0 = time.perf_counter()
+            hit = cache.cached_arrays("score", key) if cfg.jobs > 1 else None
+            if cfg.jobs > 1 and hit is None:  # computed by a worker below
+                pending.append((video.stem, v.name, key, args))
+                continue
+            arrs, meta = hit or cache.arrays("score", key, lambda args=args: _score_job(args))
+            _account_score(run.add_time, meta, time.perf_counter() - t0)
+            frames.setdefault(video.stem, {})[v.name] = arrs
+            bar.update(1)
+        if pending:
+            _score_in_workers(run, pending, frames, bar.update)
+    return frames
 
-        threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
-        with ProcessPoolExecutor(max_workers=cfg.jobs, initializer=_init_worker, initargs=(threads,)) as ex:
-            futs = {}
-            for video, v, key, args in pending:
-                t0 = time.perf_counter()
-                try:  # already cached: no need for a worker
-                    arrs, meta = cache.arrays("score", key, _raise_miss)
-                    _account_score(add_time, meta, time.perf_counter() - t0)
-                    frames.setdefault(video.stem, {})[v.name] = arrs
-                    bar.update(1)
-                except _Miss:
-                    futs[(video.stem, v.name)] = (ex.submit(_score_job, args), key, time.perf_counter())
-            for (stem, name), (fut, key, t0) in futs.items():
-                res = fut.result()
-                arrs, meta = cache.arrays("score", key, lambda res=res: res)
-                meta["seconds"] = time.perf_counter() - t0
-                _account_score(add_time, meta, time.perf_counter() - t0)
-                frames.setdefault(stem, {})[name] = arrs
-                bar.update(1)
-    bar.close()
 
-    # ---- detect + AP
-    detector = None
-    bar = _bar(cfg, len(jobs) + len(cfg.videos), "detect+AP")
+def _score_in_workers(run: _Run, pending: list[tuple], frames: dict, update) -> None:
+    """Score ``pending`` (stem, variant name, key, args) in ``cfg.jobs`` processes, storing
+    each result in the stage cache and ``frames``."""
+    from concurrent.futures import ProcessPoolExecutor
 
-    def get_detector():
-        nonlocal detector
-        if detector is None:
-            detector = (create_detector(cfg.detector, weights=cfg.detector_weights, device=cfg.device)
-                        if isinstance(cfg.detector, str) else cfg.detector)
-        return detector
+    threads = max(1, (os.cpu_count() or 1) // run.cfg.jobs)
+    with ProcessPoolExecutor(max_workers=run.cfg.jobs, initializer=_init_worker, initargs=(threads,)) as ex:
+        futs = [(stem, name, key, ex.submit(_score_job, args), time.perf_counter())
+                for stem, name, key, args in pending]
+        for stem, name, key, fut, t0 in futs:
+            res = fut.result()
+            arrs, meta = run.cache.arrays("score", key, lambda res=res: res)
+            meta["seconds"] = time.perf_counter() - t0
+            _account_score(run.add_time, meta, time.perf_counter() - t0)
+            frames.setdefault(stem, {})[name] = arrs
+            update(1)
 
-    def table(gt_thr: float, pred_thr: float, progress=None, main: bool = True) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        for video in cfg.videos:
-            for v in variants[video.stem]:
-                t0 = time.perf_counter()
-                res, meta = _ap_stage(cfg, cache, get_detector(), refs[video.stem], src_sha[video.stem], v,
-                                      gt_thr, pred_thr, det_cache)
-                dt = time.perf_counter() - t0
-                if main:
-                    add_time("detection", res["detect_s"], res["detect_s"] if not meta["cached"] else 0.0)
-                    add_time("ap", res["ap_s"], dt - (res["detect_s"] if not meta["cached"] else 0.0))
-                else:  # the sensitivity grid: detections are already cached by the main table
-                    add_time("sensitivity_ap", res["ap_s"] + res["detect_s"], dt)
-                rows.extend(window_rows(video.stem, v, res["windows"], frames[video.stem][v.name],
-                                        [s.column for s in specs], list(cfg.baselines)))
-                if progress:
-                    progress(1)
-            if progress:
-                progress(1)
-        return rows
 
-    windows = table(cfg.gt_score_threshold, cfg.pred_score_threshold, bar.update)
-    bar.close()
+def detect_ap_stage(run: _Run, variants: dict[str, list[Variant]], refs: dict[str, Path], src_sha: dict[str, str],
+                    frames: dict, gt_thr: float, pred_thr: float, on_step=None, main: bool = True
+                    ) -> list[dict[str, Any]]:
+    """The detect + AP stage at one pair of score thresholds: detections of every reference
+    and variant (detection cache), AP per content window (stage cache), joined with the
+    metric values into the window table's rows. ``main=False``: a threshold-sensitivity
+    table (its time counted apart). ``on_step(1)`` after each variant and each video."""
+    from .tables import window_rows
 
-    metric_columns = [s.column for s in specs] + [c for b in cfg.baselines
-                                                  for c in (["psnr", "psnr_global"] if b == "psnr" else [b])]
-    # ---- tables
+    cfg = run.cfg
+    rows: list[dict[str, Any]] = []
+    for video in cfg.videos:
+        for v in variants[video.stem]:
+            t0 = time.perf_counter()
+            res, meta = _ap_stage(cfg, run.cache, run.detector(), refs[video.stem], src_sha[video.stem], v,
+                                  gt_thr, pred_thr, run.det_cache)
+            dt = time.perf_counter() - t0
+            detect_now = res["detect_s"] if not meta["cached"] else 0.0
+            if main:
+                run.add_time("detection", res["detect_s"], detect_now)
+                run.add_time("ap", res["ap_s"], dt - detect_now)
+            else:  # the sensitivity grid: detections are already cached by the main table
+                run.add_time("sensitivity_ap", res["ap_s"] + res["detect_s"], dt)
+            rows.extend(window_rows(video.stem, v, res["windows"], frames[video.stem][v.name],
+                                    [s.column for s in run.specs], list(cfg.baselines)))
+            if on_step:
+                on_step(1)
+        if on_step:
+            on_step(1)
+    return rows
+
+
+def _metric_columns(run: _Run) -> list[str]:
+    return [s.column for s in run.specs] + [c for b in run.cfg.baselines
+                                            for c in (["psnr", "psnr_global"] if b == "psnr" else [b])]
+
+
+def tables_stage(run: _Run, windows: list[dict[str, Any]], variants, refs, src_sha, frames):
+    """The tables stage: correlations, within-content statistics and paired differences
+    (cached on the window table), and the threshold-sensitivity grid (each grid point's AP
+    table from :func:`detect_ap_stage`). Returns (analysis, sensitivity rows)."""
+    from . import report as report_mod
+    from .analysis import headline
+
+    cfg = run.cfg
     t0 = time.perf_counter()
-    settings = _analysis_settings(cfg, metric_columns)
+    settings = _analysis_settings(cfg, _metric_columns(run))
     stems = [v.stem for v in cfg.videos]
-    analysis = _cached_analysis(cache, windows, stems, settings)
-    add_time("correlations", analysis.extra_meta["seconds"], time.perf_counter() - t0)
+    analysis = _cached_analysis(run.cache, windows, stems, settings)
+    run.add_time("correlations", analysis.extra_meta["seconds"], time.perf_counter() - t0)
     t0 = time.perf_counter()
-    grid = [(g, p) for g in cfg.sensitivity_gt for p in cfg.sensitivity_pred]
-    sens_tables = {(g, p): (windows if (g, p) == (cfg.gt_score_threshold, cfg.pred_score_threshold)
-                            else table(g, p, main=False)) for g, p in grid}
+    main = (cfg.gt_score_threshold, cfg.pred_score_threshold)
+    sens_tables = {(g, p): (windows if (g, p) == main else
+                            detect_ap_stage(run, variants, refs, src_sha, frames, g, p, main=False))
+                   for g in cfg.sensitivity_gt for p in cfg.sensitivity_pred}
     key = {"stage": "sensitivity", "tables": [[g, p, _sha(report_mod.rows_to_csv(t))] for (g, p), t in
                                               sens_tables.items()], "settings": _settings_key(settings)}
-    sensitivity, meta = cache.document("sensitivity", key, lambda: [
+    sensitivity, meta = run.cache.document("sensitivity", key, lambda: [
         dict(gt_score=g, pred_score=p, **h) for (g, p), t in sens_tables.items()
         for h in headline(t, stems, settings)])
-    add_time("correlations", meta["seconds"], time.perf_counter() - t0)
+    run.add_time("correlations", meta["seconds"], time.perf_counter() - t0)
+    return analysis, sensitivity
 
+
+def report_stage(run: _Run, analysis, sensitivity: list[dict[str, Any]], frames: dict,
+                 variants: dict[str, list[Variant]], t_start: float) -> StudyResult:
+    """The report stage: the CSV tables, ``report.md`` (with plots) and ``timings.json``."""
+    from . import report as report_mod
+
+    out, timings = run.out, run.timings
     t0 = time.perf_counter()
     result = StudyResult(windows=analysis.rows, correlations=analysis.correlations, frames=frames,
-                         variants=variants, metric_columns=metric_columns, timings=timings,
+                         variants=variants, metric_columns=_metric_columns(run), timings=timings,
                          report=out / "report.md", out=out, analysis=analysis, sensitivity=sensitivity)
-    atomic_write_text(out / "windows.csv", report_mod.rows_to_csv(analysis.rows))
-    atomic_write_text(out / "correlations.csv", report_mod.rows_to_csv(analysis.correlations))
-    atomic_write_text(out / "within.csv", report_mod.rows_to_csv(analysis.within))
-    atomic_write_text(out / "differences.csv", report_mod.rows_to_csv(analysis.differences))
-    atomic_write_text(out / "sensitivity.csv", report_mod.rows_to_csv(sensitivity))
-    atomic_write_text(out / "variants.csv", report_mod.rows_to_csv(report_mod.variant_rows(variants)))
+    for name, rows in (("windows", analysis.rows), ("correlations", analysis.correlations),
+                       ("within", analysis.within), ("differences", analysis.differences),
+                       ("sensitivity", sensitivity), ("variants", report_mod.variant_rows(variants))):
+        atomic_write_text(out / f"{name}.csv", report_mod.rows_to_csv(rows))
     atomic_write_text(out / "frames.csv", report_mod.frames_csv(frames))
-    add_time("report", 0.0, 0.0)
+    run.add_time("report", 0.0, 0.0)
     timings["total_wall"] = {"computed_s": float("nan"), "this_run_s": time.perf_counter() - t_start}
-    report_mod.write_report(result, cfg, cache)
+    report_mod.write_report(result, run.cfg, run.cache)
     timings["report"]["this_run_s"] = time.perf_counter() - t0
     timings["total_wall"]["this_run_s"] = time.perf_counter() - t_start
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=1))
@@ -566,14 +592,6 @@ def _cached_analysis(cache: StageCache, windows: list[dict], stems: list[str], s
                  settings=settings, videos=stems)
     a.extra_meta = meta
     return a
-
-
-class _Miss(Exception):
-    pass
-
-
-def _raise_miss():
-    raise _Miss()
 
 
 def _account_score(add_time, meta: dict, wall: float) -> None:

@@ -36,10 +36,9 @@ class StageCache:
     def _path(self, stage: str, key: dict, ext: str) -> Path:
         return self.root / stage / f"{key_hash(key)}.{ext}"
 
-    def arrays(self, stage: str, key: dict, compute: Callable[[], dict[str, np.ndarray]]
-               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Cached ``compute()`` -> (arrays, meta); meta holds ``seconds`` (of the first computation)
-        and ``cached`` (whether this call reused it)."""
+    def cached_arrays(self, stage: str, key: dict) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """The stored (arrays, meta) of ``key`` (a hit), or ``None`` when absent or unreadable
+        (counted as neither: :meth:`arrays` counts the miss when it computes)."""
         path = self._path(stage, key, "npz")
         want = json.dumps(key, sort_keys=True, default=str)
         if path.is_file():
@@ -52,6 +51,17 @@ class StageCache:
                         return out, dict(meta, cached=True)
             except (OSError, ValueError, KeyError):
                 pass
+        return None
+
+    def arrays(self, stage: str, key: dict, compute: Callable[[], dict[str, np.ndarray]]
+               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Cached ``compute()`` -> (arrays, meta); meta holds ``seconds`` (of the first computation)
+        and ``cached`` (whether this call reused it)."""
+        hit = self.cached_arrays(stage, key)
+        if hit is not None:
+            return hit
+        path = self._path(stage, key, "npz")
+        want = json.dumps(key, sort_keys=True, default=str)
         t0 = time.perf_counter()
         out = compute()
         meta = {"seconds": time.perf_counter() - t0}
