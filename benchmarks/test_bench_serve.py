@@ -2,7 +2,7 @@
 
 Streams of 768 x 576 at 25 fps are simulated from the shared videos: a few frames of each
 are decoded (resized to 768 x 576), H.264-compressed with PyAV/libx264 (CRF 35,
-``dctqa.codec.transcode_live``) to make the distorted frames, and looped. Metric:
+``dctqa.study.codec.transcode_live``) to make the distorted frames, and looped. Metric:
 YOLOX-Nano (K = 16), spectral domain, C++ op. In the same run:
 
 * best batch ``Metric.score``: pairs/s at batch 1, 8 and 16 (the ceiling);
@@ -49,7 +49,7 @@ def metric():
 @pytest.fixture(scope="module")
 def clips() -> list[tuple[np.ndarray, np.ndarray]]:
     """8 (original, CRF-35 H.264) pairs of each shared video at 768 x 576."""
-    from dctqa.codec import transcode_live
+    from dctqa.study.codec import transcode_live
     from dctqa.io import iter_frames
 
     videos = sorted((shared_dir() / "videos").glob("*.*"))

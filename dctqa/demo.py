@@ -52,7 +52,7 @@ def make_clip(path: Path, frames: int = 40, size: tuple[int, int] = (288, 384), 
     xs = np.linspace(0, photo.shape[1] - w, frames).round().astype(int)
     ys = np.linspace(0, photo.shape[0] - h, frames).round().astype(int)
     clip = np.stack([photo[y:y + h, x:x + w] for x, y in zip(xs, ys)])
-    from .codec import write_lossless
+    from .study.codec import write_lossless
 
     write_lossless(clip, path, fps)
     return clip
@@ -75,7 +75,7 @@ def _run_demo(outputs: OutputSet, out: Path, frames: int, progress: bool, backbo
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .codec import DEFAULT_CRFS, EncodeSettings, encode_sweep
+    from .study.codec import DEFAULT_CRFS, EncodeSettings, encode_sweep
     from .io import read_frames
     from .metric import Metric
     from .log import json_text

@@ -71,7 +71,7 @@ def camera_frames(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     synthetic frames when the shared videos are absent."""
     video = shared_dir() / "videos" / "vtest.avi"
     if video.is_file():
-        from dctqa.codec import transcode_live
+        from dctqa.study.codec import transcode_live
         from dctqa.io import iter_frames
 
         return list(transcode_live(iter_frames(video, size=(288, 384), stride=seed + 1, max_frames=n * (seed + 1))))

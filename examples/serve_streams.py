@@ -1,7 +1,7 @@
 """Score many camera streams live with one dctqa.StreamScorer.
 
 One decoder thread per stream decodes a shared video with PyAV (``dctqa.io.iter_frames``),
-compresses each frame with H.264 as the camera's encoder would (``dctqa.codec.transcode_live``)
+compresses each frame with H.264 as the camera's encoder would (``dctqa.study.codec.transcode_live``)
 and submits the (original, compressed) pair. The scorer batches pairs of all streams; a
 done-callback prints each stream's Q as it arrives, in frame order. Counters at the end.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the dctqa of this checkout
 import dctqa  # noqa: E402
 
-from dctqa.codec import transcode_live  # noqa: E402
+from dctqa.study.codec import transcode_live  # noqa: E402
 from dctqa.fileio import shared_dir  # noqa: E402
 from dctqa.io import iter_frames  # noqa: E402
 

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from dctqa.errors import InputError
-from dctqa.stats import (correlations, mean_with_interval, paired_difference, resample_counts,
+from dctqa.study.stats import (correlations, mean_with_interval, paired_difference, resample_counts,
                          within_group_correlations)
 from dctqa.study.analysis import (AnalysisSettings, analyze, content_id, headline, load_windows_csv,
                                   mark_duplicates, select_rows)

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from dctqa.detect import Detections
-from dctqa.detect.ap import WindowAP, window_ap
-from dctqa.detect.groundtruth import load_coco_gt, load_mot_gt, pseudo_ground_truth
+from dctqa.study.detect import Detections
+from dctqa.study.detect.ap import WindowAP, window_ap
+from dctqa.study.detect.groundtruth import load_coco_gt, load_mot_gt, pseudo_ground_truth
 from dctqa.errors import InputError
 
 BOXES = np.array([[10, 10, 50, 90], [100, 20, 140, 100], [200, 50, 260, 120], [300, 10, 330, 60]], np.float32)

@@ -1,4 +1,4 @@
-"""Real libx264 round trips through dctqa.codec."""
+"""Real libx264 round trips through dctqa.study.codec."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dctqa import baselines
-from dctqa.codec import (MANIFEST, EncodeSettings, cap_kbps, count_frames, encode_sweep, plan_variants,
+from dctqa.study.codec import (MANIFEST, EncodeSettings, cap_kbps, count_frames, encode_sweep, plan_variants,
                          read_manifest)
 from dctqa.errors import InputError, VideoError
 from dctqa.io import read_frames
@@ -194,7 +194,7 @@ def test_single_thread_is_reproducible(synth_clip, tmp_path):
 
 
 def test_transcode_live_pairs_each_frame_with_its_compressed_version(vtest_path):
-    from dctqa.codec import transcode_live
+    from dctqa.study.codec import transcode_live
     from dctqa.io import iter_frames
 
     src = read_frames(vtest_path, max_frames=6)

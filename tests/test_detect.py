@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from dctqa.detect import Detections, Detector, create_detector
-from dctqa.detect.cache import cached_detect
-from dctqa.detect.categories import coco80_to_coco91
-from dctqa.detect.yolox_onnx import STRIDES, anchor_grid, decode, letterbox, postprocess
+from dctqa.study.detect import Detections, Detector, create_detector
+from dctqa.study.detect.cache import cached_detect
+from dctqa.study.detect.categories import coco80_to_coco91
+from dctqa.study.detect.yolox_onnx import STRIDES, anchor_grid, decode, letterbox, postprocess
 from dctqa.errors import BackboneError, InputError, VideoError, WeightsError
 
 from .helpers import make_video
@@ -370,7 +370,7 @@ def test_cache_hit_miss_and_keys(small_video, tmp_path):
     assert det.frames_seen == 6 + 11 + 6
     assert [len(d) for d in dets3] == [0, 1, 1, 1, 1, 1]
     # a corrupt cache file is recomputed, not trusted
-    files = sorted(cache.glob("*.npz"))
+    files = sorted((cache / "detect").glob("*.npz"))  # the stage cache's detect/ folder
     assert len(files) == 3
     for f in files:
         f.write_bytes(b"broken")

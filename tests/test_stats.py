@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from dctqa.errors import InputError
-from dctqa.stats import Interval, correlations, resample_statistics
+from dctqa.study.stats import Interval, correlations, resample_statistics
 
 
 def _scipy_all(x, y):

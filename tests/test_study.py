@@ -10,8 +10,8 @@ import pytest
 from scipy import ndimage, stats
 
 from dctqa import baselines as B
-from dctqa.codec import EncodeSettings
-from dctqa.detect.types import Detections, Detector
+from dctqa.study.codec import EncodeSettings
+from dctqa.study.detect.types import Detections, Detector
 from dctqa.errors import InputError
 from dctqa.io import read_frames
 from dctqa.study import StudyConfig, run_study

@@ -66,7 +66,7 @@ def cluster_counts(clusters: Sequence, n_boot: int, seed: int = 0) -> np.ndarray
 
 def frame_metrics(q: np.ndarray, pred: np.ndarray, counts: np.ndarray) -> dict[str, tuple[float, float, float]]:
     """LCC, SROCC, KRCC, RMSE, MAE of ``pred`` vs ``q`` with percentile intervals over ``counts``."""
-    from ..stats import resample_statistics
+    from ..study.stats import resample_statistics
 
     ones = np.ones((1, len(q)))
     est = resample_statistics(pred, q, ones)[:, 0]
@@ -87,7 +87,7 @@ def frame_metrics(q: np.ndarray, pred: np.ndarray, counts: np.ndarray) -> dict[s
 def paired_srocc_difference(q: np.ndarray, a: np.ndarray, b: np.ndarray, counts: np.ndarray
                             ) -> tuple[float, float, float]:
     """SROCC(a, q) - SROCC(b, q) with its interval over the same cluster resamples."""
-    from ..stats import resample_statistics
+    from ..study.stats import resample_statistics
 
     one = np.ones((1, len(q)))
     est = resample_statistics(a, q, one)[1, 0] - resample_statistics(b, q, one)[1, 0]
@@ -179,7 +179,7 @@ def _metric_rows(res: dict, n_boot: int) -> list[dict]:
 
 
 def _window_rows(res: dict, windows_csv: Path | None, n_boot: int) -> list[dict]:
-    from ..stats import correlations
+    from ..study.stats import correlations
 
     if windows_csv is None:
         return []

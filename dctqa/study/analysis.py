@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..registry import DCTQA_METRICS, metric_info
-from ..stats import (STATISTICS, _percentile_interval, mean_with_interval, resample_counts,
+from .stats import (STATISTICS, _percentile_interval, mean_with_interval, resample_counts,
                      resample_statistics, within_group_correlations)
 
 #: Targets the metrics are correlated with.
@@ -70,7 +70,7 @@ class AnalysisSettings:
 
     def __post_init__(self) -> None:
         from ..errors import InputError
-        from ..stats import RESAMPLING
+        from .stats import RESAMPLING
 
         if self.resampling not in RESAMPLING:
             raise InputError(f"resampling must be one of {RESAMPLING}, got {self.resampling!r}")

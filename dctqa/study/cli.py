@@ -13,10 +13,10 @@ from typing import Any
 
 from ..argtypes import add_progress_options, positive_int, progress_mode
 from ..backbones.spec import parse_spec
-from ..codec import DEFAULT_CAP_BPP, DEFAULT_CRFS, PRESETS, EncodeSettings, parse_floats
 from ..errors import InputError
 from ..fileio import check_output_dir
 from ..progress import progress, stage
+from .codec import DEFAULT_CAP_BPP, DEFAULT_CRFS, PRESETS, EncodeSettings, parse_floats
 from .pipeline import DEFAULT_SENSITIVITY_GT, DEFAULT_SENSITIVITY_PRED
 
 #: ``dctqa study --quick``: a preset of existing options for trying the pipeline (each applies
@@ -63,7 +63,7 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from ..codec import encode_sweep, plan_variants
+    from .codec import encode_sweep, plan_variants
     from ..io import probe
 
     settings = _encode_settings(args)

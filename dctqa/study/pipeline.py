@@ -8,7 +8,7 @@ finished work. The statistics are in :mod:`dctqa.study.analysis`.
 Stages per source video: ``encode`` (all variants), per variant ``score`` (per-frame
 values of every dctqa configuration and every baseline, on frames ``0, s, 2s, ...`` with
 ``s = metric_stride``), ``detect`` (the detector on the reference and on each variant,
-every ``frame_stride``-th frame; cached by :func:`dctqa.detect.cache.cached_detect`) and
+every ``frame_stride``-th frame; cached by :func:`dctqa.study.detect.cache.cached_detect`) and
 ``ap`` (AP50 and AP@[.5:.95] per window of ``window`` source frames against pseudo ground
 truth: the reference's detections scoring at least ``gt_score_threshold``; predictions
 below ``pred_score_threshold`` dropped).  Then the window table, the analysis (cached on the
@@ -28,11 +28,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..backbones.spec import onnx_spec, parse_spec
-from ..codec import EncodeSettings, Variant, encode_sweep, read_manifest, write_reference
 from ..errors import InputError, VideoError
 from ..fileio import atomic_write_text
 from ..progress import progress, stage
 from ..settings import shared_dir
+from .codec import EncodeSettings, Variant, encode_sweep, read_manifest, write_reference
 from .stages import StageCache
 
 #: CRF subsets of the paper's Table 2 (high compression), besides "all windows".
@@ -55,7 +55,7 @@ class StudyConfig:
 
     backbones: names for :class:`dctqa.Metric` (``onnx:PATH``, torchvision names), each
     scored in every domain of ``domains``; ``pixel`` adds the pixel-domain ablation.
-    detector: name for :func:`dctqa.detect.create_detector`. frame_stride: detect on every
+    detector: name for :func:`dctqa.study.detect.create_detector`. frame_stride: detect on every
     n-th source frame; metric_stride: score every n-th frame (a multiple of frame_stride;
     ``None`` = frame_stride). window: AP window in source frames. device: torch/onnx device.
     jobs: worker processes for the score stage (1 = in this process).
@@ -74,7 +74,7 @@ class StudyConfig:
     domains: tuple[str, ...] = ("spectral", "feature")
     pixel: bool = True
     baselines: tuple[str, ...] = ("psnr", "ssim", "blockiness", "blur", "noise", "contrast")
-    detector: Any = field(default_factory=default_model)  # a name, or a dctqa.detect.Detector instance
+    detector: Any = field(default_factory=default_model)  # a name, or a dctqa.study.detect.Detector instance
     detector_weights: str | None = None
     device: str = "cpu"
     frame_stride: int = 2
@@ -334,7 +334,7 @@ class _Run:
     def __init__(self, cfg: StudyConfig) -> None:
         self.cfg, self.out = cfg, cfg.out
         self.cache = StageCache(cfg.out / "cache")
-        self.det_cache = cfg.out / "cache" / "detect"
+        self.det_cache = cfg.out / "cache"  # the stage cache's root: detections in its detect/ folder
         self.specs = metric_specs(cfg)
         self.spec_keys = [_spec_key(s, cfg.out / "cache", cfg.detector_weights) for s in self.specs]
         self.timings: dict[str, dict[str, float]] = {}
@@ -347,7 +347,7 @@ class _Run:
 
     def detector(self):
         if self._detector is None:
-            from ..detect import create_detector
+            from .detect import create_detector
 
             cfg = self.cfg
             self._detector = (create_detector(cfg.detector, weights=cfg.detector_weights, device=cfg.device)
@@ -525,9 +525,9 @@ def _ap_stage(cfg: StudyConfig, cache: StageCache, detector, ref: Path, ref_sha:
     thresholds -> ({"windows": [WindowAP as dict], "detect_s", "ap_s"}, meta). Detections
     come from the detection cache; the prediction threshold filters them afterwards (a
     threshold of 0 keeps them all and leaves the stage key as before the option existed)."""
-    from ..detect.ap import window_ap
-    from ..detect.cache import cache_key, cached_detect
-    from ..detect.groundtruth import pseudo_ground_truth
+    from .detect.ap import window_ap
+    from .detect.cache import cache_key, cached_detect
+    from .detect.groundtruth import pseudo_ground_truth
     from ..fileio import file_sha256
 
     vsha = file_sha256(v.path, memo_dir=cfg.out / "cache")

@@ -6,14 +6,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..baselines import global_psnr
-from ..codec import Variant
+from .codec import Variant
 
 
 def window_rows(video: str, variant: Variant, windows: Sequence[dict], frames: dict[str, np.ndarray],
                 dctqa_columns: Sequence[str], baselines: Sequence[str]) -> list[dict[str, Any]]:
     """Rows of the window table for one variant.
 
-    windows: :class:`~dctqa.detect.ap.WindowAP` fields as dicts; frames: per-frame arrays of the
+    windows: :class:`~dctqa.study.detect.ap.WindowAP` fields as dicts; frames: per-frame arrays of the
     score stage (``frame_indices`` plus one array per column).  A metric's window value is the
     mean over its scored frames ``start <= f < end`` (NaN frames, e.g. blur without edges,
     are skipped); ``psnr_global`` is the PSNR of the window's mean MSE.  AP is ``None`` (empty

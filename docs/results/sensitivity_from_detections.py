@@ -3,7 +3,7 @@
 Used for docs/results/ because the fresh study run had not finished in time: the metric
 values come from ``windows.csv`` (the committed study run), AP is recomputed for every
 (ground-truth score, prediction score) pair from YOLOX-Nano detections on the same encoded
-variants, cached by ``dctqa.detect.cache.cached_detect``. Only variants whose detections
+variants, cached by ``dctqa.study.detect.cache.cached_detect``. Only variants whose detections
 are in the cache take part, and only uncapped ones whose fresh encode has the committed
 bitrate (to 0.001 kbit/s): VBV-capped x264 encodes did not reproduce between runs (even one
 whose bitrate matched, its cap binding, gave AP up to 0.2 away from the committed one), and
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dctqa.detect import create_detector
-from dctqa.detect.ap import window_ap
-from dctqa.detect.cache import cache_key, load_detections
-from dctqa.detect.groundtruth import pseudo_ground_truth
-from dctqa.fileio import file_sha256, shared_dir
+from dctqa.study.detect import create_detector
+from dctqa.study.detect.ap import window_ap
+from dctqa.study.detect.cache import lookup_detections
+from dctqa.study.detect.groundtruth import pseudo_ground_truth
+from dctqa.settings import shared_dir
 from dctqa.io import probe
 from dctqa.study.analysis import AnalysisSettings, headline, load_windows_csv, metric_columns_of
 from dctqa.study.pipeline import DEFAULT_SENSITIVITY_GT, DEFAULT_SENSITIVITY_PRED, default_model
@@ -35,8 +35,7 @@ SOURCES = {"vtest": "vtest.avi", "car-detection": "car-detection.mp4", "bottle-d
 
 
 def cached(det, path: Path, cache: Path):
-    f = cache / f"{cache_key(file_sha256(path, memo_dir=cache), det, 2)}.npz"
-    return load_detections(f)[:2] if f.is_file() else None
+    return lookup_detections(det, path, 2, cache)
 
 
 def main(windows_csv: str, variants_root: str, det_cache: str, out_csv: str) -> None:

@@ -1,11 +1,11 @@
 """Ground truth for AP: pseudo ground truth from the reference video, or annotation files.
 
-Frame numbering everywhere in :mod:`dctqa.detect` is the 0-based decode order of the
-video (source frame numbers, as :func:`~dctqa.detect.cache.cached_detect` reports them).
+Frame numbering everywhere in :mod:`dctqa.study.detect` is the 0-based decode order of the
+video (source frame numbers, as :func:`~dctqa.study.detect.cache.cached_detect` reports them).
 
 Annotation loaders return ``dict[frame index -> Detections]`` holding exactly the frames
 that are annotated (an annotated frame with no object maps to empty Detections);
-:func:`~dctqa.detect.ap.window_ap` evaluates only those frames. Scores of ground truth
+:func:`~dctqa.study.detect.ap.window_ap` evaluates only those frames. Scores of ground truth
 are 1; ``ignore`` marks regions that count neither as misses nor as false positives
 (COCO ``iscrowd``, MOTChallenge's "not considered" rows and distractor classes).
 """
@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ...errors import InputError
 from .categories import PERSON
 from .types import Detections
 

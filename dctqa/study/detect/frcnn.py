@@ -6,8 +6,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
-from ..weights import build_detector
+from ...errors import InputError
+from ...weights import build_detector
 from .types import Detections, Detector, check_frames
 
 NAME = "fasterrcnn_resnet50_fpn"

@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..backbones.spec import parse_spec
-from ..errors import InputError
+from ...backbones.spec import parse_spec
+from ...errors import InputError
 from .ap import WindowAP, window_ap
 from .cache import cached_detect
 from .groundtruth import load_coco_gt, load_mot_gt, pseudo_ground_truth

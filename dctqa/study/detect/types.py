@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ...errors import InputError
 
 
 @dataclass

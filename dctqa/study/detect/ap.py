@@ -6,7 +6,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ...errors import InputError
 from .types import Detections
 
 

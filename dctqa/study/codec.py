@@ -34,8 +34,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import InputError, VideoError
-from .fileio import atomic_path, atomic_write_text
+from ..errors import InputError, VideoError
+from ..fileio import atomic_path, atomic_write_text
 
 #: The paper's CRF values.
 DEFAULT_CRFS: tuple[int, ...] = (23, 29, 35, 41, 47)
@@ -270,7 +270,7 @@ def encode_sweep(src: str | os.PathLike, out_dir: str | os.PathLike,
     """
     import av
 
-    from .io import iter_frames, probe
+    from ..io import iter_frames, probe
 
     info = probe(src)
     if info.is_image:
@@ -385,7 +385,7 @@ def write_reference(src: str | os.PathLike, path: str | os.PathLike, max_frames:
     (see :func:`write_lossless`) to ``path``. Used as the reference of trimmed studies.
     Returns the frame count.
     """
-    from .io import iter_frames, probe
+    from ..io import iter_frames, probe
 
     info = probe(src)
     return write_lossless(iter_frames(src, max_frames=max_frames), path, info.fps or 25.0)

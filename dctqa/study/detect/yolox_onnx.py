@@ -17,10 +17,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..backbones.spec import onnx_spec
-from ..errors import BackboneError, InputError
+from ...backbones.spec import onnx_spec
+from ...errors import BackboneError, InputError
 from .categories import coco80_to_coco91
-from ..fileio import file_sha256
+from ...fileio import file_sha256
 from .types import Detections, Detector, check_frames
 
 STRIDES = (8, 16, 32)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 STATISTICS = ("lcc", "srcc", "krcc")
 
