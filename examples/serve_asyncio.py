@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the dctqa of this checkout
 import dctqa  # noqa: E402
-from dctqa.fileio import shared_dir  # noqa: E402
+from dctqa.settings import shared_dir  # noqa: E402
 
 MAX_SIDE = 8192
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the dctqa of thi
 import dctqa  # noqa: E402
 
 from dctqa.study.codec import transcode_live  # noqa: E402
-from dctqa.fileio import shared_dir  # noqa: E402
+from dctqa.settings import shared_dir  # noqa: E402
 from dctqa.io import iter_frames  # noqa: E402
 
 PRINT_LOCK = threading.Lock()
