@@ -47,6 +47,9 @@ def pooled(values: Iterable[float]) -> dict[str, Any]:
     pos = ok[ok > 0]
     with np.errstate(over="ignore", divide="ignore"):  # 1/x of a denormal is inf: the mean is then 0
         harmonic = float(pos.size / np.sum(1.0 / pos)) if pos.size else None
+        if harmonic is not None and not np.isfinite(harmonic):  # 1/x underflowed (x near the float64 limit)
+            low = float(pos.min())
+            harmonic = float(np.clip(low / np.mean(low / pos), low, pos.max()))
     scale = float(np.abs(ok).max()) or 1.0  # the mean of values near the float64 limit must not overflow
     with np.errstate(over="ignore", invalid="ignore"):
         median, p95 = _defined(np.median(ok)), _defined(np.percentile(ok, 95))

@@ -1,6 +1,7 @@
 """dctqa.log: the core's CSV writer can produce what the study's writer produces (issue 8)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from dctqa import log
@@ -23,3 +24,11 @@ def test_csv_options_match_the_study_writer():
 
     assert log.csv_text(ROWS, float_format=".6g", lineterminator="\n", empty_ok=True) == rows_to_csv(ROWS)
     assert log.csv_text([], empty_ok=True) == rows_to_csv([]) == ""
+
+
+def test_harmonic_mean_near_the_float64_limit_is_finite():
+    """1/x underflows for x near 1.8e308; the pooled harmonic mean stays the (finite) value."""
+    big = 1.7976931348623153e+308
+    assert log.pooled([big])["harmonic_mean"] == big
+    assert log.pooled([big, 1e308])["harmonic_mean"] == pytest.approx(2 / (1 / big + 1 / 1e308), rel=1e-12)
+    assert log.json_text(log.build_log(np.array([big]), [0], {}))  # strictly valid JSON
