@@ -1,4 +1,5 @@
-// Argument checks and small helpers shared by the CPU and CUDA entry points of every op.
+// Argument checks and environment readers shared by the CPU and CUDA entry points of every op
+// (each op's own argument checks: csrc/<op>/<op>_checks.h).
 #pragma once
 #include <cctype>
 #include <cerrno>
@@ -76,34 +77,6 @@ inline void check_float32(const at::Tensor& t, const char* name, int64_t dim) {
               t.scalar_type());
   TORCH_CHECK(t.dim() == dim, "dctqa: ", name, " must have ", dim, " dimensions, got ",
               t.dim());
-}
-
-// Checks of dctqa::spectral_qk; returns nothing, throws c10::Error with a message.
-inline void check_spectral_args(const at::Tensor& co, const at::Tensor& cc,
-                                const at::Tensor& filters) {
-  check_float32(co, "co", 4);
-  check_float32(cc, "cc", 4);
-  check_float32(filters, "filters", 4);
-  TORCH_CHECK(co.sizes() == cc.sizes(), "dctqa: co and cc must have the same shape, got ",
-              co.sizes(), " and ", cc.sizes());
-  TORCH_CHECK(filters.size(1) == co.size(1), "dctqa: filters have ", filters.size(1),
-              " input channels but the frames have ", co.size(1));
-  TORCH_CHECK(co.device() == cc.device(), "dctqa: co and cc must be on one device");
-  TORCH_CHECK(co.size(2) > 0 && co.size(3) > 0, "dctqa: empty frames ", co.sizes());
-  TORCH_CHECK(filters.size(2) > 0 && filters.size(3) > 0, "dctqa: empty filters ",
-              filters.sizes());
-  TORCH_CHECK(co.size(2) * co.size(3) < (int64_t(1) << 31),
-              "dctqa: frames larger than 2^31 pixels are not supported");
-}
-
-inline void check_ratio_args(const at::Tensor& ao, const at::Tensor& ac) {
-  check_float32(ao, "ao", 3);
-  check_float32(ac, "ac", 3);
-  TORCH_CHECK(ao.sizes() == ac.sizes(), "dctqa: ao and ac must have the same shape, got ",
-              ao.sizes(), " and ", ac.sizes());
-  TORCH_CHECK(ao.device() == ac.device(), "dctqa: ao and ac must be on one device");
-  TORCH_CHECK(ao.size(2) > 0, "dctqa: ao/ac have no frequencies (M = 0)");
-  TORCH_CHECK(ao.size(2) < (int64_t(1) << 31), "dctqa: M >= 2^31 is not supported");
 }
 
 }  // namespace dctqa

@@ -5,9 +5,9 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
-#include "common/checks.h"
 #include "common/constants.h"
 #include "common/cpu_reduce.h"
+#include "ratio_qk/ratio_qk_checks.h"
 
 namespace dctqa {
 namespace {

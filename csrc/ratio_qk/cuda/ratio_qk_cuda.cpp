@@ -6,7 +6,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "common/checks.h"
+#include "ratio_qk/ratio_qk_checks.h"
 #include "ratio_qk/cuda/ratio_qk_cuda.h"
 
 namespace dctqa {

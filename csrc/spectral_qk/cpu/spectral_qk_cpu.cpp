@@ -4,7 +4,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
-#include "common/checks.h"
+#include "spectral_qk/spectral_qk_checks.h"
 #include "spectral_qk/cpu/spectral_core.h"
 
 namespace dctqa {

@@ -8,7 +8,7 @@
 
 #include <cstdlib>
 
-#include "common/checks.h"
+#include "spectral_qk/spectral_qk_checks.h"
 #include "spectral_qk/cuda/spectral_qk_cuda.h"
 
 namespace dctqa {
