@@ -12,3 +12,8 @@ for fold in vtest car-detection bottle-detection; do
   nice -n 10 dctqa train-nr $DATA --split unseen --fold $fold --out $OUT/unseen-$fold.pt $COMMON &
 done
 wait
+
+# The runs above were stopped after epoch 1 (deadline). Epochs 2 and 3 were run later with
+# --resume on the otherwise idle machine (same settings, so --resume accepts the checkpoints),
+# two runs at a time, one thread each: first epoch 2 of every run, then epoch 3.
+# e.g. dctqa train-nr $DATA --split seen --out $OUT/seen.pt --resume $COMMON
