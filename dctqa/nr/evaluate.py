@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..study.stats import resample_counts
 from .data import INDICATORS, load_dataset, window_key
 
 MAIN = ("activation", 2)
@@ -55,15 +56,6 @@ def predict_ridge(model: dict, rows: list[dict]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- statistics
-def cluster_counts(clusters: Sequence, n_boot: int, seed: int = 0) -> np.ndarray:
-    """``[n_boot, n]`` how often each item occurs when whole clusters are resampled."""
-    keys, inv = np.unique(np.asarray([str(c) for c in clusters]), return_inverse=True)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(keys), size=(n_boot, len(keys)))
-    per_cluster = np.stack([np.bincount(d, minlength=len(keys)) for d in draws])
-    return per_cluster[:, inv]
-
-
 def frame_metrics(q: np.ndarray, pred: np.ndarray, counts: np.ndarray) -> dict[str, tuple[float, float, float]]:
     """LCC, SROCC, KRCC, RMSE, MAE of ``pred`` vs ``q`` with percentile intervals over ``counts``."""
     from ..study.stats import resample_statistics
@@ -165,7 +157,8 @@ def _metric_rows(res: dict, n_boot: int) -> list[dict]:
         scopes = scopes[1:]  # a single video: pooled is the same
     for scope, m in scopes:
         clusters = [window_key(r, res["window"]) for r, keep in zip(test, m) if keep]
-        counts = cluster_counts(clusters, n_boot)
+        # whole content windows move together; labels as strings (np.unique of the (video, k) tuples)
+        counts = resample_counts(len(clusters), n_boot, clusters=[str(c) for c in clusters])
         for predictor, p in (("nr", res["pred"]), ("ridge", res["ridge"])):
             met = frame_metrics(q[m], p[m], counts)
             row = {"model": res["name"], "split": res["split"], "scope": scope, "predictor": predictor,
