@@ -6,6 +6,7 @@ filter spectra, is locked).
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,9 +101,9 @@ def _as_nchw(name: str, frames: FrameBatch, max_pixels: int | None = None) -> to
     if t.shape[0] == 0 or t.shape[2] == 0 or t.shape[3] == 0:
         raise InputError(f"{name}: empty batch or zero-sized frame, shape {tuple(t.shape)}")
     if t.is_floating_point():
-        if not bool(torch.isfinite(t).all()):
+        lo, hi = (float(v) for v in torch.aminmax(t))  # one pass; NaN or inf show in the extremes
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             raise InputError(f"{name}: pixels hold NaN or infinity")
-        lo, hi = float(t.min()), float(t.max())
         if lo < PIXEL_RANGE[0] or hi > PIXEL_RANGE[1]:
             raise InputError(f"{name}: float pixels range from {lo:g} to {hi:g}; expected values in 0..255 "
                              f"(at most {PIXEL_RANGE[0]:g}..{PIXEL_RANGE[1]:g} is accepted for resampling overshoot)")
