@@ -30,6 +30,24 @@ PyObject* spectra_cache_set_max_bytes(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
+PyObject* cpu_kernel_info(PyObject*, PyObject*) {
+  const dctqa::cpu::StreamStats s = dctqa::cpu::stream_stats();
+  return Py_BuildValue("{s:i,s:L,s:L,s:L}", "mode", dctqa::cpu::kernel_mode(), "streamed",
+                       (long long)s.streamed, "fallbacks", (long long)s.fallbacks, "missed",
+                       (long long)s.missed);
+}
+
+PyObject* set_cpu_kernel_mode(PyObject*, PyObject* arg) {
+  const long n = PyLong_AsLong(arg);
+  if (n == -1 && PyErr_Occurred()) return nullptr;
+  if (n < 0 || n > 3) {
+    PyErr_SetString(PyExc_ValueError, "mode must be 0 (auto), 1 (planes), 2 (stream) or 3 (stream, check)");
+    return nullptr;
+  }
+  dctqa::cpu::set_kernel_mode((int)n);
+  Py_RETURN_NONE;
+}
+
 PyMethodDef methods[] = {
     {"spectra_cache_info", spectra_cache_info, METH_NOARGS,
      "CPU filter-spectra cache: {bytes, entries, hits, misses, max_bytes}."},
@@ -37,6 +55,10 @@ PyMethodDef methods[] = {
      "Empty the CPU filter-spectra cache and reset its counters."},
     {"spectra_cache_set_max_bytes", spectra_cache_set_max_bytes, METH_O,
      "Set the byte bound of the CPU filter-spectra cache (evicts down to it)."},
+    {"cpu_kernel_info", cpu_kernel_info, METH_NOARGS,
+     "CPU spectral kernel: {mode, streamed, fallbacks} (counts of (frame, filter) results)."},
+    {"set_cpu_kernel_mode", set_cpu_kernel_mode, METH_O,
+     "CPU spectral kernel: 0 auto, 1 planes, 2 stream when possible, 3 stream then fallback."},
     {nullptr, nullptr, 0, nullptr}};
 
 struct PyModuleDef dctqa_c_module = {PyModuleDef_HEAD_INIT, "_C",

@@ -161,6 +161,16 @@ bool bracket_pass(const float* x, std::size_t n, float lo, float hi, float* buf,
 }
 }  // namespace
 
+bool bracket_count_gather(const float* x, std::size_t n, float lo, float hi, float* buf,
+                          std::size_t cap, std::size_t* below, std::size_t* cnt) {
+  if (*cnt >= cap) return false;
+  std::size_t b = 0, c = 0;
+  if (!bracket_pass(x, n, lo, hi, buf + *cnt, cap - *cnt, &b, &c)) return false;
+  *below += b;
+  *cnt += c;
+  return true;
+}
+
 float select_rank(const float* x, std::size_t n, std::size_t r) {
   // Small inputs: copy and std::nth_element.
   if (n <= 8192) {

@@ -22,6 +22,12 @@ float select_rank_sampled(const float* x, std::size_t n, std::size_t r, float* s
 // The same by three radix-histogram passes only (the fallback of select_rank).
 float select_rank_radix(const float* x, std::size_t n, std::size_t r);
 
+// One pass: *below += #{x < lo}; appends the x with lo <= x <= hi to buf[*cnt..] and
+// advances *cnt. buf holds cap + 16 floats. Returns false (counts then incomplete) when
+// more than cap values would be gathered in all.
+bool bracket_count_gather(const float* x, std::size_t n, float lo, float hi, float* buf,
+                          std::size_t cap, std::size_t* below, std::size_t* cnt);
+
 // Lower median: rank floor((n-1)/2).
 inline float lower_median(const float* x, std::size_t n) {
   return select_rank(x, n, (n - 1) / 2);

@@ -41,7 +41,7 @@ constexpr double kPi = 3.14159265358979323846;
 // G rows of filter k for row pair (u, H-u) and, when `two`, (u+1, H-u-1), written to
 // rows[0..3] (u re, u im, H-u re, H-u im) and rows[4..7]; rows that do not exist (u = 0,
 // u = H/2) are written to wherever those pointers point.
-static void spectrum_rows(const FilterSpectra& fs, int64_t k, int64_t u, bool two, float* const* rows) {
+void spectrum_rows(const FilterSpectra& fs, int64_t k, int64_t u, bool two, float* const* rows) {
   const int64_t C = fs.C, H = fs.H, kh = fs.kh, Wp = fs.Wp, hv = C * kh * Wp;
   const float* hre = fs.hre.data() + k * hv;
   const float* him = fs.him.data() + k * hv;
@@ -298,8 +298,8 @@ void pair_magnitudes(const PlaneCtx& c, int64_t u, int s) {
 
 }  // namespace
 
-void spectral_qk_planes(const float* pco, const float* pcc, int64_t N, const FilterSpectra& fs,
-                        double epsilon, double* pout) {
+void spectral_qk_planes_exact(const float* pco, const float* pcc, int64_t N, const FilterSpectra& fs,
+                              double epsilon, double* pout) {
   const int64_t C = fs.C, H = fs.H, W = fs.W, K = fs.K;
   const int Wp = fs.Wp;
   const int64_t HW = H * W;

@@ -43,10 +43,39 @@ SpectraCacheStats spectra_cache_stats();
 void spectra_cache_clear();                      // drops entries, resets the counters
 void spectra_cache_set_max_bytes(int64_t bytes);  // evicts down to the new bound
 
+// G rows of filter k for row pair (u, H-u) and, when `two`, (u+1, H-u-1), written to
+// rows[0..3] (u re, u im, H-u re, H-u im) and rows[4..7] (C x Wp each); rows that do not
+// exist (u = 0, u = H/2) go wherever those pointers point.
+void spectrum_rows(const FilterSpectra& fs, int64_t k, int64_t u, bool two, float* const* rows);
+
 // Q_k for N frame pairs from their unnormalised channel DCTs co, cc (float32
 // N x C x H x W, contiguous), out: N x K float64 (row-major). Parallel (ATen pool).
+// Uses spectral_qk_stream where it applies (see kernel_mode), else spectral_qk_planes_exact.
 void spectral_qk_planes(const float* co, const float* cc, int64_t N, const FilterSpectra& fs,
                         double epsilon, double* out);
+
+// The plane kernel: A^o and A^c of a block of filters are stored whole, then the exact
+// lower median is selected and the ratio summed over the stored planes.
+void spectral_qk_planes_exact(const float* co, const float* cc, int64_t N, const FilterSpectra& fs,
+                              double epsilon, double* out);
+
+// The streaming kernel (spectral_stream.cpp): no planes; the median is bracketed from a
+// sample of rows, the ratio is summed with a trial floor and corrected to the exact one.
+// Returns false (writing nothing) when the frames are too small for it.
+bool spectral_qk_stream(const float* co, const float* cc, int64_t N, const FilterSpectra& fs,
+                        double epsilon, double* out);
+
+// Which kernel spectral_qk_planes uses (process-wide; for tests and benchmarks):
+// 0 auto (stream when the frames are large enough), 1 planes only, 2 stream whenever
+// possible, 3 stream but finish every (frame, filter) by the exact fallback (a test mode).
+void set_kernel_mode(int mode);
+int kernel_mode();
+struct StreamStats {
+  // (frame, filter) results of the streaming kernel: streamed, finished by the fallback,
+  // and of those the ones whose bracket missed (the others: |e'/e - 1| too large).
+  int64_t streamed, fallbacks, missed;
+};
+StreamStats stream_stats();
 
 }  // namespace cpu
 }  // namespace dctqa

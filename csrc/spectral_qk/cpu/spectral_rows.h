@@ -32,5 +32,20 @@ void filter_spectrum_rows2(const float* hre, const float* him, const float* pre0
 void magnitude_row(const float* x, std::ptrdiff_t cstride, const float* gre,
                    const float* gim, int C, int W, int Wp, float* out);
 
+// magnitude_row for two frames x and y with the same G rows (each G value loaded once);
+// C = 3 only.
+void magnitude_row2(const float* x, const float* y, std::ptrdiff_t cstride, const float* gre,
+                    const float* gim, int C, int W, int Wp, float* outx, float* outy);
+
+// Number of correction terms of ratio_moments.
+constexpr int kMomentTerms = 6;
+
+// For x = ao, y = ac (n values each) and a trial floor e > 0, adds to m[0..kMomentTerms]:
+//   m[0] += sum r_j,   m[n] += sum (r_j - 1) z_j^n   (n = 1..kMomentTerms)
+// with r_j = (x_j + e) / (y_j + e) and z_j = e / (y_j + e) in (0, 1]. For the true floor
+// e' = e (1 + d), sum (x_j + e') / (y_j + e') = m[0] + sum_n (-d)^n m[n] + R with
+// |R| <= sum_j |r_j - 1| |d|^(kMomentTerms+1) / (1 - |d|) (a geometric series in d z_j).
+void ratio_moments(const float* x, const float* y, std::size_t n, float e, double* m);
+
 }  // namespace cpu
 }  // namespace dctqa

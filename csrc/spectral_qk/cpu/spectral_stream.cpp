@@ -1,0 +1,327 @@
+// The streaming spectral kernel: Q_k without storing the magnitude planes.
+//
+// The plane kernel (spectral_core.cpp) writes A^o and A^c of every filter whole, then
+// reads them twice more (the median's bracket pass, the ratio pass). Here every row of
+// A^o and A^c lives only in L1:
+//  1. A sample of rows (the row pairs u = S/2, S/2 + S, ... and their mirrors H - u, about
+//     kSampleValues values) is computed first and kept. Its quantiles give a trial
+//     median m~ (so a trial floor e = EPSILON m~ + 1e-12) and a bracket [lo, hi] around
+//     the rank of the lower median.
+//  2. Every other row pair is computed once; of each row the pass counts the A^o below
+//     lo, gathers those inside [lo, hi], and adds the ratio with the trial floor and six
+//     correction moments (ratio_moments in spectral_rows.cpp).
+//  3. The exact lower median follows from the count and nth_element on the gathered
+//     values; the ratio sum for the exact floor e' = e (1 + d) is the moments' series
+//     in d, whose remainder is below |d|^7 / (1 - |d|) of sum |r - 1| (about 2e-6 of
+//     it at the accepted |d| <= 0.15; a typical d is below 0.02, remainder 1e-12).
+// Whenever the bracket misses the median, the gather buffer overflows or |d| > 0.15,
+// that (frame, filter) is computed again by the plane method (exact_one): the result
+// is exact to float rounding in every case. Working memory per (frame, filter): the
+// sample (2 x kSampleValues floats) and the gather buffer; no plane of H x W.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <vector>
+
+#include "common/checks.h"
+#include "common/constants.h"
+#include "common/cpu_reduce.h"
+#include "spectral_qk/cpu/spectral_core.h"
+#include "spectral_qk/cpu/spectral_rows.h"
+
+namespace dctqa {
+namespace cpu {
+
+namespace {
+
+std::atomic<int> g_mode{0};
+std::atomic<int64_t> g_streamed{0}, g_fallbacks{0}, g_missed{0};
+
+constexpr int64_t kSampleValues = 24576;  // about this many values of A^o in the row sample
+constexpr int64_t kMinStride = 4;         // auto mode streams when the sample is <= 1/4
+constexpr double kMaxShift = 0.15;        // accepted |e' / e - 1|
+constexpr double kBracketSd = 5.0;        // bracket half-width in sample-rank deviations
+
+// The sample: row pairs u = S/2, S/2 + S, ... <= H/2 with their mirrors H - u (centred
+// in their strata: the large low-frequency row u = 0 would be over-represented).
+struct Geometry {
+  int64_t H, W, HW, S, s;  // s: values in the sample
+  bool sampled(int64_t u) const { return u % S == S / 2; }
+};
+
+inline bool has_mirror(int64_t H, int64_t u) { return H - u < H && H - u != u; }
+
+// State of one (frame, filter); buffers point into the worker's scratch.
+struct Acc {
+  double m[kMomentTerms + 1];
+  std::size_t below, cnt, cap;
+  bool ok;
+  float lo, hi, eg;
+  float *so, *sc, *gather;  // sample A^o, A^c (s each); gather (cap + 16)
+};
+
+struct Ctx {
+  const float *pco, *pcc;
+  const FilterSpectra* fs;
+  Geometry g;
+  int64_t n0, nn, k0, kn;
+  Acc* acc;           // [nn][kn]
+  const float** rows;  // per filter: rows u, H-u, u+1, H-u-1 (re; im C*Wp later)
+};
+
+// One row of A^o and A^c (G row gre/gim).
+inline void both_magnitudes(const float* xo, const float* xc, int64_t cstride, const float* gre,
+                            const float* gim, const FilterSpectra& fs, float* o, float* c) {
+  if (fs.C == 3) {
+    magnitude_row2(xo, xc, cstride, gre, gim, 3, (int)fs.W, fs.Wp, o, c);
+    return;
+  }
+  magnitude_row(xo, cstride, gre, gim, (int)fs.C, (int)fs.W, fs.Wp, o);
+  magnitude_row(xc, cstride, gre, gim, (int)fs.C, (int)fs.W, fs.Wp, c);
+}
+
+// A^o and A^c of row ua (and its mirror) of frame t for filter q into o, c; returns the
+// number of values written (W or 2W). `s` selects the row slot (0: u, 1: u+1).
+int64_t pair_magnitudes(const Ctx& x, int64_t t, int64_t q, int64_t ua, int s, float* o, float* c) {
+  const FilterSpectra& fs = *x.fs;
+  const int64_t H = x.g.H, W = x.g.W, HW = x.g.HW, CW = fs.C * fs.Wp;
+  const float* xo = x.pco + (x.n0 + t) * fs.C * HW;
+  const float* xc = x.pcc + (x.n0 + t) * fs.C * HW;
+  const float* g0 = x.rows[q * 4 + 2 * s];
+  both_magnitudes(xo + ua * W, xc + ua * W, HW, g0, g0 + CW, fs, o, c);
+  if (!has_mirror(H, ua)) return W;
+  const int64_t ub = H - ua;
+  const float* g1 = x.rows[q * 4 + 2 * s + 1];
+  both_magnitudes(xo + ub * W, xc + ub * W, HW, g1, g1 + CW, fs, o + W, c + W);
+  return 2 * W;
+}
+
+// Points rows[] at the G rows of pairs u (and u+1 when `two`) for filters k0..k0+kn:
+// the cached whole G, or rows built into gbuf (kn x 8 x C x Wp floats).
+void point_rows(const FilterSpectra& fs, int64_t k0, int64_t kn, int64_t u, bool two, float* gbuf,
+                const float** rows) {
+  const int64_t H = fs.H, CW = fs.C * fs.Wp;
+  for (int64_t q = 0; q < kn; ++q) {
+    const float** rq = rows + q * 4;
+    if (!fs.full.empty()) {
+      for (int s = 0; s < (two ? 2 : 1); ++s) {
+        const int64_t ua = u + s, ub = H - ua;
+        rq[2 * s] = fs.full.data() + ((k0 + q) * H + ua) * 2 * CW;
+        rq[2 * s + 1] = has_mirror(H, ua) ? fs.full.data() + ((k0 + q) * H + ub) * 2 * CW : nullptr;
+      }
+      continue;
+    }
+    float* gq = gbuf + q * 8 * CW;
+    float* at[8];
+    for (int j = 0; j < 8; ++j) at[j] = gq + j * CW;
+    spectrum_rows(fs, k0 + q, u, two, at);
+    rq[0] = at[0], rq[1] = at[2], rq[2] = at[4], rq[3] = at[6];
+  }
+}
+
+// Trial floor and bracket of one (frame, filter) from its sample; then the sample's own
+// values are counted and summed.
+void start_acc(Acc& a, const Geometry& g, double epsilon, float* tmp) {
+  const std::size_t s = (std::size_t)g.s, r = (std::size_t)(g.HW - 1) / 2;
+  std::copy(a.so, a.so + s, tmp);
+  const double q = (double)r * (double)s / (double)g.HW;
+  const double d = kBracketSd * std::sqrt(q * (1.0 - q / (double)s)) + 2.0;
+  const long mid = std::min<long>((long)s - 1, std::max<long>(0, std::lround(q)));
+  const long lo_i = (long)std::floor(q - d), hi_i = (long)std::ceil(q + d);
+  std::nth_element(tmp, tmp + mid, tmp + s);
+  a.eg = (float)(epsilon * (double)tmp[mid] + kAbsFloor);
+  a.lo = -INFINITY, a.hi = INFINITY;
+  if (lo_i >= 0 && lo_i < mid) {
+    std::nth_element(tmp, tmp + lo_i, tmp + mid);
+    a.lo = tmp[lo_i];
+  }
+  if (hi_i > mid && hi_i < (long)s) {
+    std::nth_element(tmp + mid + 1, tmp + hi_i, tmp + s);
+    a.hi = tmp[hi_i];
+  }
+  std::fill(a.m, a.m + kMomentTerms + 1, 0.0);
+  a.below = a.cnt = 0;
+  ratio_moments(a.so, a.sc, s, a.eg, a.m);
+  a.ok = bracket_count_gather(a.so, s, a.lo, a.hi, a.gather, a.cap, &a.below, &a.cnt);
+}
+
+// Q_k of frame t, filter k by the plane method (the exact fallback).
+double exact_one(const float* xo, const float* xc, const FilterSpectra& fs, int64_t k, double epsilon) {
+  const int64_t H = fs.H, W = fs.W, HW = H * W, CW = fs.C * fs.Wp;
+  std::vector<float> ao((size_t)HW), ac((size_t)HW), g(fs.full.empty() ? (size_t)(8 * CW) : 0);
+  const float* rows[4];
+  for (int64_t u = 0; u <= H / 2; ++u) {
+    point_rows(fs, k, 1, u, false, g.data(), rows);
+    for (int side = 0; side < 2; ++side) {
+      const int64_t uu = side == 0 ? u : H - u;
+      if (side == 1 && !has_mirror(H, u)) continue;
+      const float* gr = rows[side];
+      magnitude_row(xo + uu * W, HW, gr, gr + CW, (int)fs.C, (int)W, fs.Wp, ao.data() + uu * W);
+      magnitude_row(xc + uu * W, HW, gr, gr + CW, (int)fs.C, (int)W, fs.Wp, ac.data() + uu * W);
+    }
+  }
+  const double m = (double)select_rank(ao.data(), (size_t)HW, (size_t)(HW - 1) / 2);
+  const float eps = (float)(epsilon * m + kAbsFloor);
+  return ratio_sum(ao.data(), ac.data(), (size_t)HW, eps) / (double)HW;
+}
+
+// Q_k from a finished accumulator, or NaN when it cannot give the exact value.
+double finish_acc(Acc& a, const Geometry& g, double epsilon) {
+  const std::size_t r = (std::size_t)(g.HW - 1) / 2;
+  if (g_mode.load() == 3) return NAN;
+  if (!a.ok || a.below > r || r >= a.below + a.cnt) {
+    g_missed.fetch_add(1);  // the bracket missed the median or the gather overflowed
+    return NAN;
+  }
+  const std::size_t k = r - a.below;
+  float m;
+  if (a.cnt > 32768) {
+    m = select_rank(a.gather, a.cnt, k);
+  } else {
+    std::nth_element(a.gather, a.gather + k, a.gather + a.cnt);
+    m = a.gather[k];
+  }
+  const float eps = (float)(epsilon * (double)m + kAbsFloor);
+  const double d = (double)eps / (double)a.eg - 1.0;
+  if (!(std::fabs(d) <= kMaxShift)) return NAN;
+  double sum = a.m[0], p = 1.0;
+  for (int n = 1; n <= kMomentTerms; ++n) {
+    p *= -d;
+    sum += p * a.m[n];
+  }
+  return sum / (double)g.HW;
+}
+
+// One work item: frames n0..n0+nn, filters k0..k0+kn.
+void stream_item(Ctx& x, double epsilon, float* gbuf, float* rowbuf, float* tmp, double* pout) {
+  const FilterSpectra& fs = *x.fs;
+  const Geometry& g = x.g;
+  const int64_t H = g.H, W = g.W;
+  // 1. The sample rows, kept.
+  int64_t off = 0;
+  for (int64_t u = g.S / 2; u <= H / 2; u += g.S) {
+    point_rows(fs, x.k0, x.kn, u, false, gbuf, x.rows);
+    int64_t len = 0;
+    for (int64_t t = 0; t < x.nn; ++t)
+      for (int64_t q = 0; q < x.kn; ++q) {
+        Acc& a = x.acc[t * x.kn + q];
+        len = pair_magnitudes(x, t, q, u, 0, a.so + off, a.sc + off);
+      }
+    off += len;
+  }
+  for (int64_t j = 0; j < x.nn * x.kn; ++j) start_acc(x.acc[j], g, epsilon, tmp);
+  // 2. Every other row pair, streamed.
+  float* bo = rowbuf;
+  float* bc = rowbuf + 2 * W;
+  for (int64_t u = 0; u <= H / 2; u += 2) {
+    const bool two = u + 1 <= H / 2;
+    if (g.sampled(u) && (!two || g.sampled(u + 1))) continue;
+    point_rows(fs, x.k0, x.kn, u, two, gbuf, x.rows);
+    for (int s = 0; s < (two ? 2 : 1); ++s) {
+      if (g.sampled(u + s)) continue;
+      for (int64_t t = 0; t < x.nn; ++t)
+        for (int64_t q = 0; q < x.kn; ++q) {
+          Acc& a = x.acc[t * x.kn + q];
+          const int64_t len = pair_magnitudes(x, t, q, u + s, s, bo, bc);
+          ratio_moments(bo, bc, (size_t)len, a.eg, a.m);
+          if (a.ok) a.ok = bracket_count_gather(bo, (size_t)len, a.lo, a.hi, a.gather, a.cap, &a.below, &a.cnt);
+        }
+    }
+  }
+  // 3. Exact median, corrected sum; the plane method where that fails.
+  for (int64_t t = 0; t < x.nn; ++t)
+    for (int64_t q = 0; q < x.kn; ++q) {
+      double v = finish_acc(x.acc[t * x.kn + q], g, epsilon);
+      if (std::isnan(v)) {
+        const int64_t CHW = fs.C * g.HW;
+        v = exact_one(x.pco + (x.n0 + t) * CHW, x.pcc + (x.n0 + t) * CHW, fs, x.k0 + q, epsilon);
+        g_fallbacks.fetch_add(1);
+      } else {
+        g_streamed.fetch_add(1);
+      }
+      pout[(x.n0 + t) * fs.K + x.k0 + q] = v;
+    }
+}
+
+// The sample geometry for H x W, or S = 0 when the kernel does not apply.
+Geometry plan_geometry(int64_t H, int64_t W, int mode) {
+  Geometry g{H, W, H * W, 0, 0};
+  if (mode == 1 || H < 4) return g;
+  const int64_t S = std::max<int64_t>(2, g.HW / kSampleValues);
+  if (mode == 0 && S < kMinStride) return g;
+  int64_t s = 0;
+  for (int64_t u = S / 2; u <= H / 2; u += S) s += has_mirror(H, u) ? 2 * W : W;
+  if (s < 64) return g;
+  g.S = S, g.s = s;
+  return g;
+}
+
+// Bracket half-width (ranks of the plane) -> gather capacity.
+std::size_t gather_cap(const Geometry& g) {
+  const double q = 0.5 * (double)g.s;
+  const double d = kBracketSd * std::sqrt(q * 0.5) + 2.0;
+  const double cap = 3.0 * (2.0 * d + 3.0) * (double)g.HW / (double)g.s + 256.0;
+  return (std::size_t)std::min(cap, (double)g.HW);
+}
+
+float* worker_scratch(std::size_t n) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+}  // namespace
+
+void set_kernel_mode(int mode) { g_mode.store(std::min(3, std::max(0, mode))); }
+int kernel_mode() { return g_mode.load(); }
+StreamStats stream_stats() { return {g_streamed.load(), g_fallbacks.load(), g_missed.load()}; }
+
+bool spectral_qk_stream(const float* pco, const float* pcc, int64_t N, const FilterSpectra& fs,
+                        double epsilon, double* pout) {
+  const Geometry g = plan_geometry(fs.H, fs.W, g_mode.load());
+  if (g.S == 0) return false;
+  if (N == 0 || fs.K == 0) return true;
+  const std::size_t cap = gather_cap(g);
+  const std::size_t per_acc = 2 * (std::size_t)g.s + cap + 16;
+  // Filters per item: enough items for every thread; frames per item: within the budget.
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t kb = std::min<int64_t>({fs.K, 4, std::max<int64_t>(1, fs.K / (2 * threads))});
+  const int64_t budget = env_budget_bytes("DCTQA_CPU_CHUNK_MB", 64);
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(N, budget / (int64_t)(sizeof(float) * per_acc * kb)));
+  const int64_t kblocks = (fs.K + kb - 1) / kb, nchunks = (N + chunk - 1) / chunk;
+  const int64_t CW = fs.C * fs.Wp;
+  at::parallel_for(0, kblocks * nchunks, 1, [&](int64_t b, int64_t e) {
+    const std::size_t gfl = fs.full.empty() ? (std::size_t)(kb * 8 * CW) : 0;
+    float* base = worker_scratch(gfl + 4 * (size_t)g.W + (size_t)g.s + (size_t)(chunk * kb) * per_acc);
+    float* gbuf = base;
+    float* rowbuf = gbuf + gfl;
+    float* tmp = rowbuf + 4 * g.W;
+    float* accmem = tmp + g.s;
+    std::vector<Acc> acc((size_t)(chunk * kb));
+    for (std::size_t j = 0; j < acc.size(); ++j) {
+      acc[j].so = accmem + j * per_acc;
+      acc[j].sc = acc[j].so + g.s;
+      acc[j].gather = acc[j].sc + g.s;
+      acc[j].cap = cap;
+    }
+    std::vector<const float*> rows((size_t)(4 * kb));
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t ci = item / kblocks, k0 = (item % kblocks) * kb;
+      Ctx x{pco, pcc, &fs, g, ci * chunk, std::min(chunk, N - ci * chunk), k0, std::min(kb, fs.K - k0),
+            acc.data(), rows.data()};
+      stream_item(x, epsilon, gbuf, rowbuf, tmp, pout);
+    }
+  });
+  return true;
+}
+
+void spectral_qk_planes(const float* pco, const float* pcc, int64_t N, const FilterSpectra& fs,
+                        double epsilon, double* pout) {
+  if (spectral_qk_stream(pco, pcc, N, fs, epsilon, pout)) return;
+  spectral_qk_planes_exact(pco, pcc, N, fs, epsilon, pout);
+}
+
+}  // namespace cpu
+}  // namespace dctqa
