@@ -312,6 +312,40 @@ def spectra_cache_clear() -> None:
         _extension().spectra_cache_clear()
 
 
+#: Kernels of the CPU spectral ops (:func:`set_cpu_kernel_mode`), in the extension's numbering.
+CPU_KERNEL_MODES = ("auto", "planes", "stream", "stream-check")
+
+
+def cpu_kernel_info() -> dict | None:
+    """The CPU spectral kernel in use and its counters, or ``None`` without the extension:
+    ``{"mode", "streamed", "fallbacks", "missed"}``: the mode name (:data:`CPU_KERNEL_MODES`),
+    then counts of (frame pair, filter) results since the process started: finished by the
+    streaming kernel, finished by its exact plane fallback, and of the latter those whose
+    median bracket missed (the others: a trial floor too far from the exact one)."""
+    if not _load()["loaded"]:
+        return None
+    info = dict(_extension().cpu_kernel_info())
+    info["mode"] = CPU_KERNEL_MODES[info["mode"]]
+    return info
+
+
+def set_cpu_kernel_mode(mode: str) -> None:
+    """Choose the CPU spectral kernel for the whole process (tests and benchmarks):
+
+    * ``"auto"`` (default): the streaming kernel for frames of at least about 98 000 pixels
+      (it keeps no magnitude plane; see ``csrc/spectral_qk/cpu/spectral_stream.cpp``), the
+      plane kernel for smaller ones;
+    * ``"planes"``: the plane kernel always (A^o and A^c stored whole, then selection and ratio);
+    * ``"stream"``: the streaming kernel whenever it can run (frames of 4+ rows, 64+ sampled values);
+    * ``"stream-check"``: the streaming kernel, then every result recomputed by its exact fallback.
+
+    Both kernels agree within float rounding (about 1e-7 of Q). No-op without the extension."""
+    if mode not in CPU_KERNEL_MODES:
+        raise InputError(f"CPU kernel mode must be one of {', '.join(CPU_KERNEL_MODES)}, got {mode!r}")
+    if _load()["loaded"]:
+        _extension().set_cpu_kernel_mode(CPU_KERNEL_MODES.index(mode))
+
+
 def spectra_cache_set_max_bytes(max_bytes: int) -> None:
     """Bound the compiled ops' spectra cache to ``max_bytes`` (>= 0; evicts down to it)."""
     if not isinstance(max_bytes, int) or max_bytes < 0:

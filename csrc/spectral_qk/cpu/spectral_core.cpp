@@ -179,8 +179,9 @@ std::shared_ptr<const FilterSpectra> filter_spectra(const float* h, int64_t K, i
     std::lock_guard<std::mutex> lock(sc.mu);
     max_bytes = sc.max_bytes;
   }
-  std::shared_ptr<const FilterSpectra> fs =
-      build_spectra(h, K, C, kh, kw, H, W, full_allowed && full_bytes <= max_bytes / 4);
+  // The streaming kernel builds G in registers for C = 3 and never reads the whole G.
+  const bool want_full = full_allowed && full_bytes <= max_bytes / 4 && !(C == 3 && stream_applies(H, W));
+  std::shared_ptr<const FilterSpectra> fs = build_spectra(h, K, C, kh, kw, H, W, want_full);
   std::lock_guard<std::mutex> lock(sc.mu);
   if ((int64_t)fs->nbytes() > sc.max_bytes) return fs;
   for (const auto& e : sc.items)

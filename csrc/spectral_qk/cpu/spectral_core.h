@@ -20,8 +20,9 @@ struct FilterSpectra {
   int Wp = 0;
   std::vector<float> filters;  // the bank it was built from (the cache key), K*C*kh*kw
   std::vector<float> pre, pim, hre, him;
-  // The whole G, [K][H][re/im][C][Wp], when it fits the cache's budget (see
-  // filter_spectra); empty otherwise (the kernel then builds rows from the factors).
+  // The whole G, [K][H][re/im][C][Wp], when the plane kernel (or the streaming kernel
+  // for C != 3) will run and it fits the cache's budget (see filter_spectra); empty
+  // otherwise (G rows are then built from the factors).
   std::vector<float> full;
   std::size_t nbytes() const;
 };
@@ -29,8 +30,8 @@ struct FilterSpectra {
 // The spectra of `filters` (float32 K x C x kh x kw, contiguous) for H x W frames, from
 // the cache when present; built (in parallel) and inserted otherwise. Thread-safe. The
 // returned object stays valid while held even if the cache evicts it. The whole G is
-// included when it takes at most a quarter of the cache's bound (DCTQA_FULL_SPECTRA=0
-// turns that off): reading it costs less than rebuilding its rows on every call.
+// included when it takes at most a quarter of the cache's bound and a kernel will read
+// it (not the streaming kernel for C = 3); DCTQA_FULL_SPECTRA=0 turns that off.
 std::shared_ptr<const FilterSpectra> filter_spectra(const float* filters, int64_t K, int64_t C,
                                                     int64_t kh, int64_t kw, int64_t H, int64_t W);
 
@@ -64,6 +65,10 @@ void spectral_qk_planes_exact(const float* co, const float* cc, int64_t N, const
 // Returns false (writing nothing) when the frames are too small for it.
 bool spectral_qk_stream(const float* co, const float* cc, int64_t N, const FilterSpectra& fs,
                         double epsilon, double* out);
+
+// Whether spectral_qk_planes takes the streaming kernel for H x W frames (kernel mode and
+// frame size; see spectral_stream.cpp).
+bool stream_applies(int64_t H, int64_t W);
 
 // Which kernel spectral_qk_planes uses (process-wide; for tests and benchmarks):
 // 0 auto (stream when the frames are large enough), 1 planes only, 2 stream whenever

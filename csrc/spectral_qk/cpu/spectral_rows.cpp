@@ -8,6 +8,10 @@
 
 #include "common/cpu_clones.h"
 
+// GCC notes (-Wpsabi) that the vf values below would be passed differently with AVX-512;
+// they never cross a call that is not inlined, so the note does not apply here.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace dctqa {
 namespace cpu {
 
@@ -182,88 +186,147 @@ void magnitude_row(const float* x, std::ptrdiff_t cstride, const float* gre,
   }
 }
 
-DCTQA_CLONES
-void magnitude_row2(const float* x, const float* y, std::ptrdiff_t cstride, const float* gre,
-                    const float* gim, int C, int W, int Wp, float* outx, float* outy) {
-  (void)C;
-  // Tiles of VT lanes (a form GCC vectorises; the plain loop with twelve input streams
-  // it does not), then a scalar tail.
-  int v0 = 0;
-  for (; v0 + VT <= W; v0 += VT) {
-    const float* __restrict xa = x + v0;
-    const float* __restrict xb = x + cstride + v0;
-    const float* __restrict xc = x + 2 * cstride + v0;
-    const float* __restrict ya = y + v0;
-    const float* __restrict yb = y + cstride + v0;
-    const float* __restrict yc = y + 2 * cstride + v0;
-    const float* __restrict a0 = gre + v0;
-    const float* __restrict a1 = gre + Wp + v0;
-    const float* __restrict a2 = gre + 2 * Wp + v0;
-    const float* __restrict b0 = gim + v0;
-    const float* __restrict b1 = gim + Wp + v0;
-    const float* __restrict b2 = gim + 2 * Wp + v0;
-    float sr[VT], si[VT], tr[VT], ti[VT];
-    for (int t = 0; t < VT; ++t) {
-      sr[t] = xa[t] * a0[t] + xb[t] * a1[t] + xc[t] * a2[t];
-      si[t] = xa[t] * b0[t] + xb[t] * b1[t] + xc[t] * b2[t];
-      tr[t] = ya[t] * a0[t] + yb[t] * a1[t] + yc[t] * a2[t];
-      ti[t] = ya[t] * b0[t] + yb[t] * b1[t] + yc[t] * b2[t];
+namespace {
+// VT floats as one value (GCC vector extension: kept in registers; lowered to the widest
+// vectors of each clone). aligned(4): loads and stores need no alignment.
+typedef float vf __attribute__((vector_size(4 * VT), aligned(4)));
+inline __attribute__((always_inline)) vf vload(const float* p) { return *(const vf*)p; }
+inline __attribute__((always_inline)) void vstore(float* p, vf v) { *(vf*)p = v; }
+
+// One tile of fused_pair_magnitudes: x*[c] point at VT values of channel c (rows u, H-u;
+// frames o, c); out[0..3] receive the squared |S| of A^o(u), A^c(u), A^o(H-u), A^c(H-u)
+// (VT values each; the caller takes 4 sqrt).
+template <bool kPair>
+inline __attribute__((always_inline)) void fused_tile(
+    const float* hre, const float* him, const float* pre, const float* pim, int kh,
+    std::ptrdiff_t cs, std::ptrdiff_t is, const float* const* xou, const float* const* xcu,
+    const float* const* xom, const float* const* xcm, float* const* out) {
+  const vf z = {};
+  vf s0 = z, s1 = z, s2 = z, s3 = z, s4 = z, s5 = z, s6 = z, s7 = z;
+#pragma GCC unroll 3
+  for (int c = 0; c < 3; ++c) {
+    // Even (e) and odd (o) taps: x = sum Re(p) b, y = sum Im(p) b (re, im of b).
+    vf exr = z, exi = z, eyr = z, eyi = z, oxr = z, oxi = z, oyr = z, oyi = z;
+    const float* hr = hre + c * cs;
+    const float* hi = him + c * cs;
+    int i = 0;
+    for (; i + 1 < kh; i += 2) {
+      const vf br = vload(hr + i * is), bi = vload(hi + i * is);
+      const vf cr = vload(hr + (i + 1) * is), ci = vload(hi + (i + 1) * is);
+      exr += pre[i] * br, exi += pre[i] * bi, eyr += pim[i] * br, eyi += pim[i] * bi;
+      oxr += pre[i + 1] * cr, oxi += pre[i + 1] * ci, oyr += pim[i + 1] * cr, oyi += pim[i + 1] * ci;
     }
-    float* __restrict ox = outx + v0;
-    float* __restrict oy = outy + v0;
-    for (int t = 0; t < VT; ++t) {
-      ox[t] = 4.f * std::sqrt(sr[t] * sr[t] + si[t] * si[t]);
-      oy[t] = 4.f * std::sqrt(tr[t] * tr[t] + ti[t] * ti[t]);
+    if (i < kh) {
+      const vf br = vload(hr + i * is), bi = vload(hi + i * is);
+      exr += pre[i] * br, exi += pre[i] * bi, eyr += pim[i] * br, eyi += pim[i] * bi;
+    }
+    const vf gr = (exr + oxr) - (eyi + oyi), gi = (exi + oxi) + (eyr + oyr);
+    const vf a = vload(xou[c]), b = vload(xcu[c]);
+    s0 += a * gr, s1 += a * gi, s2 += b * gr, s3 += b * gi;
+    if (kPair) {
+      const vf mr = (exr - oxr) + (eyi - oyi), mi = (exi - oxi) - (eyr - oyr);
+      const vf am = vload(xom[c]), bm = vload(xcm[c]);
+      s4 += am * mr, s5 += am * mi, s6 += bm * mr, s7 += bm * mi;
     }
   }
-  for (int v = v0; v < W; ++v) {
-    const float sr = x[v] * gre[v] + x[cstride + v] * gre[Wp + v] + x[2 * cstride + v] * gre[2 * Wp + v];
-    const float si = x[v] * gim[v] + x[cstride + v] * gim[Wp + v] + x[2 * cstride + v] * gim[2 * Wp + v];
-    const float tr = y[v] * gre[v] + y[cstride + v] * gre[Wp + v] + y[2 * cstride + v] * gre[2 * Wp + v];
-    const float ti = y[v] * gim[v] + y[cstride + v] * gim[Wp + v] + y[2 * cstride + v] * gim[2 * Wp + v];
-    outx[v] = 4.f * std::sqrt(sr * sr + si * si);
-    outy[v] = 4.f * std::sqrt(tr * tr + ti * ti);
+  vstore(out[0], s0 * s0 + s1 * s1);
+  vstore(out[1], s2 * s2 + s3 * s3);
+  if (kPair) {
+    vstore(out[2], s4 * s4 + s5 * s5);
+    vstore(out[3], s6 * s6 + s7 * s7);
   }
 }
 
+template <bool kPair>
+inline __attribute__((always_inline)) void fused_rows(
+    const float* hre, const float* him, const float* pre, const float* pim, int kh, int W,
+    int Wp, const float* xo_u, const float* xc_u, const float* xo_m, const float* xc_m,
+    std::ptrdiff_t cstride, float* const* dst) {
+  const std::ptrdiff_t cs = (std::ptrdiff_t)kh * Wp;
+  int v0 = 0;
+  for (; v0 + VT <= W; v0 += VT) {
+    const float* xou[3] = {xo_u + v0, xo_u + cstride + v0, xo_u + 2 * cstride + v0};
+    const float* xcu[3] = {xc_u + v0, xc_u + cstride + v0, xc_u + 2 * cstride + v0};
+    const float* xom[3] = {xo_m + v0, xo_m + cstride + v0, xo_m + 2 * cstride + v0};
+    const float* xcm[3] = {xc_m + v0, xc_m + cstride + v0, xc_m + 2 * cstride + v0};
+    float* out[4] = {dst[0] + v0, dst[1] + v0, dst[2] + v0, dst[3] + v0};
+    fused_tile<kPair>(hre + v0, him + v0, pre, pim, kh, cs, Wp, xou, xcu, xom, xcm, out);
+  }
+  if (v0 < W) {  // the last, partial tile through zero-padded copies (Hv rows are padded)
+    const int n = W - v0;
+    float buf[12][VT] = {}, res[4][VT];
+    const float* src[4] = {xo_u, xc_u, xo_m, xc_m};
+    for (int f = 0; f < (kPair ? 4 : 2); ++f)
+      for (int c = 0; c < 3; ++c)
+        for (int t = 0; t < n; ++t) buf[f * 3 + c][t] = src[f][c * cstride + v0 + t];
+    const float* xou[3] = {buf[0], buf[1], buf[2]};
+    const float* xcu[3] = {buf[3], buf[4], buf[5]};
+    const float* xom[3] = {buf[6], buf[7], buf[8]};
+    const float* xcm[3] = {buf[9], buf[10], buf[11]};
+    float* out[4] = {res[0], res[1], res[2], res[3]};
+    fused_tile<kPair>(hre + v0, him + v0, pre, pim, kh, cs, Wp, xou, xcu, xom, xcm, out);
+    for (int f = 0; f < (kPair ? 4 : 2); ++f)
+      for (int t = 0; t < n; ++t) dst[f][v0 + t] = res[f][t];
+  }
+  for (int f = 0; f < (kPair ? 4 : 2); ++f) {
+    float* __restrict o = dst[f];
+    for (int v = 0; v < W; ++v) o[v] = 4.f * std::sqrt(o[v]);
+  }
+}
+}  // namespace
+
 DCTQA_CLONES
-void ratio_moments(const float* x, const float* y, std::size_t n, float e, double* m) {
-  // 16 float lanes per sum, each summing at most 64 terms before the lanes go into
-  // doubles (as ratio_sum): relative error ~1e-7.
+void fused_pair_magnitudes(const float* hre, const float* him, const float* pre,
+                           const float* pim, int kh, int W, int Wp, const float* xo_u,
+                           const float* xc_u, const float* xo_m, const float* xc_m,
+                           std::ptrdiff_t cstride, bool pair, float* ao_u, float* ac_u,
+                           float* ao_m, float* ac_m) {
+  float* dst[4] = {ao_u, ac_u, ao_m, ac_m};
+  if (pair)
+    fused_rows<true>(hre, him, pre, pim, kh, W, Wp, xo_u, xc_u, xo_m, xc_m, cstride, dst);
+  else
+    fused_rows<false>(hre, him, pre, pim, kh, W, Wp, xo_u, xc_u, xo_m, xc_m, cstride, dst);
+}
+
+DCTQA_CLONES
+void ratio_moments(const float* x, const float* y, std::size_t n, float e, float* lanes) {
   constexpr int T = kMomentTerms + 1;
-  constexpr std::size_t L = 16, B = 64 * L;
+  constexpr std::size_t L = kRowPad;
   const float* __restrict a = x;
   const float* __restrict b = y;
-  for (std::size_t j0 = 0; j0 < n; j0 += B) {
-    const std::size_t len = std::min(B, n - j0), full = len / L * L;
-    float s[T][L] = {};
-    for (std::size_t q = 0; q < full; q += L)
-      for (std::size_t t = 0; t < L; ++t) {
-        const float inv = 1.f / (b[j0 + q + t] + e);
-        const float r = (a[j0 + q + t] + e) * inv, z = e * inv;
-        float p = r - 1.f;
-        s[0][t] += r;
-        for (int k = 1; k < T; ++k) {
-          p *= z;
-          s[k][t] += p;
-        }
-      }
-    for (std::size_t q = full; q < len; ++q) {
-      const float inv = 1.f / (b[j0 + q] + e);
-      const float r = (a[j0 + q] + e) * inv, z = e * inv;
+  float* __restrict s = lanes;  // [T][L]
+  const std::size_t full = n / L * L;
+  for (std::size_t q = 0; q < full; q += L)
+    for (std::size_t t = 0; t < L; ++t) {
+      const float inv = 1.f / (b[q + t] + e);
+      const float r = (a[q + t] + e) * inv, z = e * inv;
       float p = r - 1.f;
-      s[0][0] += r;
+      s[t] += r;
       for (int k = 1; k < T; ++k) {
         p *= z;
-        s[k][0] += p;
+        s[k * L + t] += p;
       }
     }
-    for (int k = 0; k < T; ++k) {
-      double acc = 0.0;
-      for (std::size_t t = 0; t < L; ++t) acc += s[k][t];
-      m[k] += acc;
+  for (std::size_t q = full; q < n; ++q) {
+    const std::size_t t = q - full;  // the tail spreads over the lanes (t < L)
+    const float inv = 1.f / (b[q] + e);
+    const float r = (a[q] + e) * inv, z = e * inv;
+    float p = r - 1.f;
+    s[t] += r;
+    for (int k = 1; k < T; ++k) {
+      p *= z;
+      s[k * L + t] += p;
     }
   }
+}
+
+void flush_moments(float* lanes, double* m) {
+  for (int k = 0; k <= kMomentTerms; ++k) {
+    double acc = 0.0;
+    for (int t = 0; t < kRowPad; ++t) acc += lanes[k * kRowPad + t];
+    m[k] += acc;
+  }
+  std::fill(lanes, lanes + kMomentLanes, 0.f);
 }
 
 }  // namespace cpu

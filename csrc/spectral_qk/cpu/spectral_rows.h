@@ -32,20 +32,36 @@ void filter_spectrum_rows2(const float* hre, const float* him, const float* pre0
 void magnitude_row(const float* x, std::ptrdiff_t cstride, const float* gre,
                    const float* gim, int C, int W, int Wp, float* out);
 
-// magnitude_row for two frames x and y with the same G rows (each G value loaded once);
-// C = 3 only.
-void magnitude_row2(const float* x, const float* y, std::ptrdiff_t cstride, const float* gre,
-                    const float* gim, int C, int W, int Wp, float* outx, float* outy);
+// A^o and A^c of rows u and (when `pair`) H-u of one filter straight from the separable
+// form of G (no G row is stored): per tile of kRowPad columns the filter spectrum of each
+// channel is built in registers from Hv (hre/him: C=3 x kh x Wp) and the row phases p_u^i
+// (pre/pim), and applied to both frames at once. xo_u/xc_u: row u of channel 0 of the
+// reference/distorted DCTs, xo_m/xc_m: row H-u, channels cstride apart. Out: W values
+// each (ao_m/ac_m only when pair).
+void fused_pair_magnitudes(const float* hre, const float* him, const float* pre,
+                           const float* pim, int kh, int W, int Wp, const float* xo_u,
+                           const float* xc_u, const float* xo_m, const float* xc_m,
+                           std::ptrdiff_t cstride, bool pair, float* ao_u, float* ac_u,
+                           float* ao_m, float* ac_m);
 
 // Number of correction terms of ratio_moments.
 constexpr int kMomentTerms = 6;
 
-// For x = ao, y = ac (n values each) and a trial floor e > 0, adds to m[0..kMomentTerms]:
+// Float lanes of the moments: kMomentTerms + 1 sums x kRowPad lanes. Each lane may take at
+// most kLaneTerms values between two flushes (relative error ~1e-7 per flush).
+constexpr int kLaneTerms = 64;
+constexpr int kMomentLanes = (kMomentTerms + 1) * kRowPad;
+
+// For x = ao, y = ac (n values each, n <= kLaneTerms * kRowPad) and a trial floor e > 0,
+// adds to the lanes of m[0..kMomentTerms]:
 //   m[0] += sum r_j,   m[n] += sum (r_j - 1) z_j^n   (n = 1..kMomentTerms)
 // with r_j = (x_j + e) / (y_j + e) and z_j = e / (y_j + e) in (0, 1]. For the true floor
 // e' = e (1 + d), sum (x_j + e') / (y_j + e') = m[0] + sum_n (-d)^n m[n] + R with
 // |R| <= sum_j |r_j - 1| |d|^(kMomentTerms+1) / (1 - |d|) (a geometric series in d z_j).
-void ratio_moments(const float* x, const float* y, std::size_t n, float e, double* m);
+void ratio_moments(const float* x, const float* y, std::size_t n, float e, float* lanes);
+
+// m[k] += the sum of lane row k (k = 0..kMomentTerms), in double; zeroes the lanes.
+void flush_moments(float* lanes, double* m);
 
 }  // namespace cpu
 }  // namespace dctqa

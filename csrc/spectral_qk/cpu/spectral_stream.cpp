@@ -56,6 +56,8 @@ inline bool has_mirror(int64_t H, int64_t u) { return H - u < H && H - u != u; }
 // State of one (frame, filter); buffers point into the worker's scratch.
 struct Acc {
   double m[kMomentTerms + 1];
+  float lanes[kMomentLanes];  // float partial sums of m (flushed into m)
+  int lane_n;                 // values per lane since the last flush
   std::size_t below, cnt, cap;
   bool ok;
   float lo, hi, eg;
@@ -73,29 +75,35 @@ struct Ctx {
 
 // One row of A^o and A^c (G row gre/gim).
 inline void both_magnitudes(const float* xo, const float* xc, int64_t cstride, const float* gre,
-                            const float* gim, const FilterSpectra& fs, float* o, float* c) {
-  if (fs.C == 3) {
-    magnitude_row2(xo, xc, cstride, gre, gim, 3, (int)fs.W, fs.Wp, o, c);
-    return;
-  }
-  magnitude_row(xo, cstride, gre, gim, (int)fs.C, (int)fs.W, fs.Wp, o);
-  magnitude_row(xc, cstride, gre, gim, (int)fs.C, (int)fs.W, fs.Wp, c);
+                            const float* gim, const FilterSpectra& fs, int64_t n, float* o, float* c) {
+  magnitude_row(xo, cstride, gre, gim, (int)fs.C, (int)n, fs.Wp, o);
+  magnitude_row(xc, cstride, gre, gim, (int)fs.C, (int)n, fs.Wp, c);
 }
 
-// A^o and A^c of row ua (and its mirror) of frame t for filter q into o, c; returns the
-// number of values written (W or 2W). `s` selects the row slot (0: u, 1: u+1).
-int64_t pair_magnitudes(const Ctx& x, int64_t t, int64_t q, int64_t ua, int s, float* o, float* c) {
+// A^o and A^c of row ua of frame t for filter q into o[0..W), c[0..W), and of its mirror
+// row H - ua (if any) into o[W..2W), c[W..2W); returns the number of rows (1 or 2). For
+// C = 3 the filter spectrum is built in registers from its separable form (no G row is
+// read or written); otherwise the G rows of slot s (0: pair u, 1: pair u+1) are used.
+int pair_magnitudes(const Ctx& x, int64_t t, int64_t q, int64_t ua, int s, float* o, float* c) {
   const FilterSpectra& fs = *x.fs;
   const int64_t H = x.g.H, W = x.g.W, HW = x.g.HW, CW = fs.C * fs.Wp;
   const float* xo = x.pco + (x.n0 + t) * fs.C * HW;
   const float* xc = x.pcc + (x.n0 + t) * fs.C * HW;
+  const bool mirror = has_mirror(H, ua);
+  const int64_t ub = mirror ? H - ua : ua;
+  if (fs.C == 3) {
+    const int64_t k = x.k0 + q, hv = 3 * fs.kh * fs.Wp;
+    fused_pair_magnitudes(fs.hre.data() + k * hv, fs.him.data() + k * hv, fs.pre.data() + ua * fs.kh,
+                          fs.pim.data() + ua * fs.kh, (int)fs.kh, (int)W, fs.Wp, xo + ua * W, xc + ua * W,
+                          xo + ub * W, xc + ub * W, HW, mirror, o, c, o + W, c + W);
+    return mirror ? 2 : 1;
+  }
   const float* g0 = x.rows[q * 4 + 2 * s];
-  both_magnitudes(xo + ua * W, xc + ua * W, HW, g0, g0 + CW, fs, o, c);
-  if (!has_mirror(H, ua)) return W;
-  const int64_t ub = H - ua;
+  both_magnitudes(xo + ua * W, xc + ua * W, HW, g0, g0 + CW, fs, W, o, c);
+  if (!mirror) return 1;
   const float* g1 = x.rows[q * 4 + 2 * s + 1];
-  both_magnitudes(xo + ub * W, xc + ub * W, HW, g1, g1 + CW, fs, o + W, c + W);
-  return 2 * W;
+  both_magnitudes(xo + ub * W, xc + ub * W, HW, g1, g1 + CW, fs, W, o + W, c + W);
+  return 2;
 }
 
 // Points rows[] at the G rows of pairs u (and u+1 when `two`) for filters k0..k0+kn:
@@ -142,8 +150,14 @@ void start_acc(Acc& a, const Geometry& g, double epsilon, float* tmp) {
     a.hi = tmp[hi_i];
   }
   std::fill(a.m, a.m + kMomentTerms + 1, 0.0);
+  std::fill(a.lanes, a.lanes + kMomentLanes, 0.f);
+  a.lane_n = 0;
   a.below = a.cnt = 0;
-  ratio_moments(a.so, a.sc, s, a.eg, a.m);
+  constexpr std::size_t step = (std::size_t)kLaneTerms * kRowPad;
+  for (std::size_t j = 0; j < s; j += step) {
+    ratio_moments(a.so + j, a.sc + j, std::min(step, s - j), a.eg, a.lanes);
+    flush_moments(a.lanes, a.m);
+  }
   a.ok = bracket_count_gather(a.so, s, a.lo, a.hi, a.gather, a.cap, &a.below, &a.cnt);
 }
 
@@ -169,6 +183,7 @@ double exact_one(const float* xo, const float* xc, const FilterSpectra& fs, int6
 
 // Q_k from a finished accumulator, or NaN when it cannot give the exact value.
 double finish_acc(Acc& a, const Geometry& g, double epsilon) {
+  flush_moments(a.lanes, a.m);
   const std::size_t r = (std::size_t)(g.HW - 1) / 2;
   if (g_mode.load() == 3) return NAN;
   if (!a.ok || a.below > r || r >= a.below + a.cnt) {
@@ -194,39 +209,45 @@ double finish_acc(Acc& a, const Geometry& g, double epsilon) {
   return sum / (double)g.HW;
 }
 
+// Adds rows of A^o, A^c (n values) to an accumulator: moments and the bracket.
+inline void add_values(Acc& a, const float* o, const float* c, int64_t n) {
+  ratio_moments(o, c, (size_t)n, a.eg, a.lanes);
+  a.lane_n += (int)(n / kRowPad) + 1;
+  if (a.lane_n > kLaneTerms / 2) {
+    flush_moments(a.lanes, a.m);
+    a.lane_n = 0;
+  }
+  if (a.ok) a.ok = bracket_count_gather(o, (size_t)n, a.lo, a.hi, a.gather, a.cap, &a.below, &a.cnt);
+}
+
 // One work item: frames n0..n0+nn, filters k0..k0+kn.
 void stream_item(Ctx& x, double epsilon, float* gbuf, float* rowbuf, float* tmp, double* pout) {
   const FilterSpectra& fs = *x.fs;
   const Geometry& g = x.g;
   const int64_t H = g.H, W = g.W;
-  // 1. The sample rows, kept.
-  int64_t off = 0;
-  for (int64_t u = g.S / 2; u <= H / 2; u += g.S) {
-    point_rows(fs, x.k0, x.kn, u, false, gbuf, x.rows);
-    int64_t len = 0;
+  // 1. The sample rows, kept: pair j at so[2jW ...] (row u), so[(2j+1)W ...] (row H-u).
+  for (int64_t u = g.S / 2, j = 0; u <= H / 2; u += g.S, ++j) {
+    if (fs.C != 3) point_rows(fs, x.k0, x.kn, u, false, gbuf, x.rows);
     for (int64_t t = 0; t < x.nn; ++t)
       for (int64_t q = 0; q < x.kn; ++q) {
         Acc& a = x.acc[t * x.kn + q];
-        len = pair_magnitudes(x, t, q, u, 0, a.so + off, a.sc + off);
+        pair_magnitudes(x, t, q, u, 0, a.so + 2 * j * W, a.sc + 2 * j * W);
       }
-    off += len;
   }
   for (int64_t j = 0; j < x.nn * x.kn; ++j) start_acc(x.acc[j], g, epsilon, tmp);
-  // 2. Every other row pair, streamed.
+  // 2. Every other row pair, streamed through L1-sized row buffers.
   float* bo = rowbuf;
   float* bc = rowbuf + 2 * W;
   for (int64_t u = 0; u <= H / 2; u += 2) {
     const bool two = u + 1 <= H / 2;
     if (g.sampled(u) && (!two || g.sampled(u + 1))) continue;
-    point_rows(fs, x.k0, x.kn, u, two, gbuf, x.rows);
+    if (fs.C != 3) point_rows(fs, x.k0, x.kn, u, two, gbuf, x.rows);
     for (int s = 0; s < (two ? 2 : 1); ++s) {
       if (g.sampled(u + s)) continue;
       for (int64_t t = 0; t < x.nn; ++t)
         for (int64_t q = 0; q < x.kn; ++q) {
-          Acc& a = x.acc[t * x.kn + q];
-          const int64_t len = pair_magnitudes(x, t, q, u + s, s, bo, bc);
-          ratio_moments(bo, bc, (size_t)len, a.eg, a.m);
-          if (a.ok) a.ok = bracket_count_gather(bo, (size_t)len, a.lo, a.hi, a.gather, a.cap, &a.below, &a.cnt);
+          const int rows = pair_magnitudes(x, t, q, u + s, s, bo, bc);
+          add_values(x.acc[t * x.kn + q], bo, bc, rows * W);
         }
     }
   }
@@ -274,6 +295,8 @@ float* worker_scratch(std::size_t n) {
 
 }  // namespace
 
+bool stream_applies(int64_t H, int64_t W) { return plan_geometry(H, W, g_mode.load()).S != 0; }
+
 void set_kernel_mode(int mode) { g_mode.store(std::min(3, std::max(0, mode))); }
 int kernel_mode() { return g_mode.load(); }
 StreamStats stream_stats() { return {g_streamed.load(), g_fallbacks.load(), g_missed.load()}; }
@@ -293,7 +316,7 @@ bool spectral_qk_stream(const float* pco, const float* pcc, int64_t N, const Fil
   const int64_t kblocks = (fs.K + kb - 1) / kb, nchunks = (N + chunk - 1) / chunk;
   const int64_t CW = fs.C * fs.Wp;
   at::parallel_for(0, kblocks * nchunks, 1, [&](int64_t b, int64_t e) {
-    const std::size_t gfl = fs.full.empty() ? (std::size_t)(kb * 8 * CW) : 0;
+    const std::size_t gfl = fs.full.empty() && fs.C != 3 ? (std::size_t)(kb * 8 * CW) : 0;
     float* base = worker_scratch(gfl + 4 * (size_t)g.W + (size_t)g.s + (size_t)(chunk * kb) * per_acc);
     float* gbuf = base;
     float* rowbuf = gbuf + gfl;
