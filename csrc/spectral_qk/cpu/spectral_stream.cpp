@@ -39,10 +39,10 @@ namespace {
 std::atomic<int> g_mode{0};
 std::atomic<int64_t> g_streamed{0}, g_fallbacks{0}, g_missed{0};
 
-constexpr int64_t kSampleValues = 24576;  // about this many values of A^o in the row sample
+constexpr int64_t kSampleValues = 16384;  // about this many values of A^o in the row sample
 constexpr int64_t kMinStride = 4;         // auto mode streams when the sample is <= 1/4
 constexpr double kMaxShift = 0.15;        // accepted |e' / e - 1|
-constexpr double kBracketSd = 5.0;        // bracket half-width in sample-rank deviations
+constexpr double kBracketSd = 4.5;        // bracket half-width in sample-rank deviations
 
 // The sample: row pairs u = S/2, S/2 + S, ... <= H/2 with their mirrors H - u (centred
 // in their strata: the large low-frequency row u = 0 would be over-represented).
@@ -129,26 +129,32 @@ void point_rows(const FilterSpectra& fs, int64_t k0, int64_t kn, int64_t u, bool
   }
 }
 
-// Trial floor and bracket of one (frame, filter) from its sample; then the sample's own
-// values are counted and summed.
+// Bracket [lo, hi] around the median's rank and the trial floor of one (frame, filter)
+// from its sample; then the sample's own values are counted and summed.
 void start_acc(Acc& a, const Geometry& g, double epsilon, float* tmp) {
   const std::size_t s = (std::size_t)g.s, r = (std::size_t)(g.HW - 1) / 2;
   std::copy(a.so, a.so + s, tmp);
   const double q = (double)r * (double)s / (double)g.HW;
   const double d = kBracketSd * std::sqrt(q * (1.0 - q / (double)s)) + 2.0;
-  const long mid = std::min<long>((long)s - 1, std::max<long>(0, std::lround(q)));
   const long lo_i = (long)std::floor(q - d), hi_i = (long)std::ceil(q + d);
-  std::nth_element(tmp, tmp + mid, tmp + s);
-  a.eg = (float)(epsilon * (double)tmp[mid] + kAbsFloor);
   a.lo = -INFINITY, a.hi = INFINITY;
-  if (lo_i >= 0 && lo_i < mid) {
-    std::nth_element(tmp, tmp + lo_i, tmp + mid);
+  long from = 0;
+  if (lo_i >= 0) {
+    std::nth_element(tmp, tmp + lo_i, tmp + s);
     a.lo = tmp[lo_i];
+    from = lo_i + 1;
   }
-  if (hi_i > mid && hi_i < (long)s) {
-    std::nth_element(tmp + mid + 1, tmp + hi_i, tmp + s);
+  if (hi_i < (long)s) {
+    std::nth_element(tmp + from, tmp + hi_i, tmp + s);
     a.hi = tmp[hi_i];
   }
+  // Trial floor from the bracket's middle (the median lies inside it but for a miss).
+  double mid = std::isfinite(a.lo) ? (std::isfinite(a.hi) ? 0.5 * ((double)a.lo + a.hi) : a.lo) : a.hi;
+  if (!std::isfinite(mid)) {  // no bracket at all (a sample too small for one)
+    std::nth_element(tmp, tmp + s / 2, tmp + s);
+    mid = tmp[s / 2];
+  }
+  a.eg = (float)(epsilon * mid + kAbsFloor);
   std::fill(a.m, a.m + kMomentTerms + 1, 0.0);
   std::fill(a.lanes, a.lanes + kMomentLanes, 0.f);
   a.lane_n = 0;
@@ -211,11 +217,15 @@ double finish_acc(Acc& a, const Geometry& g, double epsilon) {
 
 // Adds rows of A^o, A^c (n values) to an accumulator: moments and the bracket.
 inline void add_values(Acc& a, const float* o, const float* c, int64_t n) {
-  ratio_moments(o, c, (size_t)n, a.eg, a.lanes);
-  a.lane_n += (int)(n / kRowPad) + 1;
-  if (a.lane_n > kLaneTerms / 2) {
-    flush_moments(a.lanes, a.m);
-    a.lane_n = 0;
+  constexpr int64_t step = (int64_t)kLaneTerms * kRowPad / 2;
+  for (int64_t j = 0; j < n; j += step) {
+    const int64_t m = std::min(step, n - j);
+    ratio_moments(o + j, c + j, (size_t)m, a.eg, a.lanes);
+    a.lane_n += (int)(m / kRowPad) + 1;
+    if (a.lane_n >= kLaneTerms / 2) {
+      flush_moments(a.lanes, a.m);
+      a.lane_n = 0;
+    }
   }
   if (a.ok) a.ok = bracket_count_gather(o, (size_t)n, a.lo, a.hi, a.gather, a.cap, &a.below, &a.cnt);
 }
