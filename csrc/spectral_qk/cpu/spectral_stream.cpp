@@ -217,15 +217,16 @@ double finish_acc(Acc& a, const Geometry& g, double epsilon) {
 
 // Adds rows of A^o, A^c (n values) to an accumulator: moments and the bracket.
 inline void add_values(Acc& a, const float* o, const float* c, int64_t n) {
-  constexpr int64_t step = (int64_t)kLaneTerms * kRowPad / 2;
+  constexpr int64_t step = (int64_t)(kLaneTerms - 1) * kRowPad;
   for (int64_t j = 0; j < n; j += step) {
     const int64_t m = std::min(step, n - j);
-    ratio_moments(o + j, c + j, (size_t)m, a.eg, a.lanes);
-    a.lane_n += (int)(m / kRowPad) + 1;
-    if (a.lane_n >= kLaneTerms / 2) {
+    const int per_lane = (int)(m / kRowPad) + 1;  // at most, with the tail
+    if (a.lane_n + per_lane > kLaneTerms) {
       flush_moments(a.lanes, a.m);
       a.lane_n = 0;
     }
+    ratio_moments(o + j, c + j, (size_t)m, a.eg, a.lanes);
+    a.lane_n += per_lane;
   }
   if (a.ok) a.ok = bracket_count_gather(o, (size_t)n, a.lo, a.hi, a.gather, a.cap, &a.below, &a.cnt);
 }
