@@ -4,7 +4,11 @@
   DCTs, filter spectra from the cache, magnitudes, median, ratio in one C++ op);
 * ``cpp-op``: the same call with ``DCTQA_DISABLE_FUSED=1``, i.e. the whole path before
   the fused op (torch preprocessing, SciPy pocketfft DCTs, then ``dctqa::spectral_qk``);
-* ``reference``: ``dctqa.reference.score`` (literal, float64), one small case only.
+* ``reference``: ``dctqa.reference.score`` (literal, float64), one small case only;
+* at batch 1 also ``fused-planes`` (the fused op with the plane kernel) and ``issue-path``
+  (the unfused path with the plane kernel and no spectra cache: the whole path as it was
+  when issue 14 was filed, as closely as one process can run it); the summary's
+  ``x issue`` column divides by the latter.
 
 K = 16: YOLOX-Nano's first layer (6 x 6, BGR 0..255) from ``../shared/models/yolox_nano.onnx``
 (skipped, with the reason, when absent). K = 64: a 64 x 3 x 7 x 7 bank this file makes
@@ -72,17 +76,40 @@ def test_reference_fused_family(benchmark) -> None:
 @pytest.mark.parametrize("size,k,batch", CASES)
 @pytest.mark.parametrize("impl", ["cpp-fused", "cpp-op"])
 def test_whole_path(benchmark, monkeypatch, size: str, k: int, batch: int, impl: str) -> None:
+    _whole_path(benchmark, monkeypatch, size, k, batch, impl)
+
+
+@pytest.mark.parametrize("size,k", [(s, k) for s in ("384x288", "768x576", "1920x1080") for k in (16, 64)])
+@pytest.mark.parametrize("impl", ["fused-planes", "issue-path"])
+def test_whole_path_kernels(benchmark, monkeypatch, size: str, k: int, impl: str) -> None:
+    """Batch 1 with the plane kernel: ``fused-planes`` = the fused op with
+    ``set_cpu_kernel_mode("planes")`` (the kernel before the streaming one); ``issue-path`` =
+    the unfused path with the plane kernel and no spectra cache (filter spectra rebuilt on
+    every call), the closest in-process stand-in for the whole path when issue 14 was filed."""
+    _whole_path(benchmark, monkeypatch, size, k, 1, impl)
+
+
+def _whole_path(benchmark, monkeypatch, size: str, k: int, batch: int, impl: str) -> None:
     import dctqa
 
     avail = ops.available()
     if not (avail["cpp_fused"] and avail["cpp"]):
         pytest.skip(f"compiled ops not built: {avail['extension_error']}")
-    if impl == "cpp-op":
+    if impl in ("cpp-op", "issue-path"):
         monkeypatch.setenv("DCTQA_DISABLE_FUSED", "1")
     h, w = SIZES[size]
     ref, dist = _frames(h, w, batch)
     m = dctqa.Metric(_backbone(k), batch_size=16)
-    assert m.implementation == impl
+    assert m.implementation == {"fused-planes": "cpp-fused", "issue-path": "cpp-op"}.get(impl, impl)
     heavy = h * w * k * batch > 1920 * 1080 * 64 * 2
-    run_case(benchmark, lambda: m.score(ref, dist), family="fused", h=h, w=w, k=k, batch=batch,
-             impl=impl, max_rounds=1 if heavy else 10)
+    cache = ops.spectra_cache_info()["max_bytes"]
+    try:
+        if impl in ("fused-planes", "issue-path"):
+            ops.set_cpu_kernel_mode("planes")
+        if impl == "issue-path":
+            ops.spectra_cache_set_max_bytes(0)
+        run_case(benchmark, lambda: m.score(ref, dist), family="fused", h=h, w=w, k=k, batch=batch,
+                 impl=impl, max_rounds=1 if heavy else 10)
+    finally:
+        ops.set_cpu_kernel_mode("auto")
+        ops.spectra_cache_set_max_bytes(cache)

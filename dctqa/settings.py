@@ -54,7 +54,7 @@ ENV: dict[str, EnvVar] = {v.name: v for v in (
     EnvVar("DCTQA_DISABLE_OPS", "flag", "0", "force the torch path even where the compiled ops are built"),
     EnvVar("DCTQA_DISABLE_FUSED", "flag", "0", "turn off only the fused op spectral_qk_frames (unfused path)"),
     EnvVar("DCTQA_FULL_SPECTRA", "flag", "1",
-           "let the CPU ops' spectra cache keep the whole G when it takes <= 1/4 of the bound"),
+           "let the CPU ops' spectra cache keep the whole G when a kernel reads it and it takes <= 1/4 of the bound"),
     EnvVar("DCTQA_SHARED", "path", "<checkout>/../shared", "the shared data folder (videos, models)"),
     EnvVar("DCTQA_CACHE_DIR", "path", "$XDG_CACHE_HOME/dctqa (~/.cache/dctqa)",
            "root of dctqa's on-disk caches (detections)"),
