@@ -47,7 +47,12 @@ def test_study_adds_a_cached_dctqa_nr_column(clip, tmp_path, monkeypatch):
                       sensitivity_pred=(), nr_model=ck)
     seen = []
     real = NRModel.predict_video
-    monkeypatch.setattr(NRModel, "predict_video", lambda self, video, **kw: seen.append(video) or real(self, video, **kw))
+
+    def recorded(self, video, **options):
+        seen.append(video)
+        return real(self, video, **options)
+
+    monkeypatch.setattr(NRModel, "predict_video", recorded)
     res = run_study(cfg)
     # only the compressed variants are predicted, never the reference
     assert sorted(map(str, seen)) == sorted(str(v.path) for v in res.variants["blobs"])
@@ -141,3 +146,16 @@ def test_help_mentions_the_option(capsys):
         main(["study", "--help"])
     text = capsys.readouterr().out
     assert "--nr-model" in text and "--nr-patches" in text and "--nr-sampling" in text
+
+
+@pytest.mark.parametrize("bad, msg", [({"nr_patches": 0}, "patches must be a positive integer"),
+                                      ({"nr_sampling": "random"}, "unknown sampling")])
+def test_api_bad_nr_settings_fail_before_any_output(bad, msg, clip, tmp_path):
+    from dctqa.errors import InputError
+
+    out = tmp_path / "study"
+    cfg = StudyConfig(videos=[clip], out=out, backbones=[], detector=BrightBlobDetector(),
+                      nr_model=make_checkpoint(tmp_path / "m.pt"), **bad)
+    with pytest.raises(InputError, match=msg):
+        run_study(cfg)
+    assert not out.exists()

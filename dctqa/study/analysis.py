@@ -50,7 +50,8 @@ class AnalysisSettings:
 
     primary: the metric the verdicts are about (default: first full-reference dctqa column);
     compared: the measures it is compared with (default: PSNR, PSNR global, SSIM and the other
-    full-reference dctqa columns; the no-reference ``dctqa_nr`` is an indicator like blockiness). resampling: "content" (default), "video" or "window". min_gt: windows with
+    full-reference dctqa columns; the no-reference ``dctqa_nr`` is an indicator like
+    blockiness). resampling: "content" (default), "video" or "window". min_gt: windows with
     fewer ground-truth boxes are left out. dup_tolerance: relative bitrate difference under
     which a capped variant counts as a duplicate of the uncapped one. keep_duplicates:
     keep those in the correlations.

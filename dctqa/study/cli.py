@@ -215,7 +215,8 @@ def register(subparsers) -> None:
                    help="a `dctqa train-nr` checkpoint: adds the no-reference column dctqa_nr (its predicted Q of "
                         "the compressed frames alone, on the scored frames, mean per window); checked before "
                         "any encoding (metric version, a backbone of the study)")
-    p.add_argument("--nr-patches", type=positive_int, default=2, help="patches per frame for --nr-model (default 2)")
+    p.add_argument("--nr-patches", type=positive_int, default=2,
+                   help="patches per frame for --nr-model (default 2)")
     p.add_argument("--nr-sampling", default="activation", choices=("activation", "uniform", "grid"),
                    help="where --nr-model's patches go (default activation: the paper's activation-map sampling)")
     p.add_argument("--quick", action="store_true",

@@ -13,9 +13,9 @@ every ``frame_stride``-th frame; cached by :func:`dctqa.study.detect.cache.cache
 truth: the reference's detections scoring at least ``gt_score_threshold``; predictions
 below ``pred_score_threshold`` dropped).  With ``nr_model`` (a no-reference checkpoint), the
 ``nr`` stage adds the predicted Q ``dctqa_nr`` of each variant's scored frames
-(:mod:`dctqa.study.noref`; the checkpoint is checked before any encoding).  Then the window table, the analysis (cached on the
-table's content), the threshold sensitivity grid (AP again from the cached detections) and
-the report.
+(:mod:`dctqa.study.noref`; the checkpoint is checked before any encoding).  Then the window
+table, the analysis (cached on the table's content), the threshold sensitivity grid (AP again
+from the cached detections) and the report.
 """
 from __future__ import annotations
 
@@ -122,10 +122,8 @@ class StudyConfig:
                 raise InputError(f"{name} must be a positive integer, got {val!r}")
         if self.metric_stride is None:
             self.metric_stride = self.frame_stride
-        if self.nr_model is not None:
+        if self.nr_model is not None:  # checked (with nr_patches, nr_sampling) by run_study, before any work
             self.nr_model = Path(self.nr_model)
-            if isinstance(self.nr_patches, bool) or int(self.nr_patches) != self.nr_patches or self.nr_patches < 1:
-                raise InputError(f"nr_patches must be a positive integer, got {self.nr_patches!r}")
         if self.metric_stride < 1 or self.metric_stride % self.frame_stride:
             raise InputError(f"metric_stride ({self.metric_stride}) must be a positive multiple of "
                              f"frame_stride ({self.frame_stride})")
@@ -378,8 +376,10 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     (within content window / video), ``differences.csv`` (paired differences and verdicts),
     ``sensitivity.csv`` (threshold grid), ``variants.csv``, ``frames.csv``, ``plots/*.png``
     and ``report.md``.  Returns a :class:`StudyResult`. The stages, in order:
-    :func:`encode_stage`, :func:`score_stage`, :func:`detect_ap_stage`, :func:`tables_stage`,
-    :func:`report_stage`; each announces itself ("study: stage i/N ...") when ``cfg.progress``.
+    :func:`encode_stage`, :func:`score_stage`, :func:`nr_prediction_stage` (with
+    ``cfg.nr_model``, whose checkpoint is loaded and checked first, before any output),
+    :func:`detect_ap_stage`, :func:`tables_stage`, :func:`report_stage`; each announces
+    itself ("study: stage i/N ...") when ``cfg.progress``.
     """
     t_start = time.perf_counter()
     nr_model = _load_nr_model(cfg)  # a bad checkpoint fails here, before any output
