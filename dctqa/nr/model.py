@@ -214,6 +214,30 @@ class NRModel:
         return model
 
     # ------------------------------------------------------------------ prediction
+    def check_options(self, *, patches: int = 2, sampling: str = "activation", height: int | None = None,
+                      width: int | None = None) -> None:
+        """Raise :class:`InputError` unless :meth:`predict` can run with ``patches`` crops per frame,
+        ``sampling`` (one of :data:`dctqa.nr.sampling.SAMPLINGS`) on ``height x width`` frames
+        (pixels; not checked when ``None``): lets a caller refuse bad settings before any work."""
+        from .sampling import SAMPLINGS
+
+        if sampling not in SAMPLINGS:
+            raise InputError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
+        if isinstance(patches, bool) or int(patches) != patches or patches < 1:
+            raise InputError(f"patches must be a positive integer, got {patches!r}")
+        p = self.cfg.patch
+        if height is not None and width is not None and (height < p or width < p):
+            raise InputError(f"frames are {width}x{height}; the model needs at least {p}x{p} (no resizing)")
+
+    def predict_video(self, video: str | os.PathLike, **options: Any) -> Any:
+        """:func:`dctqa.nr.predict.predict_video` with this model (``options``: its keyword
+        arguments) -> its ``Prediction`` (``q``, ``frame_numbers``, ``seconds``). Lets a caller
+        that holds the model from the registry (e.g. ``dctqa study --nr-model``) predict a
+        video without importing the wing."""
+        from .predict import predict_video
+
+        return predict_video(self, video, **options)
+
     def predict(self, frames: np.ndarray | Sequence[np.ndarray], *, patches: int = 2, sampling: str = "activation",
                 seed: int = 0, batch_size: int = 8) -> np.ndarray:
         """Predicted Q (``>= 0``, 1 = untouched, higher = worse for detection) of each frame.

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
-from .model import NRModel
-from .sampling import SAMPLINGS
+
+if TYPE_CHECKING:  # the model calls predict_video (NRModel.predict_video): no import cycle
+    from .model import NRModel
 
 
 @dataclass
@@ -30,10 +32,9 @@ def predict_video(model: NRModel, video: str | os.PathLike, *, patches: int = 2,
     from ..io import iter_frames, probe
     from ..progress import progress as progress_bar
 
-    if sampling not in SAMPLINGS:
-        raise InputError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
-    if patches < 1 or frame_stride < 1 or batch_size < 1:
-        raise InputError("patches, frame_stride and batch_size must be >= 1")
+    model.check_options(patches=patches, sampling=sampling)
+    if frame_stride < 1 or batch_size < 1:
+        raise InputError("frame_stride and batch_size must be >= 1")
     total = probe(video).frames
     t0 = time.perf_counter()
     qs, nums, batch = [], [], []

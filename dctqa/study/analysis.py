@@ -48,9 +48,10 @@ COMPARED = ("psnr", "psnr_global", "ssim")
 class AnalysisSettings:
     """What the analysis does with the window table.
 
-    primary: the metric the verdicts are about (default: first dctqa column); compared:
-    the measures it is compared with (default: PSNR, PSNR global, SSIM and the other dctqa
-    columns). resampling: "content" (default), "video" or "window". min_gt: windows with
+    primary: the metric the verdicts are about (default: first full-reference dctqa column);
+    compared: the measures it is compared with (default: PSNR, PSNR global, SSIM and the other
+    full-reference dctqa columns; the no-reference ``dctqa_nr`` is an indicator like
+    blockiness). resampling: "content" (default), "video" or "window". min_gt: windows with
     fewer ground-truth boxes are left out. dup_tolerance: relative bitrate difference under
     which a capped variant counts as a duplicate of the uncapped one. keep_duplicates:
     keep those in the correlations.
@@ -80,7 +81,7 @@ class AnalysisSettings:
             raise InputError(f"min_gt must be a non-negative integer, got {self.min_gt!r}")
         if not 0.0 <= self.dup_tolerance < 1.0:
             raise InputError(f"dup_tolerance must be in [0, 1), got {self.dup_tolerance}")
-        dq = [c for c in self.metrics if c.startswith("dctqa")]
+        dq = [c for c in self.metrics if c.startswith("dctqa") and not is_no_reference(c)]
         if self.primary is None:
             self.primary = dq[0] if dq else None
         if self.compared is None:
@@ -96,6 +97,17 @@ def column_metric(col: str) -> str:
         if domain in DCTQA_METRICS:
             return DCTQA_METRICS[domain]
     return "psnr" if col == "psnr_global" else col
+
+
+def is_no_reference(col: str) -> bool:
+    """Whether a column is a registered no-reference metric (e.g. ``dctqa_nr``, ``blockiness``):
+    such columns are indicators like the baselines, never the primary or compared dctqa column."""
+    from ..errors import InputError
+
+    try:
+        return metric_info(column_metric(col)).kind == "NR"
+    except InputError:  # a column the registry does not know (a foreign table)
+        return False
 
 
 def higher_is_better(col: str) -> bool:

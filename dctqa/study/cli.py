@@ -117,7 +117,8 @@ def cmd_study(args: argparse.Namespace) -> int:
                       resampling=args.resampling, sensitivity_gt=parse_floats(args.sensitivity_gt) if
                       args.sensitivity_gt else (), sensitivity_pred=parse_floats(args.sensitivity_pred) if
                       args.sensitivity_pred else (), n_boot=args.n_boot, seed=args.seed, jobs=args.jobs,
-                      batch_size=args.batch_size, progress=_progress(args),
+                      batch_size=args.batch_size, progress=_progress(args), nr_model=args.nr_model,
+                      nr_patches=args.nr_patches, nr_sampling=args.nr_sampling,
                       command="dctqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command
                       else "")
     for spec in map(parse_spec, cfg.backbones + [cfg.detector]):
@@ -210,6 +211,14 @@ def register(subparsers) -> None:
                    help="prediction score thresholds of the sensitivity table ('' for no table)")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes for scoring (default 1)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="frames per scoring batch (default 8)")
+    p.add_argument("--nr-model", default=None, metavar="PATH",
+                   help="a `dctqa train-nr` checkpoint: adds the no-reference column dctqa_nr (its predicted Q of "
+                        "the compressed frames alone, on the scored frames, mean per window); checked before "
+                        "any encoding (metric version, a backbone of the study)")
+    p.add_argument("--nr-patches", type=positive_int, default=2,
+                   help="patches per frame for --nr-model (default 2)")
+    p.add_argument("--nr-sampling", default="activation", choices=("activation", "uniform", "grid"),
+                   help="where --nr-model's patches go (default activation: the paper's activation-map sampling)")
     p.add_argument("--quick", action="store_true",
                    help="a quick trial run (minutes on one video): --max-frames 150 --crf 35,41,47 --cap-bpp '' "
                         "--domain spectral --baselines psnr,ssim --window 50 --n-boot 200 --sensitivity-gt '' and "

@@ -11,9 +11,11 @@ values of every dctqa configuration and every baseline, on frames ``0, s, 2s, ..
 every ``frame_stride``-th frame; cached by :func:`dctqa.study.detect.cache.cached_detect`) and
 ``ap`` (AP50 and AP@[.5:.95] per window of ``window`` source frames against pseudo ground
 truth: the reference's detections scoring at least ``gt_score_threshold``; predictions
-below ``pred_score_threshold`` dropped).  Then the window table, the analysis (cached on the
-table's content), the threshold sensitivity grid (AP again from the cached detections) and
-the report.
+below ``pred_score_threshold`` dropped).  With ``nr_model`` (a no-reference checkpoint), the
+``nr`` stage adds the predicted Q ``dctqa_nr`` of each variant's scored frames
+(:mod:`dctqa.study.noref`; the checkpoint is checked before any encoding).  Then the window
+table, the analysis (cached on the table's content), the threshold sensitivity grid (AP again
+from the cached detections) and the report.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from ..fileio import atomic_write_text
 from ..progress import progress, stage
 from ..settings import shared_dir
 from .codec import EncodeSettings, Variant, encode_sweep, read_manifest, write_reference
+from .noref import NR_COLUMN, load_nr_model, nr_stage
 from .stages import StageCache
 
 #: CRF subsets of the paper's Table 2 (high compression), besides "all windows".
@@ -65,6 +68,9 @@ class StudyConfig:
     detector). min_gt, keep_duplicates, dup_tolerance, resampling: see
     :class:`dctqa.study.analysis.AnalysisSettings`. sensitivity_gt x sensitivity_pred: the
     threshold grid of the sensitivity table (empty: no table).
+    nr_model: a ``dctqa train-nr`` checkpoint: adds the no-reference column ``dctqa_nr``
+    (:mod:`dctqa.study.noref`), predicted from ``nr_patches`` patches per frame placed by
+    ``nr_sampling`` (``activation``, ``uniform`` or ``grid``); ``None``: no such column.
     """
 
     videos: list[Path]
@@ -95,6 +101,9 @@ class StudyConfig:
     batch_size: int = 8
     progress: bool = False
     command: str = ""
+    nr_model: Path | None = None
+    nr_patches: int = 2
+    nr_sampling: str = "activation"
 
     def __post_init__(self) -> None:
         self.videos = [Path(v) for v in self.videos]
@@ -113,6 +122,8 @@ class StudyConfig:
                 raise InputError(f"{name} must be a positive integer, got {val!r}")
         if self.metric_stride is None:
             self.metric_stride = self.frame_stride
+        if self.nr_model is not None:  # checked (with nr_patches, nr_sampling) by run_study, before any work
+            self.nr_model = Path(self.nr_model)
         if self.metric_stride < 1 or self.metric_stride % self.frame_stride:
             raise InputError(f"metric_stride ({self.metric_stride}) must be a positive multiple of "
                              f"frame_stride ({self.frame_stride})")
@@ -331,7 +342,7 @@ class _Run:
     """What the stages of one :func:`run_study` call share: the config, the stage cache,
     the metric configurations, the timings collected and the detector (made on first use)."""
 
-    def __init__(self, cfg: StudyConfig) -> None:
+    def __init__(self, cfg: StudyConfig, nr_model: Any = None) -> None:
         self.cfg, self.out = cfg, cfg.out
         self.cache = StageCache(cfg.out / "cache")
         self.det_cache = cfg.out / "cache"  # the stage cache's root: detections in its detect/ folder
@@ -339,6 +350,8 @@ class _Run:
         self.spec_keys = [_spec_key(s, cfg.out / "cache", cfg.detector_weights) for s in self.specs]
         self.timings: dict[str, dict[str, float]] = {}
         self._detector = None
+        self.nr_model = nr_model
+        self.nr_columns = [NR_COLUMN] if nr_model is not None else []
 
     def add_time(self, part: str, computed: float, this_run: float) -> None:
         t = self.timings.setdefault(part, {"computed_s": 0.0, "this_run_s": 0.0})
@@ -363,14 +376,19 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     (within content window / video), ``differences.csv`` (paired differences and verdicts),
     ``sensitivity.csv`` (threshold grid), ``variants.csv``, ``frames.csv``, ``plots/*.png``
     and ``report.md``.  Returns a :class:`StudyResult`. The stages, in order:
-    :func:`encode_stage`, :func:`score_stage`, :func:`detect_ap_stage`, :func:`tables_stage`,
-    :func:`report_stage`; each announces itself ("study: stage i/N ...") when ``cfg.progress``.
+    :func:`encode_stage`, :func:`score_stage`, :func:`nr_prediction_stage` (with
+    ``cfg.nr_model``, whose checkpoint is loaded and checked first, before any output),
+    :func:`detect_ap_stage`, :func:`tables_stage`, :func:`report_stage`; each announces
+    itself ("study: stage i/N ...") when ``cfg.progress``.
     """
     t_start = time.perf_counter()
+    nr_model = _load_nr_model(cfg)  # a bad checkpoint fails here, before any output
     cfg.out.mkdir(parents=True, exist_ok=True)
-    run = _Run(cfg)
+    run = _Run(cfg, nr_model)
     variants, refs, src_sha = encode_stage(cfg, run.cache, run.add_time)
     frames = score_stage(run, variants, refs, src_sha)
+    if nr_model is not None:
+        nr_prediction_stage(run, variants, frames)
     n_variants = sum(len(vs) for vs in variants.values())
     stage(f"study: stage 3/{STAGES} detect and AP per window ({n_variants} variants "
           f"and {len(cfg.videos)} reference(s))", enabled=cfg.progress)
@@ -411,6 +429,34 @@ def score_stage(run: _Run, variants: dict[str, list[Variant]], refs: dict[str, P
         if pending:
             _score_in_workers(run, pending, frames, bar.update)
     return frames
+
+
+def _load_nr_model(cfg: StudyConfig) -> Any:
+    """The ``dctqa_nr`` metric of ``cfg.nr_model`` (``None`` without one), checked against the
+    study's backbones, the settings and every video's frame size: a bad checkpoint or setting
+    fails here, before any encoding."""
+    if cfg.nr_model is None:
+        return None
+    from ..io import probe
+
+    sizes = list(dict.fromkeys((i.height, i.width) for i in map(probe, cfg.videos)))
+    return load_nr_model(cfg.nr_model, cfg.backbones, patches=cfg.nr_patches,
+                         sampling=cfg.nr_sampling, frame_sizes=sizes, device=cfg.device)
+
+
+def nr_prediction_stage(run: _Run, variants: dict[str, list[Variant]], frames: dict) -> None:
+    """The ``nr`` stage: ``dctqa_nr`` of every variant's scored frames into ``frames``
+    (:func:`dctqa.study.noref.nr_stage`; cached per variant and checkpoint)."""
+    from ..fileio import file_sha256
+
+    cfg = run.cfg
+    jobs = [(video.stem, v) for video in cfg.videos for v in variants[video.stem]]
+    stage(f"study: stage 2/{STAGES} no-reference prediction ({NR_COLUMN}, {cfg.nr_patches} {cfg.nr_sampling} "
+          f"patches per frame) on {len(jobs)} variants", enabled=cfg.progress)
+    with progress(len(jobs), "study: dctqa_nr", unit="variant", enabled=cfg.progress) as bar:
+        nr_stage(run.cache, run.nr_model, file_sha256(cfg.nr_model, memo_dir=run.out / "cache"), jobs, frames,
+                 patches=cfg.nr_patches, sampling=cfg.nr_sampling, stride=cfg.metric_stride,
+                 memo_dir=run.out / "cache", add_time=run.add_time, on_step=bar.update)
 
 
 def _score_in_workers(run: _Run, pending: list[tuple], frames: dict, update) -> None:
@@ -455,7 +501,7 @@ def detect_ap_stage(run: _Run, variants: dict[str, list[Variant]], refs: dict[st
             else:  # the sensitivity grid: detections are already cached by the main table
                 run.add_time("sensitivity_ap", res["ap_s"] + res["detect_s"], dt)
             rows.extend(window_rows(video.stem, v, res["windows"], frames[video.stem][v.name],
-                                    [s.column for s in run.specs], list(cfg.baselines)))
+                                    [s.column for s in run.specs] + run.nr_columns, list(cfg.baselines)))
             if on_step:
                 on_step(1)
         if on_step:
@@ -464,7 +510,7 @@ def detect_ap_stage(run: _Run, variants: dict[str, list[Variant]], refs: dict[st
 
 
 def _metric_columns(run: _Run) -> list[str]:
-    return [s.column for s in run.specs] + [c for b in run.cfg.baselines
+    return [s.column for s in run.specs] + run.nr_columns + [c for b in run.cfg.baselines
                                             for c in (["psnr", "psnr_global"] if b == "psnr" else [b])]
 
 

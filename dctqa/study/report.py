@@ -378,6 +378,7 @@ def write_report(result, cfg, cache) -> Path:
           f"(faster-coco-eval) per non-overlapping window of {cfg.window} source frames.",
           f"- Metrics scored on frames f mod {cfg.metric_stride} = 0 and averaged per window: "
           + ", ".join(f"`{c}`" for c in cols) + ". dctqa columns are lower-is-better (Q = 1 for identical frames).",
+          *_nr_setup_lines(cfg),
           "- Baselines follow shared/docs/BASELINES.md. The paper's no-reference indicators come from AGH's closed "
           "binaries whose formulas are not public; blockiness, blur (Marziliano, threshold 2 x mean |Sobel_x|), "
           "noise (Immerkaer) and contrast (RMS) use published definitions instead.",
@@ -397,6 +398,18 @@ def write_report(result, cfg, cache) -> Path:
     path = out / "report.md"
     atomic_write_text(path, "\n".join(L))
     return path
+
+
+def _nr_setup_lines(cfg) -> list[str]:
+    """The setup line of the no-reference column (none without ``cfg.nr_model``)."""
+    if getattr(cfg, "nr_model", None) is None:
+        return []
+    from ..fileio import file_sha256
+
+    return [f"- `dctqa_nr`: Q predicted from the compressed frames alone (no reference) by the checkpoint "
+            f"`{Path(cfg.nr_model).name}` (sha256 {file_sha256(cfg.nr_model)[:12]}), {cfg.nr_patches} "
+            f"patch(es) per frame placed by {cfg.nr_sampling} sampling, on the same frames as the other "
+            "metrics; an indicator like the baselines (lower-is-better), not a verdict column."]
 
 
 def _variant_lines(result) -> list[str]:
