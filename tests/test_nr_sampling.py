@@ -46,6 +46,37 @@ def test_cpu_op_matches_fallback(sigma: float, geom: tuple) -> None:
     assert (c_op == c_t).float().mean() > 0.99  # float rounding may move a draw across a cell edge
 
 
+@needs_cpp
+@pytest.mark.parametrize("cells", [(143, 191), (150, 203)])
+def test_cpu_op_matches_fallback_conv1_maps(cells: tuple) -> None:
+    """Frame-sized conv1 maps (16 channels, sigma 8: the blocked loops, their ragged ends and
+    the border taps of the CPU kernel) against the fallback."""
+    h, w = cells
+    a = torch.randn(1, 16, h, w, generator=torch.Generator().manual_seed(8))
+    a[:, :, 60:80, 90:120] *= 4.0
+    kw = dict(stride=4, offset=3, patch=224, num=500, seed=4, sigma=8.0)
+    p_op, c_op = ops.sample_patches(a, 4 * h + 4, 4 * w + 4, impl="op", **kw)
+    p_t, c_t = ops.sample_patches(a, 4 * h + 4, 4 * w + 4, impl="torch", **kw)
+    torch.testing.assert_close(p_op, p_t, rtol=1e-5, atol=1e-9)
+    assert (c_op == c_t).float().mean() > 0.99
+
+
+@needs_cpp
+def test_cpu_op_threads_do_not_change_results() -> None:
+    """A map large enough for the kernel's parallel passes gives the same bits on 1 and 2 threads."""
+    a = torch.randn(2, 16, 300, 400, generator=torch.Generator().manual_seed(9))
+    kw = dict(stride=2, offset=1, patch=224, num=200, seed=6, sigma=8.0, impl="op")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = ops.sample_patches(a, 600, 800, **kw)
+        torch.set_num_threads(2)
+        two = ops.sample_patches(a, 600, 800, **kw)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_draws_follow_the_map(impl: str) -> None:
     """Chi-square goodness of fit of 40 000 draws to the returned map (fixed seed)."""
