@@ -196,11 +196,12 @@ inline __attribute__((always_inline)) void vstore(float* p, vf v) { *(vf*)p = v;
 // One tile of fused_pair_magnitudes: x*[c] point at VT values of channel c (rows u, H-u;
 // frames o, c); out[0..3] receive the squared |S| of A^o(u), A^c(u), A^o(H-u), A^c(H-u)
 // (VT values each; the caller takes 4 sqrt).
-template <bool kPair>
+template <bool kPair, int KH>
 inline __attribute__((always_inline)) void fused_tile(
-    const float* hre, const float* him, const float* pre, const float* pim, int kh,
+    const float* hre, const float* him, const float* pre, const float* pim, int kh_rt,
     std::ptrdiff_t cs, std::ptrdiff_t is, const float* const* xou, const float* const* xcu,
     const float* const* xom, const float* const* xcm, float* const* out) {
+  const int kh = KH > 0 ? KH : kh_rt;  // a constant for the common sizes: taps unrolled
   const vf z = {};
   vf s0 = z, s1 = z, s2 = z, s3 = z, s4 = z, s5 = z, s6 = z, s7 = z;
 #pragma GCC unroll 3
@@ -210,6 +211,7 @@ inline __attribute__((always_inline)) void fused_tile(
     const float* hr = hre + c * cs;
     const float* hi = him + c * cs;
     int i = 0;
+#pragma GCC unroll 4
     for (; i + 1 < kh; i += 2) {
       const vf br = vload(hr + i * is), bi = vload(hi + i * is);
       const vf cr = vload(hr + (i + 1) * is), ci = vload(hi + (i + 1) * is);
@@ -237,7 +239,7 @@ inline __attribute__((always_inline)) void fused_tile(
   }
 }
 
-template <bool kPair>
+template <bool kPair, int KH>
 inline __attribute__((always_inline)) void fused_rows(
     const float* hre, const float* him, const float* pre, const float* pim, int kh, int W,
     int Wp, const float* xo_u, const float* xc_u, const float* xo_m, const float* xc_m,
@@ -250,7 +252,7 @@ inline __attribute__((always_inline)) void fused_rows(
     const float* xom[3] = {xo_m + v0, xo_m + cstride + v0, xo_m + 2 * cstride + v0};
     const float* xcm[3] = {xc_m + v0, xc_m + cstride + v0, xc_m + 2 * cstride + v0};
     float* out[4] = {dst[0] + v0, dst[1] + v0, dst[2] + v0, dst[3] + v0};
-    fused_tile<kPair>(hre + v0, him + v0, pre, pim, kh, cs, Wp, xou, xcu, xom, xcm, out);
+    fused_tile<kPair, KH>(hre + v0, him + v0, pre, pim, kh, cs, Wp, xou, xcu, xom, xcm, out);
   }
   if (v0 < W) {  // the last, partial tile through zero-padded copies (Hv rows are padded)
     const int n = W - v0;
@@ -264,7 +266,7 @@ inline __attribute__((always_inline)) void fused_rows(
     const float* xom[3] = {buf[6], buf[7], buf[8]};
     const float* xcm[3] = {buf[9], buf[10], buf[11]};
     float* out[4] = {res[0], res[1], res[2], res[3]};
-    fused_tile<kPair>(hre + v0, him + v0, pre, pim, kh, cs, Wp, xou, xcu, xom, xcm, out);
+    fused_tile<kPair, KH>(hre + v0, him + v0, pre, pim, kh, cs, Wp, xou, xcu, xom, xcm, out);
     for (int f = 0; f < (kPair ? 4 : 2); ++f)
       for (int t = 0; t < n; ++t) dst[f][v0 + t] = res[f][t];
   }
@@ -282,10 +284,20 @@ void fused_pair_magnitudes(const float* hre, const float* him, const float* pre,
                            std::ptrdiff_t cstride, bool pair, float* ao_u, float* ac_u,
                            float* ao_m, float* ac_m) {
   float* dst[4] = {ao_u, ac_u, ao_m, ac_m};
-  if (pair)
-    fused_rows<true>(hre, him, pre, pim, kh, W, Wp, xo_u, xc_u, xo_m, xc_m, cstride, dst);
-  else
-    fused_rows<false>(hre, him, pre, pim, kh, W, Wp, xo_u, xc_u, xo_m, xc_m, cstride, dst);
+#define DCTQA_FUSED_ROWS(P, K) \
+  fused_rows<P, K>(hre, him, pre, pim, kh, W, Wp, xo_u, xc_u, xo_m, xc_m, cstride, dst)
+  // The filter heights of the built-in detectors (YOLOX's 6 x 6 stem, ResNet's 7 x 7) get
+  // their taps unrolled; any other height runs the same code with a loop.
+  switch (pair ? kh : -kh) {
+    case 6: DCTQA_FUSED_ROWS(true, 6); break;
+    case 7: DCTQA_FUSED_ROWS(true, 7); break;
+    case -6: DCTQA_FUSED_ROWS(false, 6); break;
+    case -7: DCTQA_FUSED_ROWS(false, 7); break;
+    default:
+      if (pair) DCTQA_FUSED_ROWS(true, 0);
+      else DCTQA_FUSED_ROWS(false, 0);
+  }
+#undef DCTQA_FUSED_ROWS
 }
 
 DCTQA_CLONES
