@@ -33,3 +33,12 @@ for fold in vtest car-detection bottle-detection; do   # two at a time in the re
   nice -n 10 dctqa train-nr $EXTRA_DATA --split unseen --fold $fold --out $EXTRA_OUT/extra-unseen-$fold.pt $COMMON
 done &
 wait
+
+# Seed check of the extra-content ablation (docs/results/nr/extra/seed1/): every fold trained
+# again with and without the extra content at --seed 1 (otherwise COMMON), two at a time.
+SEED1="${COMMON/--seed 0/--seed 1}"
+for fold in bottle-detection car-detection vtest; do
+  nice -n 10 dctqa train-nr $DATA --split unseen --fold $fold --out $EXTRA_OUT/seed1/unseen-$fold.pt $SEED1 &
+  nice -n 10 dctqa train-nr $EXTRA_DATA --split unseen --fold $fold --out $EXTRA_OUT/seed1/extra-unseen-$fold.pt $SEED1 &
+  wait
+done
