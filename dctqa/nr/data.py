@@ -29,11 +29,14 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..study.codec import EncodeSettings
 
 DATA_FORMAT = 1
 INDICATORS = ("blockiness", "blur", "noise", "contrast")
@@ -126,7 +129,8 @@ def write_extra_clips(out: Path, photos: Sequence[str], frames: int = 40,
 def build_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathLike, *, backbone: str | None = None,
                   metric_stride: int = 4, labels_csv: str | os.PathLike | None = None,
                   extra_skimage: Sequence[str] = (), extra_frames: int = 40,
-                  extra_size: tuple[int, int] = (288, 384), encode=None, progress: bool = False) -> Path:
+                  extra_size: tuple[int, int] = (288, 384), encode: EncodeSettings | None = None,
+                  progress: bool = False) -> Path:
     """Write ``out/labels.csv`` and ``out/dataset.json`` (module docstring); returns ``out``.
 
     extra_skimage: names from :data:`dctqa.study.clips.SKIMAGE_PHOTOS` to add as training-only
