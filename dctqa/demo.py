@@ -44,18 +44,11 @@ def choose_backbone() -> tuple[str, str]:
 
 
 def make_clip(path: Path, frames: int = 40, size: tuple[int, int] = (288, 384), fps: int = 10) -> np.ndarray:
-    """A slow pan over scikit-image's ``coffee`` photograph, written losslessly (FFV1); returns the frames."""
-    from skimage import data
+    """The demo's clip: a slow pan over scikit-image's ``coffee`` photograph (400 x 600), written
+    losslessly (FFV1) by :func:`dctqa.study.clips.write_pan_clip`; returns the frames."""
+    from .study.clips import write_pan_clip
 
-    photo = data.coffee()  # 400 x 600 RGB, a real photograph
-    h, w = size
-    xs = np.linspace(0, photo.shape[1] - w, frames).round().astype(int)
-    ys = np.linspace(0, photo.shape[0] - h, frames).round().astype(int)
-    clip = np.stack([photo[y:y + h, x:x + w] for x, y in zip(xs, ys)])
-    from .study.codec import write_lossless
-
-    write_lossless(clip, path, fps)
-    return clip
+    return write_pan_clip(path, "coffee", frames, size, fps)
 
 
 def run_demo(out_dir: str | os.PathLike = "demo_out", frames: int = 40, progress: bool = False,

@@ -2,6 +2,7 @@
 prediction log, registry entry, evaluation tables and CLI errors."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from dctqa.cli import main
+from dctqa.log import write_csv
 from dctqa.nr.data import DATA_FORMAT, INDICATORS, load_dataset, split_rows, window_key
 from dctqa.nr.model import CheckpointError, NRConfig, NRModel
 from dctqa.nr.train import TrainConfig, train
@@ -168,6 +170,26 @@ def test_eval_tables(trained, tiny_data, tmp_path) -> None:
     assert pooled["frames"] == 2 * 2 * 5 and pooled["windows"] == 2
     assert {(r["sampling"], r["patches"]) for r in t["ablations"]} >= {("activation", 8), ("grid", 2)}
     assert (tmp_path / "ev" / "nr_results.md").read_text().startswith("# No-reference")
+
+
+def test_eval_paired_with_an_earlier_evaluation(trained, tiny_data, tmp_path) -> None:
+    from dctqa.errors import InputError
+    from dctqa.nr.evaluate import evaluate
+
+    out, _ = trained
+    kw = dict(frame_step=2, ablation_step=4, n_boot=20, ablations=False)
+    evaluate([out], tiny_data, tmp_path / "a", **kw)
+    t = evaluate([out], tiny_data, tmp_path / "b", paired_with=tmp_path / "a" / "frames.csv", **kw)
+    (p,) = t["paired"]  # the same model against itself: equal SROCC, difference exactly 0
+    assert p["model"] == "seen" and p["frames"] == 20 and p["srocc"] == p["srocc_other"]
+    assert p["difference"] == p["difference_lo"] == p["difference_hi"] == 0.0
+    assert "Paired with an earlier evaluation" in (tmp_path / "b" / "nr_results.md").read_text()
+    rows = list(csv.DictReader(open(tmp_path / "a" / "frames.csv")))
+    for edit, msg in ((lambda r: r[1:], "lacks 1 of the 20 frames"), (lambda r: [dict(x, model="other") for x in r],
+                                                                       "none of the models")):
+        write_csv(tmp_path / "c.csv", edit(rows))
+        with pytest.raises(InputError, match=msg):
+            evaluate([out], tiny_data, tmp_path / "b", paired_with=tmp_path / "c.csv", **kw)
 
 
 @pytest.mark.parametrize("argv, msg", [

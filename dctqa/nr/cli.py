@@ -14,13 +14,19 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_nr_data(args: argparse.Namespace) -> int:
+    from ..study.clips import SKIMAGE_PHOTOS
     from .data import build_dataset, load_dataset
 
+    extra = [n for n in (args.extra_skimage or "").split(",") if n]
+    if extra == ["all"]:
+        extra = list(SKIMAGE_PHOTOS)
     out = build_dataset(args.videos, args.out, backbone=args.backbone, metric_stride=args.metric_stride,
-                        labels_csv=args.labels, progress=_progress(args))
+                        labels_csv=args.labels, extra_skimage=extra, extra_frames=args.extra_frames,
+                        progress=_progress(args))
     rows, meta = load_dataset(out)
+    n_extra = sum(r["train_only"] for r in rows)
     print(f"{len(rows)} labelled frames of {len({r['video'] for r in rows})} videos -> {out}/labels.csv "
-          f"(target {meta['target']}, log Q)")
+          f"(target {meta['target']}, log Q)" + (f"; {n_extra} of them training-only (extra clips)" if n_extra else ""))
     return 0
 
 
@@ -67,8 +73,10 @@ def cmd_eval_nr(args: argparse.Namespace) -> int:
 
     evaluate(args.models, args.data, args.out, windows_csv=args.windows, frame_step=args.frame_step,
              ablation_step=args.ablation_step, n_boot=args.n_boot, progress=_progress(args),
-             ablations=not args.no_ablations, jobs=args.jobs, variant_step=args.variant_step)
-    print(f"wrote {args.out}/nr_results.md, frames.csv, metrics.csv, windows.csv, ablations.csv")
+             ablations=not args.no_ablations, jobs=args.jobs, variant_step=args.variant_step,
+             paired_with=args.paired_with)
+    print(f"wrote {args.out}/nr_results.md, frames.csv, metrics.csv, windows.csv, ablations.csv"
+          + (", paired.csv" if args.paired_with else ""))
     return 0
 
 
@@ -80,6 +88,11 @@ def register(sub) -> None:
     p.add_argument("--backbone", default=None, help="backbone of the target Q (default: YOLOX-Nano ONNX)")
     p.add_argument("--metric-stride", type=int, default=4, help="label every N-th frame (default 4)")
     p.add_argument("--labels", metavar="CSV", help="take Q from a study's frames.csv instead of the score stage")
+    p.add_argument("--extra-skimage", metavar="NAMES",
+                   help="add training-only pan clips over these scikit-image photographs (comma-separated, "
+                        "or 'all': astronaut, chelsea, coffee, hubble_deep_field, immunohistochemistry, "
+                        "motorcycle, retina, rocket), encoded and scored like the videos")
+    p.add_argument("--extra-frames", type=int, default=40, help="frames per extra clip (default 40, as the demo)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_nr_data)
 
@@ -129,6 +142,9 @@ def register(sub) -> None:
     p.add_argument("--ablation-step", type=int, default=64, help="frame subsampling of the ablations")
     p.add_argument("--variant-step", type=int, default=1, help="evaluate every N-th variant of each video")
     p.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples of content windows")
+    p.add_argument("--paired-with", metavar="CSV",
+                   help="an earlier eval-nr frames.csv: paired SROCC difference for models of the same split "
+                        "on the same frames (paired.csv)")
     p.add_argument("--no-ablations", action="store_true")
     p.add_argument("--jobs", type=int, default=1, help="checkpoints evaluated in parallel processes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -9,10 +9,18 @@ backbone and its sha256, target column). Point ``out`` at a hard-link copy of a 
 study (``cp -al STUDY_OUT DIR``) to reuse its encodes and scores, or pass ``labels_csv`` (a
 study's ``frames.csv``) to take the scores from it instead of the score stage.
 
+Extra training-only content (``extra_skimage``): slow pans over scikit-image's bundled colour
+photographs (:mod:`dctqa.study.clips`, as ``dctqa demo`` makes its clip), written to
+``out/extra/skimage-NAME.mkv`` and put through the same encode and score stages (always the
+score stage: a study's ``frames.csv`` has no rows for them). Their rows have ``train_only = 1``;
+every split puts them in the training set and never in a test set.
+
 Splits by content (:func:`split_rows`): *unseen* holds one video out; *seen* holds out every
 4th window of 100 source frames of each video (all variants), dropping training frames
 within ``gap`` frames of a held-out window; *random* (the paper's protocol, leaky: near-
 identical neighbouring frames land on both sides) holds out a random quarter of frames.
+Training-only rows are set aside first and added to the training set after (so a dataset
+without them splits exactly as before).
 """
 from __future__ import annotations
 
@@ -21,15 +29,19 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ..errors import InputError
 
+if TYPE_CHECKING:
+    from ..study.codec import EncodeSettings
+
 DATA_FORMAT = 1
 INDICATORS = ("blockiness", "blur", "noise", "contrast")
 SPLITS = ("unseen", "seen", "random")
+EXTRA_PREFIX = "skimage-"  # video name of an extra clip: EXTRA_PREFIX + photograph name
 
 
 def target_column(backbone: str) -> str:
@@ -87,29 +99,90 @@ def _csv_labels(path: Path, variants: dict, column: str) -> dict:
     return out
 
 
+def write_extra_clips(out: Path, photos: Sequence[str], frames: int = 40,
+                      size: tuple[int, int] = (288, 384)) -> list[Path]:
+    """Write one pan clip per scikit-image photograph in ``photos`` to ``out/extra/skimage-NAME.mkv``
+    (``frames`` frames of ``size = (h, w)`` pixels, 10 frames/s); returns their paths."""
+    from ..study.clips import SKIMAGE_PHOTOS, skimage_photo, write_pan_clip
+
+    if len(set(photos)) != len(photos):
+        raise InputError(f"extra photographs listed twice: {list(photos)}")
+    if frames < 2:
+        raise InputError(f"extra clips need at least 2 frames, got {frames}")
+    for name in photos:  # every check before the first file is written
+        if name not in SKIMAGE_PHOTOS:
+            raise InputError(f"unknown scikit-image photograph {name!r}; expected 'all' or names from "
+                             f"{', '.join(SKIMAGE_PHOTOS)}")
+        shape = skimage_photo(name).shape
+        if not (0 < size[0] <= shape[0] and 0 < size[1] <= shape[1]):
+            raise InputError(f"extra clip frames of {size[0]}x{size[1]} (height x width) do not fit the "
+                             f"{shape[0]}x{shape[1]} photograph {name!r}")
+    paths = []
+    for name in photos:
+        path = out / "extra" / f"{EXTRA_PREFIX}{name}.mkv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_pan_clip(path, name, frames, size)
+        paths.append(path)
+    return paths
+
+
 def build_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathLike, *, backbone: str | None = None,
                   metric_stride: int = 4, labels_csv: str | os.PathLike | None = None,
+                  extra_skimage: Sequence[str] = (), extra_frames: int = 40,
+                  extra_size: tuple[int, int] = (288, 384), encode: EncodeSettings | None = None,
                   progress: bool = False) -> Path:
-    """Write ``out/labels.csv`` and ``out/dataset.json`` (module docstring); returns ``out``."""
+    """Write ``out/labels.csv`` and ``out/dataset.json`` (module docstring); returns ``out``.
+
+    extra_skimage: names from :data:`dctqa.study.clips.SKIMAGE_PHOTOS` to add as training-only
+    pan clips of ``extra_frames`` frames of ``extra_size = (h, w)`` pixels. encode: the study's
+    :class:`~dctqa.study.codec.EncodeSettings` (default: its 25 variants)."""
     from ..constants import METRIC_VERSION
     from ..fileio import atomic_write_text
     from ..log import write_csv
+    from ..study.codec import EncodeSettings
     from ..study.pipeline import StudyConfig, default_model, encode_stage
     from ..study.stages import StageCache
 
     backbone = backbone or default_model()
-    cfg = StudyConfig(videos=list(videos), out=Path(out), backbones=[backbone], metric_stride=metric_stride,
-                      frame_stride=math.gcd(2, metric_stride), progress=progress)
+    out = Path(out)
+    stems = [Path(v).stem for v in videos]
+    clash = [s for s in stems if s.startswith(EXTRA_PREFIX)]
+    if clash:
+        raise InputError(f"video names starting with {EXTRA_PREFIX!r} are kept for the extra clips: {clash}")
+    cfg = StudyConfig(videos=list(videos), out=out, backbones=[backbone], metric_stride=metric_stride,
+                      frame_stride=math.gcd(2, metric_stride), progress=progress, encode=encode or EncodeSettings())
+    extra = write_extra_clips(out, list(extra_skimage), extra_frames, extra_size) if extra_skimage else []
     cfg.out.mkdir(parents=True, exist_ok=True)
+    cfg.videos += extra  # after the checks of the videos given (their stems cannot clash: prefix above)
     cache = StageCache(cfg.out / "cache")
     variants, refs, src_sha = encode_stage(cfg, cache)
     column = target_column(backbone)
+    extra_stems = {p.stem for p in extra}
+    own = {s: vs for s, vs in variants.items() if s not in extra_stems}
     if labels_csv is not None:
         if not Path(labels_csv).is_file():
             raise InputError(f"labels file {str(labels_csv)!r} does not exist")
-        per = _csv_labels(Path(labels_csv), variants, column)
+        per = _csv_labels(Path(labels_csv), own, column)
     else:
-        per = _study_labels(cfg, cache, variants, refs, src_sha, column, progress)
+        per = _study_labels(cfg, cache, own, refs, src_sha, column, progress)
+    if extra:
+        per.update(_study_labels(cfg, cache, {s: vs for s, vs in variants.items() if s in extra_stems}, refs,
+                                 src_sha, column, progress))
+    rows = _label_rows(variants, per, column, extra_stems)
+    write_csv(cfg.out / "labels.csv", rows)
+    meta = {"format": DATA_FORMAT, "metric_version": METRIC_VERSION, "backbone": backbone,
+            "backbone_sha256": backbone_identity(backbone, cfg.out / "cache"), "target": column,
+            "metric_stride": metric_stride, "videos": src_sha, "labels_from": str(labels_csv or "score stage"),
+            "extra": ({"source": "scikit-image", "photos": list(extra_skimage), "frames": extra_frames,
+                       "size": list(extra_size), "labels_from": "score stage", "train_only": True}
+                      if extra else None),
+            "rows": len(rows)}
+    atomic_write_text(cfg.out / "dataset.json", json.dumps(meta, indent=2) + "\n")
+    return cfg.out
+
+
+def _label_rows(variants: dict, per: dict, column: str, extra_stems: set[str]) -> list[dict]:
+    """One row per labelled frame (module docstring), ``train_only`` 1 for the extra clips."""
     rows = []
     for stem, vs in variants.items():
         for v in vs:
@@ -120,14 +193,9 @@ def build_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathLike, *
                     raise InputError(f"{stem}/{v.name} frame {int(fr)}: target Q {q} is not a positive number")
                 rows.append({"video": stem, "variant": v.name, "crf": v.crf, "frame": int(fr),
                              "path": str(Path(v.path).resolve()), "q": q, "log_q": math.log(q),
-                             **{k: float(d[k][i]) for k in INDICATORS + ("psnr",)}})
-    write_csv(cfg.out / "labels.csv", rows)
-    meta = {"format": DATA_FORMAT, "metric_version": METRIC_VERSION, "backbone": backbone,
-            "backbone_sha256": backbone_identity(backbone, cfg.out / "cache"), "target": column,
-            "metric_stride": metric_stride, "videos": src_sha, "labels_from": str(labels_csv or "score stage"),
-            "rows": len(rows)}
-    atomic_write_text(cfg.out / "dataset.json", json.dumps(meta, indent=2) + "\n")
-    return cfg.out
+                             **{k: float(d[k][i]) for k in INDICATORS + ("psnr",)},
+                             "train_only": int(stem in extra_stems)})
+    return rows
 
 
 def load_dataset(path: str | os.PathLike) -> tuple[list[dict[str, Any]], dict]:
@@ -145,6 +213,7 @@ def load_dataset(path: str | os.PathLike) -> tuple[list[dict[str, Any]], dict]:
         r["frame"] = int(r["frame"])
         for k in ("q", "log_q", "crf") + INDICATORS + ("psnr",):
             r[k] = float(r[k]) if r.get(k) not in (None, "") else math.nan
+        r["train_only"] = r.get("train_only") not in (None, "", "0")  # absent in older folders: none
     return rows, meta
 
 
@@ -156,9 +225,15 @@ def window_key(row: dict, window: int = 100) -> tuple[str, int]:
 def split_rows(rows: list[dict], split: str, *, fold: str | None = None, window: int = 100, gap: int = 10,
                every: int = 4, seed: int = 0) -> tuple[list[dict], list[dict]]:
     """``(train, test)`` rows for ``split`` (module docstring). ``fold``: the held-out video
-    (unseen split). Seen: windows ``k`` with ``k % every == every - 1`` are the test set."""
+    (unseen split). Seen: windows ``k`` with ``k % every == every - 1`` are the test set.
+    Rows with ``train_only`` set always go to the training set (after the others)."""
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}; expected one of {SPLITS}")
+    extra = [r for r in rows if r.get("train_only")]
+    if extra:
+        train, test = split_rows([r for r in rows if not r.get("train_only")], split, fold=fold, window=window,
+                                 gap=gap, every=every, seed=seed)
+        return train + extra, test
     if split == "unseen":
         videos = sorted({r["video"] for r in rows})
         if fold not in videos:

@@ -14,6 +14,10 @@ test frames. Tables (the layout of the paper's Tables 3 and 4):
   (negated: lower Q = better), beside the full-reference Q and PSNR of the same windows.
 * ``ablations.csv``: activation vs uniform vs grid sampling and 1/2/4/8 patches
   (accuracy and frames/s) on every ``ablation_step``-th frame.
+* ``paired.csv`` (with ``paired_with``, an earlier evaluation's ``frames.csv``): for every
+  model name in both, SROCC of this and of that prediction on the same test frames and the
+  paired difference (this - that) over the same window resamples (e.g. a model trained with
+  extra content against the same split's model trained without).
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from ..study.stats import resample_counts
 from .data import INDICATORS, load_dataset, window_key
 
 MAIN = ("activation", 2)
+FRAME_DECIMALS = 5  # predictions in frames.csv (and in the paired comparison, so both sides have the same ties)
 ABLATIONS = (("activation", 1), ("activation", 2), ("activation", 4), ("activation", 8), ("uniform", 2),
              ("grid", 2))
 
@@ -215,6 +220,44 @@ def _ablation_rows(res: dict) -> list[dict]:
     return out
 
 
+def _paired_rows(res: dict, other: dict, other_csv: Path, n_boot: int) -> list[dict]:
+    """SROCC of ``res``'s predictions and of ``other``'s (rows of an earlier ``frames.csv`` by
+    (model, video, variant, frame)) on the same frames, and their paired difference."""
+    test = res["test"]
+    got = [other.get((res["name"], r["video"], r["variant"], r["frame"])) for r in test]
+    if not any(got):
+        return []
+    missing = sum(g is None for g in got)
+    if missing:
+        raise InputError(f"{other_csv}: model {res['name']!r} lacks {missing} of the {len(test)} frames evaluated "
+                         "here; "
+                         "evaluate both with the same --frame-step and --variant-step")
+    q = np.array([r["q"] for r in test])
+    if not np.allclose(q, [float(g["q"]) for g in got], rtol=1e-4):
+        raise InputError(f"{other_csv}: model {res['name']!r} has other target Q on the same frames (other data?)")
+    a, b = np.round(res["pred"], FRAME_DECIMALS), np.array([float(g["dctqa_nr"]) for g in got])
+    clusters = [str(window_key(r, res["window"])) for r in test]
+    counts = resample_counts(len(test), n_boot, clusters=clusters)
+    this, that = frame_metrics(q, a, counts)["srocc"], frame_metrics(q, b, counts)["srocc"]
+    d = paired_srocc_difference(q, a, b, counts)
+    row = {"model": res["name"], "frames": len(test), "windows": len(set(clusters)),
+           "train_frames": res["train_frames"]}
+    for k, (e, lo, hi) in (("srocc", this), ("srocc_other", that), ("difference", d)):
+        row.update({k: round(e, 4), f"{k}_lo": round(lo, 4), f"{k}_hi": round(hi, 4)})
+    return [row]
+
+
+def _read_frames_csv(path: Path) -> dict:
+    if not path.is_file():
+        raise InputError(f"frames file {str(path)!r} does not exist (an earlier eval-nr's frames.csv expected)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    need = {"model", "video", "variant", "frame", "q", "dctqa_nr"}
+    if rows and not need <= set(rows[0]):
+        raise InputError(f"{path} lacks columns {sorted(need - set(rows[0]))} (an eval-nr frames.csv expected)")
+    return {(r["model"], r["video"], r["variant"], int(r["frame"])): r for r in rows}
+
+
 def _one_thread() -> None:
     import torch
 
@@ -255,19 +298,21 @@ def cached_evaluation(path, rows, frame_step, ablation_step, n_boot, ablations, 
 def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: str | os.PathLike, *,
              windows_csv: str | os.PathLike | None = None, frame_step: int = 16, ablation_step: int = 64,
              n_boot: int = 500, ablations: bool = True, progress: bool = False, jobs: int = 1,
-             variant_step: int = 1) -> dict[str, list[dict]]:
+             variant_step: int = 1, paired_with: str | os.PathLike | None = None) -> dict[str, list[dict]]:
     """Evaluate every checkpoint (``jobs`` worker processes, one thread each, when > 1); write
-    the tables (module docstring) and ``nr_results.md``."""
+    the tables (module docstring) and ``nr_results.md``. paired_with: an earlier evaluation's
+    ``frames.csv`` to compare with (``paired.csv``)."""
     from ..log import write_csv
 
     if frame_step < 1 or ablation_step < 1 or n_boot < 10:
         raise InputError("frame_step and ablation_step must be >= 1 and n_boot >= 10")
     if windows_csv is not None and not Path(windows_csv).is_file():
         raise InputError(f"windows file {str(windows_csv)!r} does not exist")
+    other = _read_frames_csv(Path(paired_with)) if paired_with is not None else None
     rows, _ = load_dataset(data)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tables: dict[str, list[dict]] = {"metrics": [], "windows": [], "ablations": [], "frames": []}
+    tables: dict[str, list[dict]] = {"metrics": [], "windows": [], "ablations": [], "frames": [], "paired": []}
     args = [(p, rows, frame_step, ablation_step, n_boot, ablations, progress and jobs == 1, variant_step,
              out / "cache") for p in models]
     if jobs > 1:
@@ -281,9 +326,15 @@ def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: 
         tables["metrics"] += _metric_rows(res, n_boot)
         tables["windows"] += _window_rows(res, Path(windows_csv) if windows_csv else None, n_boot)
         tables["ablations"] += _ablation_rows(res)
+        if other is not None:
+            tables["paired"] += _paired_rows(res, other, Path(paired_with), n_boot)
         tables["frames"] += [{"model": res["name"], "video": r["video"], "variant": r["variant"], "frame": r["frame"],
-                              "q": r["q"], "dctqa_nr": round(float(p), 5), "ridge": round(float(b), 5)}
+                              "q": r["q"], "dctqa_nr": round(float(p), FRAME_DECIMALS),
+                              "ridge": round(float(b), FRAME_DECIMALS)}
                              for r, p, b in zip(res["test"], res["pred"], res["ridge"])]
+    if other is not None and not tables["paired"]:
+        raise InputError(f"none of the models evaluated here ({', '.join(r['name'] for r in results)}) is in "
+                         f"{paired_with}")
     for name, t in tables.items():
         if t:
             write_csv(out / f"{name}.csv", t)

@@ -51,6 +51,11 @@ def _verdicts(rows: list[dict]) -> list[str]:
                      f"{'reached' if np.mean(s) - np.mean(rs) >= TARGET_MARGIN else 'not reached'}); paired window "
                      f"bootstrap per fold: NR better on {', '.join(wins) or 'none'}, worse on "
                      f"{', '.join(losses) or 'none'}, undecided on the rest.")
+    leaky = main.get(("random", "nr"))
+    if leaky:
+        lines.append(f"- Random-frame split (the paper's protocol, **leaky**: near-identical neighbouring frames "
+                     f"are in both training and test), SROCC {leaky['srocc']:.3f}: no target; not comparable "
+                     "with the seen split, which holds out whole windows.")
     if seen:
         d = seen.get("srocc_minus_ridge")
         if d is not None:
@@ -81,4 +86,11 @@ def write_summary(path: Path, tables: dict[str, list[dict]]) -> None:
                   "| model | sampling | patches | frames | SROCC | LCC | frames/s |", "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['model']} | {r['sampling']} | {r['patches']} | {r['frames']} | {r['srocc']:.3f} | "
                   f"{r['lcc']:.3f} | {r['frames_per_s']:.1f} |" for r in tables["ablations"]]
+    if tables.get("paired"):
+        lines += ["", "## Paired with an earlier evaluation (same test frames)", "",
+                  "| model | frames | windows | training frames | SROCC here | SROCC there | here - there |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['frames']} | {r['windows']} | {r['train_frames']} | {_iv(r, 'srocc')} | "
+                  f"{_iv(r, 'srocc_other')} | {r['difference']:+.3f} [{r['difference_lo']:+.3f}, "
+                  f"{r['difference_hi']:+.3f}] |" for r in tables["paired"]]
     atomic_write_text(path, "\n".join(lines) + "\n")

@@ -17,3 +17,28 @@ wait
 # --resume on the otherwise idle machine (same settings, so --resume accepts the checkpoints),
 # two runs at a time, one thread each: first epoch 2 of every run, then epoch 3.
 # e.g. dctqa train-nr $DATA --split seen --out $OUT/seen.pt --resume $COMMON
+
+# --- Extra training-only content (docs/results/nr/extra/) and the leaky random split
+# (docs/results/nr/random/), same settings, one thread each, nice 10, at most two at a time.
+# Data: a hard-link copy of the folder above (its encodes reused), plus pan clips over the 8
+# bundled scikit-image photographs (40 frames each, 25 variants, scored by the score stage):
+#   cp -al /work/nr_study /work/nr_study_extra
+#   dctqa nr-data ../shared/videos/vtest.avi ../shared/videos/car-detection.mp4 \
+#       ../shared/videos/bottle-detection.mp4 --out /work/nr_study_extra \
+#       --labels docs/results/frames.csv --extra-skimage all --extra-frames 40
+EXTRA_DATA=${EXTRA_DATA:-/work/nr_study_extra}
+EXTRA_OUT=${EXTRA_OUT:-/work/nr_runs/extra}
+nice -n 10 dctqa train-nr $DATA --split random --out $EXTRA_OUT/random.pt $COMMON &
+for fold in vtest car-detection bottle-detection; do   # two at a time in the real run (see extra/README)
+  nice -n 10 dctqa train-nr $EXTRA_DATA --split unseen --fold $fold --out $EXTRA_OUT/extra-unseen-$fold.pt $COMMON
+done &
+wait
+
+# Seed check of the extra-content ablation (docs/results/nr/extra/seed1/): every fold trained
+# again with and without the extra content at --seed 1 (otherwise COMMON), two at a time.
+SEED1="${COMMON/--seed 0/--seed 1}"
+for fold in bottle-detection car-detection vtest; do
+  nice -n 10 dctqa train-nr $DATA --split unseen --fold $fold --out $EXTRA_OUT/seed1/unseen-$fold.pt $SEED1 &
+  nice -n 10 dctqa train-nr $EXTRA_DATA --split unseen --fold $fold --out $EXTRA_OUT/seed1/extra-unseen-$fold.pt $SEED1 &
+  wait
+done
