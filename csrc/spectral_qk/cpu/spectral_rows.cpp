@@ -203,30 +203,34 @@ inline __attribute__((always_inline)) void fused_tile(
     const float* const* xom, const float* const* xcm, float* const* out) {
   const int kh = KH > 0 ? KH : kh_rt;  // a constant for the common sizes: taps unrolled
   const vf z = {};
+  // Per channel, even (a[c][0..3]) and odd (a[c][4..7]) taps: x = sum Re(p) b, y = sum
+  // Im(p) b (re, im of b). Taps outside, channels inside: each phase p_u^i is loaded once
+  // for the three channels (24 accumulators stay in registers).
+  vf a[3][8];
+#pragma GCC unroll 3
+  for (int c = 0; c < 3; ++c)
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) a[c][j] = z;
+#pragma GCC unroll 8
+  for (int i = 0; i < kh; ++i) {
+    const float pr = pre[i], pi = pim[i];
+    const int o = (i & 1) * 4;
+#pragma GCC unroll 3
+    for (int c = 0; c < 3; ++c) {
+      const vf br = vload(hre + c * cs + i * is), bi = vload(him + c * cs + i * is);
+      a[c][o] += pr * br, a[c][o + 1] += pr * bi, a[c][o + 2] += pi * br, a[c][o + 3] += pi * bi;
+    }
+  }
   vf s0 = z, s1 = z, s2 = z, s3 = z, s4 = z, s5 = z, s6 = z, s7 = z;
 #pragma GCC unroll 3
   for (int c = 0; c < 3; ++c) {
-    // Even (e) and odd (o) taps: x = sum Re(p) b, y = sum Im(p) b (re, im of b).
-    vf exr = z, exi = z, eyr = z, eyi = z, oxr = z, oxi = z, oyr = z, oyi = z;
-    const float* hr = hre + c * cs;
-    const float* hi = him + c * cs;
-    int i = 0;
-#pragma GCC unroll 4
-    for (; i + 1 < kh; i += 2) {
-      const vf br = vload(hr + i * is), bi = vload(hi + i * is);
-      const vf cr = vload(hr + (i + 1) * is), ci = vload(hi + (i + 1) * is);
-      exr += pre[i] * br, exi += pre[i] * bi, eyr += pim[i] * br, eyi += pim[i] * bi;
-      oxr += pre[i + 1] * cr, oxi += pre[i + 1] * ci, oyr += pim[i + 1] * cr, oyi += pim[i + 1] * ci;
-    }
-    if (i < kh) {
-      const vf br = vload(hr + i * is), bi = vload(hi + i * is);
-      exr += pre[i] * br, exi += pre[i] * bi, eyr += pim[i] * br, eyi += pim[i] * bi;
-    }
-    const vf gr = (exr + oxr) - (eyi + oyi), gi = (exi + oxi) + (eyr + oyr);
-    const vf a = vload(xou[c]), b = vload(xcu[c]);
-    s0 += a * gr, s1 += a * gi, s2 += b * gr, s3 += b * gi;
+    const vf* e = a[c];
+    const vf* d = a[c] + 4;
+    const vf gr = (e[0] + d[0]) - (e[3] + d[3]), gi = (e[1] + d[1]) + (e[2] + d[2]);
+    const vf xa = vload(xou[c]), xb = vload(xcu[c]);
+    s0 += xa * gr, s1 += xa * gi, s2 += xb * gr, s3 += xb * gi;
     if (kPair) {
-      const vf mr = (exr - oxr) + (eyi - oyi), mi = (exi - oxi) - (eyr - oyr);
+      const vf mr = (e[0] - d[0]) + (e[3] - d[3]), mi = (e[1] - d[1]) - (e[2] - d[2]);
       const vf am = vload(xom[c]), bm = vload(xcm[c]);
       s4 += am * mr, s5 += am * mi, s6 += bm * mr, s7 += bm * mi;
     }
@@ -238,7 +242,6 @@ inline __attribute__((always_inline)) void fused_tile(
     vstore(out[3], s6 * s6 + s7 * s7);
   }
 }
-
 template <bool kPair, int KH>
 inline __attribute__((always_inline)) void fused_rows(
     const float* hre, const float* him, const float* pre, const float* pim, int kh, int W,
