@@ -52,7 +52,8 @@ def test_stream_equals_planes_on_real_frames(vtest_frames, yolox_backbone, kerne
     q_stream = _score(m, ref, dist)
     s1, f1, _ = _counts()
     assert s1 - s0 == q_stream.size and f1 == f0  # streamed, no fallback on real frames
-    np.testing.assert_allclose(q_stream, q_planes, rtol=2e-6, atol=0)
+    # float rounding plus the series' remainder (< 3.6e-6 of sum |r - 1|; METRIC.md allows 1e-4)
+    np.testing.assert_allclose(q_stream, q_planes, rtol=5e-6, atol=0)
     assert np.abs(q_stream.mean(1) - q_planes.mean(1)).max() <= 1e-6 * q_planes.mean(1).min()
 
 

@@ -17,6 +17,7 @@
 // symbols get hidden visibility below (torch ships its own pocketfft build).
 #include <algorithm>
 #include <array>
+#include <type_traits>
 #include <atomic>
 #include <cmath>
 #include <complex>
@@ -39,6 +40,7 @@
 
 #include "common/checks.h"
 #include "spectral_qk/cpu/spectral_core.h"
+#include "spectral_qk/cpu/spectral_rows.h"
 
 namespace dctqa {
 namespace {
@@ -95,6 +97,8 @@ void gather_plane(const T* src, int64_t sy, int64_t sx, int64_t H, int64_t W, fl
     float* d = dst + y * W;
     if (sx == 1) {
       for (int64_t x = 0; x < W; ++x) d[x] = (float)s[x];
+    } else if (std::is_same<T, uint8_t>::value && sx == 3) {  // an N x H x W x 3 array
+      cpu::gather_u8_stride3(reinterpret_cast<const uint8_t*>(s), d, W);
     } else {
       for (int64_t x = 0; x < W; ++x) d[x] = (float)s[x * sx];
     }

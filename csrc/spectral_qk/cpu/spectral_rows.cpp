@@ -304,6 +304,13 @@ void fused_pair_magnitudes(const float* hre, const float* him, const float* pre,
 }
 
 DCTQA_CLONES
+void gather_u8_stride3(const std::uint8_t* s, float* d, std::int64_t n) {
+  const std::uint8_t* __restrict src = s;
+  float* __restrict dst = d;
+  for (std::int64_t x = 0; x < n; ++x) dst[x] = (float)src[3 * x];  // vectorised (constant stride)
+}
+
+DCTQA_CLONES
 void ratio_moments(const float* x, const float* y, std::size_t n, float e, float* lanes) {
   constexpr int T = kMomentTerms + 1;
   constexpr std::size_t L = kRowPad;

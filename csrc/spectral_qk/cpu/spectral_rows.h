@@ -45,7 +45,10 @@ void fused_pair_magnitudes(const float* hre, const float* him, const float* pre,
                            float* ao_m, float* ac_m);
 
 // Number of correction terms of ratio_moments.
-constexpr int kMomentTerms = 6;
+constexpr int kMomentTerms = 4;
+
+// d[x] = s[3 x] for x < n (one channel of interleaved 8-bit RGB pixels, as float).
+void gather_u8_stride3(const std::uint8_t* s, float* d, std::int64_t n);
 
 // Float lanes of the moments: kMomentTerms + 1 sums x kRowPad lanes. Each lane may take at
 // most kLaneTerms values between two flushes (relative error ~1e-7 per flush).

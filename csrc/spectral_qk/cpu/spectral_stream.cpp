@@ -8,15 +8,15 @@
 //     median m~ (so a trial floor e = EPSILON m~ + 1e-12) and a bracket [lo, hi] around
 //     the rank of the lower median.
 //  2. Every other row pair is computed once; of each row the pass counts the A^o below
-//     lo, gathers those inside [lo, hi], and adds the ratio with the trial floor and six
+//     lo, gathers those inside [lo, hi], and adds the ratio with the trial floor and four
 //     correction moments (ratio_moments in spectral_rows.cpp).
 //  3. The exact lower median follows from the count and nth_element on the gathered
 //     values; the ratio sum for the exact floor e' = e (1 + d) is the moments' series
-//     in d, whose remainder is below |d|^7 / (1 - |d|) of sum |r - 1| (about 2e-6 of
-//     it at the accepted |d| <= 0.15; a typical d is below 0.02, remainder 1e-12).
-// Whenever the bracket misses the median, the gather buffer overflows or |d| > 0.15,
-// that (frame, filter) is computed again by the plane method (exact_one): the result
-// is exact to float rounding in every case. Working memory per (frame, filter): the
+//     in d, whose remainder is below |d|^5 / (1 - |d|) of sum |r - 1| (below 3.6e-6 of
+//     it at the accepted |d| <= 0.08; a typical d is below 0.02, remainder 3e-9).
+// Whenever the bracket misses the median, the gather buffer overflows or |d| > 0.08,
+// that (frame, filter) is computed again by the plane method (exact_one): the bound
+// above holds in every case. Working memory per (frame, filter): the
 // sample (2 x kSampleValues floats) and the gather buffer; no plane of H x W.
 #include <ATen/Parallel.h>
 
@@ -41,8 +41,8 @@ std::atomic<int64_t> g_streamed{0}, g_fallbacks{0}, g_missed{0};
 
 constexpr int64_t kSampleValues = 16384;  // about this many values of A^o in the row sample
 constexpr int64_t kMinStride = 4;         // auto mode streams when the sample is <= 1/4
-constexpr double kMaxShift = 0.15;        // accepted |e' / e - 1|
-constexpr double kBracketSd = 4.5;        // bracket half-width in sample-rank deviations
+constexpr double kMaxShift = 0.08;        // accepted |e' / e - 1|
+constexpr double kBracketSd = 3.5;        // bracket half-width in sample-rank deviations
 
 // The sample: row pairs u = S/2, S/2 + S, ... <= H/2 with their mirrors H - u (centred
 // in their strata: the large low-frequency row u = 0 would be over-represented).
