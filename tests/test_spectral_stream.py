@@ -36,6 +36,17 @@ def _score(m: dctqa.Metric, ref, dist) -> np.ndarray:
     return m.score(ref, dist, per_filter=True)
 
 
+def _planes_then(mode: str, kernel_mode, run):
+    """``run()`` with the plane kernel, then with ``mode``: both results and the change of
+    the (streamed, fallbacks, missed) counters during the second."""
+    kernel_mode("planes")
+    q_planes = run()
+    kernel_mode(mode)
+    before = _counts()
+    q = run()
+    return q_planes, q, tuple(b - a for a, b in zip(before, _counts()))
+
+
 @pytest.mark.parametrize("backbone", ["yolox", "pixel"])
 def test_stream_equals_planes_on_real_frames(vtest_frames, yolox_backbone, kernel_mode, backbone):
     """Whole 768 x 576 vtest frames through H.264: every Q_k as the plane kernel gives it."""
@@ -45,13 +56,8 @@ def test_stream_equals_planes_on_real_frames(vtest_frames, yolox_backbone, kerne
     ref = vtest_frames[:2]
     dist = h264_roundtrip(ref, crf=41)
     m = dctqa.Metric(bb)
-    kernel_mode("planes")
-    q_planes = _score(m, ref, dist)
-    kernel_mode("auto")
-    s0, f0, _ = _counts()
-    q_stream = _score(m, ref, dist)
-    s1, f1, _ = _counts()
-    assert s1 - s0 == q_stream.size and f1 == f0  # streamed, no fallback on real frames
+    q_planes, q_stream, (streamed, fallbacks, _) = _planes_then("auto", kernel_mode, lambda: _score(m, ref, dist))
+    assert streamed == q_stream.size and fallbacks == 0  # streamed, no fallback on real frames
     # float rounding plus the series' remainder (< 3.6e-6 of sum |r - 1|; METRIC.md allows 1e-4)
     np.testing.assert_allclose(q_stream, q_planes, rtol=5e-6, atol=0)
     assert np.abs(q_stream.mean(1) - q_planes.mean(1)).max() <= 1e-6 * q_planes.mean(1).min()
@@ -64,13 +70,9 @@ def test_stream_check_mode_is_the_plane_kernel(rng, yolox_backbone, kernel_mode,
     ref = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
     dist = np.clip(ref.astype(np.int16) + rng.integers(-30, 31, ref.shape), 0, 255).astype(np.uint8)
     m = dctqa.Metric(yolox_backbone)
-    kernel_mode("planes")
-    q_planes = _score(m, ref, dist)
-    kernel_mode("stream-check")
-    s0, f0, _ = _counts()
-    q_check = _score(m, ref, dist)
-    s1, f1, _ = _counts()
-    assert f1 - f0 == q_check.size and s1 == s0
+    q_planes, q_check, (streamed, fallbacks, _) = _planes_then("stream-check", kernel_mode,
+                                                               lambda: _score(m, ref, dist))
+    assert fallbacks == q_check.size and streamed == 0
     np.testing.assert_array_equal(q_check, q_planes)
     kernel_mode("stream")
     np.testing.assert_allclose(_score(m, ref, dist), q_planes, rtol=1e-5, atol=0)
@@ -88,13 +90,9 @@ def test_misleading_sample_falls_back_exactly(rng, kernel_mode, channels):
     cc = (co * rng.uniform(0.8, 1.2, co.shape)).astype(np.float32)
     filters = torch.from_numpy(rng.uniform(0.5, 1.5, (3, channels, 1, 1)).astype(np.float32))
     co_t, cc_t = torch.from_numpy(co), torch.from_numpy(cc)
-    kernel_mode("planes")
-    q_planes = ops.spectral_qk(co_t, cc_t, filters, 0.01)
-    kernel_mode("stream")
-    _, f0, m0 = _counts()
-    q_stream = ops.spectral_qk(co_t, cc_t, filters, 0.01)
-    _, f1, m1 = _counts()
-    assert f1 - f0 == m1 - m0 == q_stream.numel()
+    q_planes, q_stream, (_, fallbacks, missed) = _planes_then(
+        "stream", kernel_mode, lambda: ops.spectral_qk(co_t, cc_t, filters, 0.01))
+    assert fallbacks == missed == q_stream.numel()
     torch.testing.assert_close(q_stream, q_planes, rtol=0, atol=0)
 
 
@@ -139,11 +137,7 @@ def test_far_trial_floor_falls_back_exactly(rng, kernel_mode):
     cc = (co * rng.uniform(0.8, 1.2, co.shape)).astype(np.float32)
     filters = torch.ones((1, 1, 1, 1))
     co_t, cc_t = torch.from_numpy(co), torch.from_numpy(cc)
-    kernel_mode("planes")
-    q_planes = ops.spectral_qk(co_t, cc_t, filters, 0.01)
-    kernel_mode("stream")
-    _, f0, m0 = _counts()
-    q_stream = ops.spectral_qk(co_t, cc_t, filters, 0.01)
-    _, f1, m1 = _counts()
-    assert f1 - f0 == q_stream.numel() and m1 == m0
+    q_planes, q_stream, (_, fallbacks, missed) = _planes_then(
+        "stream", kernel_mode, lambda: ops.spectral_qk(co_t, cc_t, filters, 0.01))
+    assert fallbacks == q_stream.numel() and missed == 0
     torch.testing.assert_close(q_stream, q_planes, rtol=0, atol=0)
