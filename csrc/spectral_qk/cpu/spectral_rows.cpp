@@ -36,6 +36,37 @@ inline __attribute__((always_inline)) void accumulate_parity(
     }
   }
 }
+
+// The filter spectrum of rows u and H-u from the even (e*) and odd (o*) tap sums
+// x = sum Re(p) b, y = sum Im(p) b: G[u] = X + iY with X = Xe + Xo, Y = Ye + Yo, and
+// G[H-u] = X' - iY' with X' = Xe - Xo, Y' = Ye - Yo (p_{H-u}^i = (-1)^i conj(p_u^i)).
+// T: float, or the vector type of the fused kernel below.
+template <class T>
+inline __attribute__((always_inline)) void spectrum_row_u(const T& exr, const T& exi, const T& eyr,
+                                                          const T& eyi, const T& oxr, const T& oxi,
+                                                          const T& oyr, const T& oyi, T& re, T& im) {
+  re = (exr + oxr) - (eyi + oyi);
+  im = (exi + oxi) + (eyr + oyr);
+}
+template <class T>
+inline __attribute__((always_inline)) void spectrum_row_mirror(const T& exr, const T& exi, const T& eyr,
+                                                               const T& eyi, const T& oxr, const T& oxi,
+                                                               const T& oyr, const T& oyi, T& re, T& im) {
+  re = (exr - oxr) + (eyi - oyi);
+  im = (exi - oxi) - (eyr - oyr);
+}
+
+// Rows u and, when pair, H-u of VT lanes from the even (e*) and odd (o*) sums.
+inline __attribute__((always_inline)) void combine_rows(
+    const float* exr, const float* exi, const float* eyr, const float* eyi, const float* oxr,
+    const float* oxi, const float* oyr, const float* oyi, bool pair, float* __restrict r0,
+    float* __restrict i0, float* __restrict r1, float* __restrict i1) {
+  for (int t = 0; t < VT; ++t)
+    spectrum_row_u(exr[t], exi[t], eyr[t], eyi[t], oxr[t], oxi[t], oyr[t], oyi[t], r0[t], i0[t]);
+  if (!pair) return;
+  for (int t = 0; t < VT; ++t)
+    spectrum_row_mirror(exr[t], exi[t], eyr[t], eyi[t], oxr[t], oxi[t], oyr[t], oyi[t], r1[t], i1[t]);
+}
 }  // namespace
 
 DCTQA_CLONES
@@ -54,22 +85,9 @@ void filter_spectrum_rows(const float* hre, const float* him, const float* pre,
       }
       accumulate_parity(hrc + v0, hic + v0, pre, pim, kh, 0, istride, exr, exi, eyr, eyi);
       accumulate_parity(hrc + v0, hic + v0, pre, pim, kh, 1, istride, oxr, oxi, oyr, oyi);
-      float* __restrict r0 = g0re + (std::ptrdiff_t)c * Wp + v0;
-      float* __restrict i0 = g0im + (std::ptrdiff_t)c * Wp + v0;
-      // G[u] = X + iY with X = Xe + Xo, Y = Ye + Yo.
-      for (int t = 0; t < VT; ++t) {
-        r0[t] = (exr[t] + oxr[t]) - (eyi[t] + oyi[t]);
-        i0[t] = (exi[t] + oxi[t]) + (eyr[t] + oyr[t]);
-      }
-      if (pair) {
-        // G[H-u] = X' - iY' with X' = Xe - Xo, Y' = Ye - Yo.
-        float* __restrict r1 = g1re + (std::ptrdiff_t)c * Wp + v0;
-        float* __restrict i1 = g1im + (std::ptrdiff_t)c * Wp + v0;
-        for (int t = 0; t < VT; ++t) {
-          r1[t] = (exr[t] - oxr[t]) + (eyi[t] - oyi[t]);
-          i1[t] = (exi[t] - oxi[t]) - (eyr[t] - oyr[t]);
-        }
-      }
+      const std::ptrdiff_t co = (std::ptrdiff_t)c * Wp + v0;
+      combine_rows(exr, exi, eyr, eyi, oxr, oxi, oyr, oyi, pair, g0re + co, g0im + co,
+                   pair ? g1re + co : nullptr, pair ? g1im + co : nullptr);
     }
   }
 }
@@ -98,21 +116,6 @@ inline __attribute__((always_inline)) void accumulate_parity2(
   }
 }
 
-// Rows u (X + iY) and, when pair, H-u (X' - iY') from the even (e*) and odd (o*) sums.
-inline __attribute__((always_inline)) void combine_rows(
-    const float* exr, const float* exi, const float* eyr, const float* eyi, const float* oxr,
-    const float* oxi, const float* oyr, const float* oyi, bool pair, float* __restrict r0,
-    float* __restrict i0, float* __restrict r1, float* __restrict i1) {
-  for (int t = 0; t < VT; ++t) {
-    r0[t] = (exr[t] + oxr[t]) - (eyi[t] + oyi[t]);
-    i0[t] = (exi[t] + oxi[t]) + (eyr[t] + oyr[t]);
-  }
-  if (!pair) return;
-  for (int t = 0; t < VT; ++t) {
-    r1[t] = (exr[t] - oxr[t]) + (eyi[t] - oyi[t]);
-    i1[t] = (exi[t] - oxi[t]) - (eyr[t] - oyr[t]);
-  }
-}
 }  // namespace
 
 DCTQA_CLONES
@@ -226,11 +229,13 @@ inline __attribute__((always_inline)) void fused_tile(
   for (int c = 0; c < 3; ++c) {
     const vf* e = a[c];
     const vf* d = a[c] + 4;
-    const vf gr = (e[0] + d[0]) - (e[3] + d[3]), gi = (e[1] + d[1]) + (e[2] + d[2]);
+    vf gr, gi;
+    spectrum_row_u(e[0], e[1], e[2], e[3], d[0], d[1], d[2], d[3], gr, gi);
     const vf xa = vload(xou[c]), xb = vload(xcu[c]);
     s0 += xa * gr, s1 += xa * gi, s2 += xb * gr, s3 += xb * gi;
     if (kPair) {
-      const vf mr = (e[0] - d[0]) + (e[3] - d[3]), mi = (e[1] - d[1]) - (e[2] - d[2]);
+      vf mr, mi;
+      spectrum_row_mirror(e[0], e[1], e[2], e[3], d[0], d[1], d[2], d[3], mr, mi);
       const vf am = vload(xom[c]), bm = vload(xcm[c]);
       s4 += am * mr, s5 += am * mi, s6 += bm * mr, s7 += bm * mi;
     }
