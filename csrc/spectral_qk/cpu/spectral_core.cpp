@@ -212,15 +212,12 @@ void spectra_cache_set_max_bytes(int64_t max_bytes) {
   sc.evict_to(sc.max_bytes);
 }
 
-namespace {
-
-// Byte budget of the per-worker magnitude buffers (env DCTQA_CPU_CHUNK_MB overrides).
-// The buffers are kept per thread between calls (at most this size, or one frame pair's
-// planes of one filter when that is larger).
 int64_t chunk_budget_bytes() {
   static const int64_t bytes = env_budget_bytes("DCTQA_CPU_CHUNK_MB", 64);
   return bytes;
 }
+
+namespace {
 
 // Thread-local scratch buffer `slot`, at least n floats, contents undefined.
 float* scratch(int slot, size_t n) {

@@ -35,6 +35,11 @@ struct FilterSpectra {
 std::shared_ptr<const FilterSpectra> filter_spectra(const float* filters, int64_t K, int64_t C,
                                                     int64_t kh, int64_t kw, int64_t H, int64_t W);
 
+// DCTQA_CPU_CHUNK_MB (default 64 MiB), read once per process: the byte budget of a call's
+// channel DCTs and of each worker's kernel state (the plane kernel's planes, or one frame
+// pair's when larger; the streaming kernel's row samples and median brackets).
+int64_t chunk_budget_bytes();
+
 // State of the cache. bytes <= max_bytes always (a bank whose spectra alone exceed
 // max_bytes is built for the call and not kept).
 struct SpectraCacheStats {

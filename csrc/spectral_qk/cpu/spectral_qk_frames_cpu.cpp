@@ -148,7 +148,7 @@ at::Tensor spectral_qk_frames_cpu(const at::Tensor& ref, const at::Tensor& dist,
   auto fs = cpu::filter_spectra(filt.data_ptr<float>(), K, 3, filt.size(2), filt.size(3), H, W);
   const int64_t pair_bytes = (int64_t)(2 * 3 * sizeof(float)) * H * W;
   const int64_t chunk =
-      std::max<int64_t>(1, std::min<int64_t>(N, env_budget_bytes("DCTQA_CPU_CHUNK_MB", 64) / pair_bytes));
+      std::max<int64_t>(1, std::min<int64_t>(N, cpu::chunk_budget_bytes() / pair_bytes));
   at::Tensor co = at::empty({chunk, 3, H, W}, filt.options());
   at::Tensor cc = at::empty({chunk, 3, H, W}, filt.options());
   for (int64_t n0 = 0; n0 < N; n0 += chunk) {

@@ -25,7 +25,6 @@
 #include <cmath>
 #include <vector>
 
-#include "common/checks.h"
 #include "common/constants.h"
 #include "common/cpu_reduce.h"
 #include "spectral_qk/cpu/spectral_core.h"
@@ -322,7 +321,7 @@ bool spectral_qk_stream(const float* pco, const float* pcc, int64_t N, const Fil
   // Filters per item: enough items for every thread; frames per item: within the budget.
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   const int64_t kb = std::min<int64_t>({fs.K, 4, std::max<int64_t>(1, fs.K / (2 * threads))});
-  const int64_t budget = env_budget_bytes("DCTQA_CPU_CHUNK_MB", 64);
+  const int64_t budget = chunk_budget_bytes();
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(N, budget / (int64_t)(sizeof(float) * per_acc * kb)));
   const int64_t kblocks = (fs.K + kb - 1) / kb, nchunks = (N + chunk - 1) / chunk;
   const int64_t CW = fs.C * fs.Wp;
