@@ -14,6 +14,12 @@ constexpr int kBlock = 256;
 
 unsigned blocks_for(int64_t n) { return (unsigned)((n + kBlock - 1) / kBlock); }
 
+// Whether a patch centred on map cell (y, x) fits the frame (g.axes: valid_y, valid_x).
+__device__ __forceinline__ bool valid_cell(const PatchGeometry& g, int64_t y, int64_t x) {
+  const int64_t* vy = g.axes + g.h + g.w;
+  return vy[y] && vy[g.h + x];
+}
+
 __global__ void hsmooth_kernel(const float* __restrict__ act, PatchGeometry g, double* __restrict__ hx) {
   const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   const int64_t plane = g.h * g.w;
@@ -36,9 +42,7 @@ __global__ void vsmooth_kernel(const double* __restrict__ hx, PatchGeometry g, d
   const int64_t plane = g.h * g.w;
   if (i >= g.N * plane) return;
   const int64_t n = i / plane, y = (i % plane) / g.w, x = i % g.w;
-  const int64_t* vy = g.axes + g.h + g.w;
-  const int64_t* vx = vy + g.h;
-  if (!vy[y] || !vx[x]) { s[i] = 0.0; return; }
+  if (!valid_cell(g, y, x)) { s[i] = 0.0; return; }
   const int64_t r = g.radius;
   const int64_t k0 = y - r < 0 ? -y : -r, k1 = y + r >= g.h ? g.h - 1 - y : r;
   const double ny = g.taps[r + 1 + g.w + y];
@@ -72,12 +76,10 @@ __global__ void frame_scan_kernel(double* __restrict__ rows, PatchGeometry g, do
   if (cumulative) return;
   uniform[n] = !(run > 0.0);
   if (uniform[n]) {
-    const int64_t* vy = g.axes + g.h + g.w;
-    const int64_t* vx = vy + g.h;
     double cnt = 0.0;
     for (int64_t y = 0; y < g.h; ++y) {
       double rr = 0.0;
-      for (int64_t x = 0; x < g.w; ++x) rr += (vy[y] && vx[x]) ? 1.0 : 0.0;
+      for (int64_t x = 0; x < g.w; ++x) rr += valid_cell(g, y, x) ? 1.0 : 0.0;
       cnt += rr;
     }
     run = cnt;
@@ -91,9 +93,7 @@ __global__ void normalise_kernel(const double* __restrict__ s, PatchGeometry g, 
   const int64_t plane = g.h * g.w;
   if (i >= g.N * plane) return;
   const int64_t n = i / plane, y = (i % plane) / g.w, x = i % g.w;
-  const int64_t* vy = g.axes + g.h + g.w;
-  const int64_t* vx = vy + g.h;
-  const double v = uniform[n] ? ((vy[y] && vx[x]) ? 1.0 : 0.0) : s[i];
+  const double v = uniform[n] ? (valid_cell(g, y, x) ? 1.0 : 0.0) : s[i];
   p[i] = (float)(v / total[n]);
 }
 
