@@ -2,8 +2,28 @@
 from __future__ import annotations
 
 import io as _io
+import threading
+from typing import Callable
 
 import numpy as np
+
+
+def run_in_threads(work: Callable[[int], object], n: int) -> list[BaseException]:
+    """Run ``work(0) .. work(n - 1)`` on ``n`` threads at once; the exceptions they raised."""
+    errors: list[BaseException] = []
+
+    def guarded(i: int) -> None:
+        try:
+            work(i)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 def h264_roundtrip(frames: np.ndarray, crf: int, preset: str = "veryfast") -> np.ndarray:

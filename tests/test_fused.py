@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -196,20 +195,14 @@ def test_fused_op_is_thread_safe(rng, yolox_backbone):
     pairs = [_pair(np.random.default_rng(s), 2, 37 + s % 2, 53) for s in range(6)]
     ops.spectra_cache_clear()
     got: dict[int, np.ndarray] = {}
-    errors: list[BaseException] = []
 
     def work(i):
-        try:
-            for _ in range(3):
-                got[i] = m.score(*pairs[i], per_filter=True)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for _ in range(3):
+            got[i] = m.score(*pairs[i], per_filter=True)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    from tests.helpers import run_in_threads
+
+    errors = run_in_threads(work, 6)
     assert not errors
     for i, (r, d) in enumerate(pairs):
         np.testing.assert_array_equal(got[i], m.score(r, d, per_filter=True))

@@ -1,7 +1,6 @@
 """dctqa.Metric (fast torch path) against the float64 reference, and its contract."""
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
@@ -101,19 +100,14 @@ def test_metric_is_thread_safe(rng, yolox_backbone):
     ref, dist = _pairs(rng, 40, 48, n=3)
     m = dctqa.Metric(yolox_backbone)
     expected = m.score(ref, dist)
-    results, errors = [None] * 6, []
+    results = [None] * 6
 
     def work(i):
-        try:
-            results[i] = m.score(ref, dist)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        results[i] = m.score(ref, dist)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    from tests.helpers import run_in_threads
+
+    errors = run_in_threads(work, 6)
     assert not errors
     for r in results:
         np.testing.assert_allclose(r, expected, rtol=1e-6)
