@@ -207,6 +207,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
+        # torch first: its import runs Python code from C++, where the handler's exception
+        # cannot propagate and aborts the process (SIGABRT). Before the handler, SIGTERM
+        # simply ends the process; nothing has been written yet.
+        import torch  # noqa: F401
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     from .progress import using_mode
 
