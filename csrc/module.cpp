@@ -3,6 +3,7 @@
 // itself holds the controls of the CPU cache of filter spectra.
 #include <Python.h>
 
+#include "common/cpu_reduce.h"
 #include "spectral_qk/cpu/spectral_core.h"
 
 namespace {
@@ -32,7 +33,10 @@ PyObject* spectra_cache_set_max_bytes(PyObject*, PyObject* arg) {
 
 PyObject* cpu_kernel_info(PyObject*, PyObject*) {
   const dctqa::cpu::StreamStats s = dctqa::cpu::stream_stats();
-  return Py_BuildValue("{s:i,s:L,s:L,s:L}", "mode", dctqa::cpu::kernel_mode(), "streamed",
+  return Py_BuildValue("{s:i,s:O,s:O,s:O,s:L,s:L,s:L}", "mode", dctqa::cpu::kernel_mode(), "intrinsics",
+                       dctqa::cpu::intrinsics_enabled() ? Py_True : Py_False, "avx512",
+                       dctqa::cpu::use_avx512() ? Py_True : Py_False, "avx2_fma",
+                       dctqa::cpu::use_avx2_fma() ? Py_True : Py_False, "streamed",
                        (long long)s.streamed, "fallbacks", (long long)s.fallbacks, "missed",
                        (long long)s.missed);
 }
@@ -48,6 +52,13 @@ PyObject* set_cpu_kernel_mode(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
+PyObject* set_cpu_intrinsics(PyObject*, PyObject* arg) {
+  const int on = PyObject_IsTrue(arg);
+  if (on < 0) return nullptr;
+  dctqa::cpu::set_intrinsics_enabled(on != 0);
+  Py_RETURN_NONE;
+}
+
 PyMethodDef methods[] = {
     {"spectra_cache_info", spectra_cache_info, METH_NOARGS,
      "CPU filter-spectra cache: {bytes, entries, hits, misses, max_bytes}."},
@@ -59,6 +70,8 @@ PyMethodDef methods[] = {
      "CPU spectral kernel: {mode, streamed, fallbacks} (counts of (frame, filter) results)."},
     {"set_cpu_kernel_mode", set_cpu_kernel_mode, METH_O,
      "CPU spectral kernel: 0 auto, 1 planes, 2 stream when possible, 3 stream then fallback."},
+    {"set_cpu_intrinsics", set_cpu_intrinsics, METH_O,
+     "Hand-written AVX2/AVX-512 paths of the CPU kernels on (default) or off (portable code)."},
     {nullptr, nullptr, 0, nullptr}};
 
 struct PyModuleDef dctqa_c_module = {PyModuleDef_HEAD_INIT, "_C",

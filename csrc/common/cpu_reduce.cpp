@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(_M_X64))
@@ -16,6 +17,30 @@
 
 namespace dctqa {
 namespace cpu {
+
+namespace {
+std::atomic<bool> g_intrinsics{true};
+
+struct CpuHas {
+  bool avx512 = false, avx2_fma = false;
+  CpuHas() {
+#ifdef DCTQA_HAVE_AVX512_PATH
+    __builtin_cpu_init();  // this library may be loaded before libgcc's init ran for it
+    avx512 = __builtin_cpu_supports("avx512f") != 0;
+    avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+  }
+};
+const CpuHas& cpu_has() {
+  static const CpuHas has;
+  return has;
+}
+}  // namespace
+
+void set_intrinsics_enabled(bool on) { g_intrinsics.store(on); }
+bool intrinsics_enabled() { return g_intrinsics.load(std::memory_order_relaxed); }
+bool use_avx512() { return intrinsics_enabled() && cpu_has().avx512; }
+bool use_avx2_fma() { return intrinsics_enabled() && cpu_has().avx2_fma; }
 
 DCTQA_CLONES
 double ratio_sum(const float* ao, const float* ac, std::size_t n, float eps) {
@@ -151,11 +176,7 @@ __attribute__((target("avx512f"))) bool bracket_pass_avx512(
 bool bracket_pass(const float* x, std::size_t n, float lo, float hi, float* buf, std::size_t cap,
                   std::size_t* below, std::size_t* cnt) {
 #ifdef DCTQA_HAVE_AVX512_PATH
-  static const bool avx512 = [] {
-    __builtin_cpu_init();  // this library may be loaded before libgcc's init ran for it
-    return __builtin_cpu_supports("avx512f") != 0;
-  }();
-  if (avx512) return bracket_pass_avx512(x, n, lo, hi, buf, cap, below, cnt);
+  if (use_avx512()) return bracket_pass_avx512(x, n, lo, hi, buf, cap, below, cnt);
 #endif
   return bracket_pass_scalar(x, n, lo, hi, buf, cap, below, cnt);
 }

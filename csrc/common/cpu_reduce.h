@@ -28,6 +28,15 @@ float select_rank_radix(const float* x, std::size_t n, std::size_t r);
 bool bracket_count_gather(const float* x, std::size_t n, float lo, float hi, float* buf,
                           std::size_t cap, std::size_t* below, std::size_t* cnt);
 
+// The hand-written x86 paths (AVX2 + FMA DCT lines, AVX-512 reciprocal estimates and
+// bracket pass) run where the CPU has them unless switched off for the whole process;
+// off, their portable versions run (the tests compare both). The functions cloned per ISA
+// by the compiler (DCTQA_CLONES) are not affected.
+void set_intrinsics_enabled(bool on);
+bool intrinsics_enabled();
+bool use_avx512();    // enabled and the CPU has AVX-512F
+bool use_avx2_fma();  // enabled and the CPU has AVX2 and FMA
+
 // Lower median: rank floor((n-1)/2).
 inline float lower_median(const float* x, std::size_t n) {
   return select_rank(x, n, (n - 1) / 2);

@@ -319,7 +319,9 @@ CPU_KERNEL_MODES = ("auto", "planes", "stream", "stream-check")
 
 def cpu_kernel_info() -> dict | None:
     """The CPU spectral kernel in use and its counters, or ``None`` without the extension:
-    ``{"mode", "streamed", "fallbacks", "missed"}``: the mode name (:data:`CPU_KERNEL_MODES`),
+    ``{"mode", "intrinsics", "avx512", "avx2_fma", "streamed", "fallbacks", "missed"}``: the
+    mode name (:data:`CPU_KERNEL_MODES`); whether the hand-written x86 paths are on
+    (:func:`set_cpu_intrinsics`) and which of them run on this CPU (AVX-512F; AVX2 + FMA);
     then counts of (frame pair, filter) results since the process started: finished by the
     streaming kernel, finished by its exact plane fallback, and of the latter those whose
     median bracket missed (the others: a trial floor too far from the exact one)."""
@@ -346,6 +348,19 @@ def set_cpu_kernel_mode(mode: str) -> None:
         raise InputError(f"CPU kernel mode must be one of {', '.join(CPU_KERNEL_MODES)}, got {mode!r}")
     if _load()["loaded"]:
         _extension().set_cpu_kernel_mode(CPU_KERNEL_MODES.index(mode))
+
+
+def set_cpu_intrinsics(on: bool) -> None:
+    """Switch the hand-written x86 paths of the CPU kernels on (default) or off for the whole
+    process (tests and benchmarks): the AVX2 + FMA DCT lines of the fused op and the AVX-512
+    reciprocal estimates (square root, ratio) and median bracket pass. Off, their portable
+    versions run, as on a CPU without those instruction sets. Each value differs by a few
+    float32 ulp at most; Q_k by about 1e-6 (METRIC.md allows 1e-4). Code the compiler clones
+    per instruction set is not affected. No-op without the extension."""
+    if not isinstance(on, bool):
+        raise InputError(f"set_cpu_intrinsics takes True or False, got {on!r}")
+    if _load()["loaded"]:
+        _extension().set_cpu_intrinsics(on)
 
 
 def spectra_cache_set_max_bytes(max_bytes: int) -> None:

@@ -5,7 +5,8 @@
 // dct_avx2), so the two compilations of its templates are different symbols and the AVX2
 // code can never stand in for the baseline's. The standard headers are included first, so
 // their templates keep the baseline target everywhere; the AVX2 build is a
-// `#pragma GCC target` region, and its code runs only where the CPU reports AVX2 and FMA.
+// `#pragma GCC target` region, and its code runs only where the CPU reports AVX2 and FMA
+// (and the hand-written paths are on: set_intrinsics_enabled in common/cpu_reduce.h).
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -29,6 +30,7 @@
 #define DCTQA_DCT_X86 1
 #endif
 
+#include "common/cpu_reduce.h"
 #include "spectral_qk/cpu/dct2_plane.h"
 #include "spectral_qk/cpu/spectral_rows.h"
 
@@ -92,23 +94,11 @@ inline void transpose8(__m256* r) {
 namespace dctqa {
 namespace cpu {
 namespace {
-bool use_avx2() {
-#if defined(DCTQA_DCT_X86)
-  static const bool yes = [] {
-    __builtin_cpu_init();  // this library may be loaded before libgcc's init ran for it
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return yes;
-#else
-  return false;
-#endif
-}
-
 template <typename T>
 void dispatch(const T* src, std::int64_t sy, std::int64_t sx, std::int64_t H, std::int64_t W, float factor,
               float* plane) {
 #if defined(DCTQA_DCT_X86)
-  if (use_avx2()) return dct_avx2::dct2_plane_impl(src, sy, sx, H, W, factor, plane);
+  if (use_avx2_fma()) return dct_avx2::dct2_plane_impl(src, sy, sx, H, W, factor, plane);
 #endif
   dct_base::dct2_plane_impl(src, sy, sx, H, W, factor, plane);
 }

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/cpu_clones.h"
+#include "common/cpu_reduce.h"
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(_M_X64))
 #include <immintrin.h>
 #define DCTQA_HAVE_AVX512_PATH 1
@@ -194,18 +195,6 @@ void magnitude_row(const float* x, std::ptrdiff_t cstride, const float* gre,
 }
 
 namespace {
-bool have_avx512() {
-#ifdef DCTQA_HAVE_AVX512_PATH
-  static const bool yes = [] {
-    __builtin_cpu_init();  // this library may be loaded before libgcc's init ran for it
-    return __builtin_cpu_supports("avx512f") != 0;
-  }();
-  return yes;
-#else
-  return false;
-#endif
-}
-
 #ifdef DCTQA_HAVE_AVX512_PATH
 // o[v] = 4 sqrt(o[v]) by the 14-bit reciprocal square root and one Newton step
 // (relative error a few ulp; vsqrtps is several times slower). Values below FLT_MIN give
@@ -233,7 +222,7 @@ void four_sqrt_generic(float* out, int n) {
 // o[v] = 4 sqrt(o[v]), v < n (squared magnitudes to A).
 void four_sqrt(float* o, int n) {
 #ifdef DCTQA_HAVE_AVX512_PATH
-  if (have_avx512()) return four_sqrt_avx512(o, n);
+  if (use_avx512()) return four_sqrt_avx512(o, n);
 #endif
   four_sqrt_generic(o, n);
 }
@@ -426,7 +415,7 @@ __attribute__((target("avx512f"))) void ratio_moments_avx512(const float* x, con
 
 void ratio_moments(const float* x, const float* y, std::size_t n, float e, float* lanes) {
 #ifdef DCTQA_HAVE_AVX512_PATH
-  if (have_avx512()) return ratio_moments_avx512(x, y, n, e, lanes);
+  if (use_avx512()) return ratio_moments_avx512(x, y, n, e, lanes);
 #endif
   ratio_moments_generic(x, y, n, e, lanes);
 }
