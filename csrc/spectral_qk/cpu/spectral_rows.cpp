@@ -199,16 +199,19 @@ namespace {
 // o[v] = 4 sqrt(o[v]) by the 14-bit reciprocal square root and one Newton step
 // (relative error a few ulp; vsqrtps is several times slower). Values below FLT_MIN give
 // about 0 (at most ~1e-19), NaN stays NaN.
-__attribute__((target("avx512f"))) void four_sqrt_avx512(float* o, int n) {
+__attribute__((target("avx512f"), always_inline)) inline __m512 four_sqrt_vec(__m512 x, __mmask16 m) {
   const __m512 tiny = _mm512_set1_ps(1.17549435e-38f), three = _mm512_set1_ps(3.f),
                two = _mm512_set1_ps(2.f);
+  const __m512 y = _mm512_maskz_rsqrt14_ps(m, _mm512_maskz_max_ps(m, tiny, x));
+  const __m512 s = _mm512_mul_ps(x, y);            // ~ sqrt(x)
+  const __m512 t = _mm512_fnmadd_ps(s, y, three);  // 3 - s y
+  return _mm512_mul_ps(_mm512_mul_ps(two, s), t);  // 4 * s (3 - s y) / 2
+}
+
+__attribute__((target("avx512f"))) void four_sqrt_avx512(float* o, int n) {
   for (int v = 0; v < n; v += 16) {
     const __mmask16 m = n - v >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - v)) - 1u);
-    const __m512 x = _mm512_maskz_loadu_ps(m, o + v);
-    const __m512 y = _mm512_maskz_rsqrt14_ps(m, _mm512_maskz_max_ps(m, tiny, x));
-    const __m512 s = _mm512_mul_ps(x, y);                       // ~ sqrt(x)
-    const __m512 t = _mm512_fnmadd_ps(s, y, three);             // 3 - s y
-    _mm512_mask_storeu_ps(o + v, m, _mm512_mul_ps(_mm512_mul_ps(two, s), t));  // 4 * s (3 - s y) / 2
+    _mm512_mask_storeu_ps(o + v, m, four_sqrt_vec(_mm512_maskz_loadu_ps(m, o + v), m));
   }
 }
 #endif
@@ -219,14 +222,14 @@ void four_sqrt_generic(float* out, int n) {
   for (int v = 0; v < n; ++v) o[v] = 4.f * std::sqrt(o[v]);
 }
 
-// o[v] = 4 sqrt(o[v]), v < n (squared magnitudes to A).
+}  // namespace
+
 void four_sqrt(float* o, int n) {
 #ifdef DCTQA_HAVE_AVX512_PATH
   if (use_avx512()) return four_sqrt_avx512(o, n);
 #endif
   four_sqrt_generic(o, n);
 }
-}  // namespace
 
 namespace {
 // VT floats as one value (GCC vector extension: kept in registers; lowered to the widest
@@ -317,7 +320,6 @@ inline __attribute__((always_inline)) void fused_rows(
     for (int f = 0; f < (kPair ? 4 : 2); ++f)
       for (int t = 0; t < n; ++t) dst[f][v0 + t] = res[f][t];
   }
-  for (int f = 0; f < (kPair ? 4 : 2); ++f) four_sqrt(dst[f], W);
 }
 }  // namespace
 
@@ -325,8 +327,8 @@ DCTQA_CLONES
 void fused_pair_magnitudes(const float* hre, const float* him, const float* pre,
                            const float* pim, int kh, int W, int Wp, const float* xo_u,
                            const float* xc_u, const float* xo_m, const float* xc_m,
-                           std::ptrdiff_t cstride, bool pair, float* ao_u, float* ac_u,
-                           float* ao_m, float* ac_m) {
+                           std::ptrdiff_t cstride, bool pair, bool take_sqrt, float* ao_u,
+                           float* ac_u, float* ao_m, float* ac_m) {
   float* dst[4] = {ao_u, ac_u, ao_m, ac_m};
 #define DCTQA_FUSED_ROWS(P, K) \
   fused_rows<P, K>(hre, him, pre, pim, kh, W, Wp, xo_u, xc_u, xo_m, xc_m, cstride, dst)
@@ -342,6 +344,8 @@ void fused_pair_magnitudes(const float* hre, const float* him, const float* pre,
       else DCTQA_FUSED_ROWS(false, 0);
   }
 #undef DCTQA_FUSED_ROWS
+  if (take_sqrt)
+    for (int f = 0; f < (pair ? 4 : 2); ++f) four_sqrt(dst[f], W);
 }
 
 DCTQA_CLONES
@@ -385,33 +389,77 @@ void ratio_moments_generic(const float* x, const float* y, std::size_t n, float 
 
 #ifdef DCTQA_HAVE_AVX512_PATH
 namespace {
-// ratio_moments with the 14-bit reciprocal and one Newton step instead of a division
-// (relative error a few ulp). The tail (n % 16 values) goes to the first lanes.
+// One vector of ratio_moments (lanes in m): the 14-bit reciprocal and one Newton step
+// instead of a division (relative error a few ulp).
+__attribute__((target("avx512f"), always_inline)) inline void moments_vec(__m512 a, __m512 c, __m512 ve, __mmask16 m,
+                                                                          __m512* s) {
+  const __m512 one = _mm512_set1_ps(1.f), two = _mm512_set1_ps(2.f);
+  const __m512 d = _mm512_add_ps(c, ve);
+  __m512 inv = _mm512_maskz_rcp14_ps(m, d);
+  inv = _mm512_mul_ps(inv, _mm512_fnmadd_ps(d, inv, two));
+  const __m512 r = _mm512_mul_ps(_mm512_add_ps(a, ve), inv);
+  const __m512 z = _mm512_mul_ps(ve, inv);
+  __m512 p = _mm512_sub_ps(r, one);
+  s[0] = _mm512_mask_add_ps(s[0], m, s[0], r);
+  for (int k = 1; k <= kMomentTerms; ++k) {
+    p = _mm512_mul_ps(p, z);
+    s[k] = _mm512_mask_add_ps(s[k], m, s[k], p);
+  }
+}
+
+// ratio_moments; the tail (n % 16 values) goes to the first lanes.
 __attribute__((target("avx512f"))) void ratio_moments_avx512(const float* x, const float* y,
                                                              std::size_t n, float e, float* lanes) {
   static_assert(kRowPad == 16, "one zmm per moment");
-  constexpr int T = kMomentTerms + 1;
-  const __m512 ve = _mm512_set1_ps(e), one = _mm512_set1_ps(1.f), two = _mm512_set1_ps(2.f);
-  __m512 s[T];
-  for (int k = 0; k < T; ++k) s[k] = _mm512_loadu_ps(lanes + 16 * k);
+  const __m512 ve = _mm512_set1_ps(e);
+  __m512 s[kMomentTerms + 1];
+  for (int k = 0; k <= kMomentTerms; ++k) s[k] = _mm512_loadu_ps(lanes + 16 * k);
   for (std::size_t q = 0; q < n; q += 16) {
     const __mmask16 m = n - q >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - q)) - 1u);
-    const __m512 d = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + q), ve);
-    __m512 inv = _mm512_maskz_rcp14_ps(m, d);
-    inv = _mm512_mul_ps(inv, _mm512_fnmadd_ps(d, inv, two));
-    const __m512 r = _mm512_mul_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(m, x + q), ve), inv);
-    const __m512 z = _mm512_mul_ps(ve, inv);
-    __m512 p = _mm512_sub_ps(r, one);
-    s[0] = _mm512_mask_add_ps(s[0], m, s[0], r);
-    for (int k = 1; k < T; ++k) {
-      p = _mm512_mul_ps(p, z);
-      s[k] = _mm512_mask_add_ps(s[k], m, s[k], p);
-    }
+    moments_vec(_mm512_maskz_loadu_ps(m, x + q), _mm512_maskz_loadu_ps(m, y + q), ve, m, s);
   }
-  for (int k = 0; k < T; ++k) _mm512_storeu_ps(lanes + 16 * k, s[k]);
+  for (int k = 0; k <= kMomentTerms; ++k) _mm512_storeu_ps(lanes + 16 * k, s[k]);
+}
+
+// squared_moments_bracket in one pass: the values as four_sqrt_avx512, the moments as
+// ratio_moments_avx512 and the bracket as bracket_count_gather (the same results).
+__attribute__((target("avx512f"))) void squared_moments_bracket_avx512(const float* so, const float* sc,
+                                                                       std::size_t n, float e, float* lanes,
+                                                                       Bracket* b) {
+  const __m512 ve = _mm512_set1_ps(e);
+  __m512 s[kMomentTerms + 1];
+  for (int k = 0; k <= kMomentTerms; ++k) s[k] = _mm512_loadu_ps(lanes + 16 * k);
+  bool on = b->ok && b->cnt < b->cap;  // as bracket_count_gather
+  const __m512 vlo = _mm512_set1_ps(b->lo), vhi = _mm512_set1_ps(b->hi);
+  std::size_t below = 0, cnt = b->cnt;
+  for (std::size_t q = 0; q < n; q += 16) {
+    const __mmask16 m = n - q >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - q)) - 1u);
+    const __m512 a = four_sqrt_vec(_mm512_maskz_loadu_ps(m, so + q), m);
+    moments_vec(a, four_sqrt_vec(_mm512_maskz_loadu_ps(m, sc + q), m), ve, m, s);
+    if (!on) continue;
+    const __mmask16 lt = _mm512_mask_cmp_ps_mask(m, a, vlo, _CMP_LT_OQ);
+    const __mmask16 in = _mm512_mask_cmp_ps_mask(m, a, vlo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(a, vhi, _CMP_LE_OQ);
+    below += (std::size_t)__builtin_popcount((unsigned)lt);
+    _mm512_storeu_ps(b->buf + cnt, _mm512_maskz_compress_ps(in, a));  // cnt <= cap here
+    cnt += (std::size_t)__builtin_popcount((unsigned)in);
+    on = cnt <= b->cap;
+  }
+  b->ok = on;
+  if (on) b->below += below, b->cnt = cnt;
+  for (int k = 0; k <= kMomentTerms; ++k) _mm512_storeu_ps(lanes + 16 * k, s[k]);
 }
 }  // namespace
 #endif
+
+void squared_moments_bracket(float* so, float* sc, std::size_t n, float e, float* lanes, Bracket* b) {
+#ifdef DCTQA_HAVE_AVX512_PATH
+  if (use_avx512()) return squared_moments_bracket_avx512(so, sc, n, e, lanes, b);
+#endif
+  four_sqrt(so, (int)n);
+  four_sqrt(sc, (int)n);
+  ratio_moments(so, sc, n, e, lanes);
+  if (b->ok) b->ok = bracket_count_gather(so, n, b->lo, b->hi, b->buf, b->cap, &b->below, &b->cnt);
+}
 
 void ratio_moments(const float* x, const float* y, std::size_t n, float e, float* lanes) {
 #ifdef DCTQA_HAVE_AVX512_PATH

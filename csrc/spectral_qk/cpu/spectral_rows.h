@@ -37,12 +37,27 @@ void magnitude_row(const float* x, std::ptrdiff_t cstride, const float* gre,
 // channel is built in registers from Hv (hre/him: C=3 x kh x Wp) and the row phases p_u^i
 // (pre/pim), and applied to both frames at once. xo_u/xc_u: row u of channel 0 of the
 // reference/distorted DCTs, xo_m/xc_m: row H-u, channels cstride apart. Out: W values
-// each (ao_m/ac_m only when pair).
+// each (ao_m/ac_m only when pair): A when take_sqrt, else (A / 4)^2, the squared channel
+// sum (four_sqrt or squared_moments_bracket finish it).
 void fused_pair_magnitudes(const float* hre, const float* him, const float* pre,
                            const float* pim, int kh, int W, int Wp, const float* xo_u,
                            const float* xc_u, const float* xo_m, const float* xc_m,
-                           std::ptrdiff_t cstride, bool pair, float* ao_u, float* ac_u,
-                           float* ao_m, float* ac_m);
+                           std::ptrdiff_t cstride, bool pair, bool take_sqrt, float* ao_u,
+                           float* ac_u, float* ao_m, float* ac_m);
+
+// o[v] = 4 sqrt(o[v]) for v < n: (A / 4)^2 to A. On AVX-512 by the 14-bit reciprocal
+// square root and one Newton step (a few ulp; values below FLT_MIN give at most ~1e-19).
+void four_sqrt(float* o, int n);
+
+// A median bracket being filled (see squared_moments_bracket): the values below lo are
+// counted in `below`, those in [lo, hi] gathered into buf[0..cnt) (room for cap + 16);
+// ok turns false for good when more than cap would be gathered.
+struct Bracket {
+  float lo, hi;
+  float* buf;
+  std::size_t cap, below, cnt;
+  bool ok;
+};
 
 // Number of correction terms of ratio_moments.
 constexpr int kMomentTerms = 4;
@@ -62,6 +77,12 @@ constexpr int kMomentLanes = (kMomentTerms + 1) * kRowPad;
 // e' = e (1 + d), sum (x_j + e') / (y_j + e') = m[0] + sum_n (-d)^n m[n] + R with
 // |R| <= sum_j |r_j - 1| |d|^(kMomentTerms+1) / (1 - |d|) (a geometric series in d z_j).
 void ratio_moments(const float* x, const float* y, std::size_t n, float e, float* lanes);
+
+// For squared values so, sc (n <= kLaneTerms * kRowPad each, as fused_pair_magnitudes
+// gives them without take_sqrt): a = 4 sqrt(so), c = 4 sqrt(sc) as four_sqrt, then
+// ratio_moments(a, c, n, e, lanes) and, while b->ok, the bracket pass of a into *b, in one
+// pass on AVX-512 (bitwise the same as the three steps). so and sc may be overwritten.
+void squared_moments_bracket(float* so, float* sc, std::size_t n, float e, float* lanes, Bracket* b);
 
 // m[k] += the sum of lane row k (k = 0..kMomentTerms), in double; zeroes the lanes.
 void flush_moments(float* lanes, double* m);

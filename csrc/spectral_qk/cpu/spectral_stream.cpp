@@ -57,10 +57,9 @@ struct Acc {
   double m[kMomentTerms + 1];
   float lanes[kMomentLanes];  // float partial sums of m (flushed into m)
   int lane_n;                 // values per lane since the last flush
-  std::size_t below, cnt, cap;
-  bool ok;
-  float lo, hi, eg;
-  float *so, *sc, *gather;  // sample A^o, A^c (s each); gather (cap + 16)
+  Bracket br;                 // br.buf: the gather buffer (br.cap + 16)
+  float eg;
+  float *so, *sc;  // sample A^o, A^c (s each)
 };
 
 struct Ctx {
@@ -82,8 +81,10 @@ inline void both_magnitudes(const float* xo, const float* xc, int64_t cstride, c
 // A^o and A^c of row ua of frame t for filter q into o[0..W), c[0..W), and of its mirror
 // row H - ua (if any) into o[W..2W), c[W..2W); returns the number of rows (1 or 2). For
 // C = 3 the filter spectrum is built in registers from its separable form (no G row is
-// read or written); otherwise the G rows of slot s (0: pair u, 1: pair u+1) are used.
-int pair_magnitudes(const Ctx& x, int64_t t, int64_t q, int64_t ua, int s, float* o, float* c) {
+// read or written), and without `take_sqrt` the values are (A / 4)^2 (see add_squared);
+// otherwise the G rows of slot s (0: pair u, 1: pair u+1) are used and the values are A.
+int pair_magnitudes(const Ctx& x, int64_t t, int64_t q, int64_t ua, int s, bool take_sqrt, float* o,
+                    float* c) {
   const FilterSpectra& fs = *x.fs;
   const int64_t H = x.g.H, W = x.g.W, HW = x.g.HW, CW = fs.C * fs.Wp;
   const float* xo = x.pco + (x.n0 + t) * fs.C * HW;
@@ -94,7 +95,7 @@ int pair_magnitudes(const Ctx& x, int64_t t, int64_t q, int64_t ua, int s, float
     const int64_t k = x.k0 + q, hv = 3 * fs.kh * fs.Wp;
     fused_pair_magnitudes(fs.hre.data() + k * hv, fs.him.data() + k * hv, fs.pre.data() + ua * fs.kh,
                           fs.pim.data() + ua * fs.kh, (int)fs.kh, (int)W, fs.Wp, xo + ua * W, xc + ua * W,
-                          xo + ub * W, xc + ub * W, HW, mirror, o, c, o + W, c + W);
+                          xo + ub * W, xc + ub * W, HW, mirror, take_sqrt, o, c, o + W, c + W);
     return mirror ? 2 : 1;
   }
   const float* g0 = x.rows[q * 4 + 2 * s];
@@ -136,19 +137,20 @@ void start_acc(Acc& a, const Geometry& g, double epsilon, float* tmp) {
   const double q = (double)r * (double)s / (double)g.HW;
   const double d = kBracketSd * std::sqrt(q * (1.0 - q / (double)s)) + 2.0;
   const long lo_i = (long)std::floor(q - d), hi_i = (long)std::ceil(q + d);
-  a.lo = -INFINITY, a.hi = INFINITY;
+  Bracket& b = a.br;
+  b.lo = -INFINITY, b.hi = INFINITY;
   long from = 0;
   if (lo_i >= 0) {
     std::nth_element(tmp, tmp + lo_i, tmp + s);
-    a.lo = tmp[lo_i];
+    b.lo = tmp[lo_i];
     from = lo_i + 1;
   }
   if (hi_i < (long)s) {
     std::nth_element(tmp + from, tmp + hi_i, tmp + s);
-    a.hi = tmp[hi_i];
+    b.hi = tmp[hi_i];
   }
   // Trial floor from the bracket's middle (the median lies inside it but for a miss).
-  double mid = std::isfinite(a.lo) ? (std::isfinite(a.hi) ? 0.5 * ((double)a.lo + a.hi) : a.lo) : a.hi;
+  double mid = std::isfinite(b.lo) ? (std::isfinite(b.hi) ? 0.5 * ((double)b.lo + b.hi) : b.lo) : b.hi;
   if (!std::isfinite(mid)) {  // no bracket at all (a sample too small for one)
     std::nth_element(tmp, tmp + s / 2, tmp + s);
     mid = tmp[s / 2];
@@ -157,13 +159,13 @@ void start_acc(Acc& a, const Geometry& g, double epsilon, float* tmp) {
   std::fill(a.m, a.m + kMomentTerms + 1, 0.0);
   std::fill(a.lanes, a.lanes + kMomentLanes, 0.f);
   a.lane_n = 0;
-  a.below = a.cnt = 0;
+  b.below = b.cnt = 0;
   constexpr std::size_t step = (std::size_t)kLaneTerms * kRowPad;
   for (std::size_t j = 0; j < s; j += step) {
     ratio_moments(a.so + j, a.sc + j, std::min(step, s - j), a.eg, a.lanes);
     flush_moments(a.lanes, a.m);
   }
-  a.ok = bracket_count_gather(a.so, s, a.lo, a.hi, a.gather, a.cap, &a.below, &a.cnt);
+  b.ok = bracket_count_gather(a.so, s, b.lo, b.hi, b.buf, b.cap, &b.below, &b.cnt);
 }
 
 // Q_k of frame t, filter k by the plane method (the exact fallback).
@@ -191,17 +193,18 @@ double finish_acc(Acc& a, const Geometry& g, double epsilon) {
   flush_moments(a.lanes, a.m);
   const std::size_t r = (std::size_t)(g.HW - 1) / 2;
   if (g_mode.load() == 3) return NAN;
-  if (!a.ok || a.below > r || r >= a.below + a.cnt) {
+  const Bracket& b = a.br;
+  if (!b.ok || b.below > r || r >= b.below + b.cnt) {
     g_missed.fetch_add(1);  // the bracket missed the median or the gather overflowed
     return NAN;
   }
-  const std::size_t k = r - a.below;
+  const std::size_t k = r - b.below;
   float m;
-  if (a.cnt > 32768) {
-    m = select_rank(a.gather, a.cnt, k);
+  if (b.cnt > 32768) {
+    m = select_rank(b.buf, b.cnt, k);
   } else {
-    std::nth_element(a.gather, a.gather + k, a.gather + a.cnt);
-    m = a.gather[k];
+    std::nth_element(b.buf, b.buf + k, b.buf + b.cnt);
+    m = b.buf[k];
   }
   const float eps = (float)(epsilon * (double)m + kAbsFloor);
   const double d = (double)eps / (double)a.eg - 1.0;
@@ -214,8 +217,9 @@ double finish_acc(Acc& a, const Geometry& g, double epsilon) {
   return sum / (double)g.HW;
 }
 
-// Adds rows of A^o, A^c (n values) to an accumulator: moments and the bracket.
-inline void add_values(Acc& a, const float* o, const float* c, int64_t n) {
+// Adds rows to an accumulator, moments and bracket: A^o, A^c (n values each) or, when
+// `squared`, (A^o / 4)^2 and (A^c / 4)^2 (overwritten with A^o, A^c on some CPUs).
+inline void add_values(Acc& a, float* o, float* c, int64_t n, bool squared) {
   constexpr int64_t step = (int64_t)(kLaneTerms - 1) * kRowPad;
   for (int64_t j = 0; j < n; j += step) {
     const int64_t m = std::min(step, n - j);
@@ -224,10 +228,15 @@ inline void add_values(Acc& a, const float* o, const float* c, int64_t n) {
       flush_moments(a.lanes, a.m);
       a.lane_n = 0;
     }
-    ratio_moments(o + j, c + j, (size_t)m, a.eg, a.lanes);
+    if (squared) {
+      squared_moments_bracket(o + j, c + j, (size_t)m, a.eg, a.lanes, &a.br);
+    } else {
+      ratio_moments(o + j, c + j, (size_t)m, a.eg, a.lanes);
+      Bracket& b = a.br;
+      if (b.ok) b.ok = bracket_count_gather(o + j, (size_t)m, b.lo, b.hi, b.buf, b.cap, &b.below, &b.cnt);
+    }
     a.lane_n += per_lane;
   }
-  if (a.ok) a.ok = bracket_count_gather(o, (size_t)n, a.lo, a.hi, a.gather, a.cap, &a.below, &a.cnt);
 }
 
 // One work item: frames n0..n0+nn, filters k0..k0+kn.
@@ -241,7 +250,7 @@ void stream_item(Ctx& x, double epsilon, float* gbuf, float* rowbuf, float* tmp,
     for (int64_t t = 0; t < x.nn; ++t)
       for (int64_t q = 0; q < x.kn; ++q) {
         Acc& a = x.acc[t * x.kn + q];
-        pair_magnitudes(x, t, q, u, 0, a.so + 2 * j * W, a.sc + 2 * j * W);
+        pair_magnitudes(x, t, q, u, 0, true, a.so + 2 * j * W, a.sc + 2 * j * W);
       }
   }
   for (int64_t j = 0; j < x.nn * x.kn; ++j) start_acc(x.acc[j], g, epsilon, tmp);
@@ -256,8 +265,8 @@ void stream_item(Ctx& x, double epsilon, float* gbuf, float* rowbuf, float* tmp,
       if (g.sampled(u + s)) continue;
       for (int64_t t = 0; t < x.nn; ++t)
         for (int64_t q = 0; q < x.kn; ++q) {
-          const int rows = pair_magnitudes(x, t, q, u + s, s, bo, bc);
-          add_values(x.acc[t * x.kn + q], bo, bc, rows * W);
+          const int rows = pair_magnitudes(x, t, q, u + s, s, fs.C != 3, bo, bc);
+          add_values(x.acc[t * x.kn + q], bo, bc, rows * W, fs.C == 3);
         }
     }
   }
@@ -336,8 +345,8 @@ bool spectral_qk_stream(const float* pco, const float* pcc, int64_t N, const Fil
     for (std::size_t j = 0; j < acc.size(); ++j) {
       acc[j].so = accmem + j * per_acc;
       acc[j].sc = acc[j].so + g.s;
-      acc[j].gather = acc[j].sc + g.s;
-      acc[j].cap = cap;
+      acc[j].br.buf = acc[j].sc + g.s;
+      acc[j].br.cap = cap;
     }
     std::vector<const float*> rows((size_t)(4 * kb));
     for (int64_t item = b; item < e; ++item) {
