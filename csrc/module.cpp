@@ -3,6 +3,8 @@
 // itself holds the controls of the CPU cache of filter spectra.
 #include <Python.h>
 
+#include <vector>
+
 #include "common/cpu_reduce.h"
 #include "spectral_qk/cpu/spectral_core.h"
 
@@ -59,6 +61,41 @@ PyObject* set_cpu_intrinsics(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
+// Test hook: select_ranks (common/cpu_reduce.h) on a float32 buffer, for exactness tests.
+PyObject* select_ranks_hook(PyObject*, PyObject* args) {
+  Py_buffer view;
+  PyObject* ranks;
+  int in_place = 0;  // scratch = the values themselves (allowed for one rank)
+  if (!PyArg_ParseTuple(args, "y*O|p", &view, &ranks, &in_place)) return nullptr;
+  const std::size_t n = (std::size_t)view.len / sizeof(float);
+  PyObject* seq = PySequence_Fast(ranks, "ranks must be a sequence of ints");
+  PyObject* result = nullptr;
+  if (seq != nullptr) {
+    const Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
+    std::size_t r[4];
+    bool ok = n >= 1 && m >= 1 && m <= 4 && view.len % (Py_ssize_t)sizeof(float) == 0 && (!in_place || m == 1);
+    for (Py_ssize_t i = 0; ok && i < m; ++i) {
+      const long long v = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+      ok = !PyErr_Occurred() && v >= 0 && (std::size_t)v < n;
+      r[i] = (std::size_t)v;
+    }
+    if (!ok) {
+      if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError,
+                        "need 1..4 ranks in [0, n) (one when in_place) and a non-empty float32 buffer");
+    } else {
+      std::vector<float> x((const float*)view.buf, (const float*)view.buf + n), scratch(n + 1);
+      float out[4];
+      dctqa::cpu::select_ranks(x.data(), n, r, (int)m, out, in_place ? x.data() : scratch.data());
+      result = PyList_New(m);
+      for (Py_ssize_t i = 0; i < m; ++i) PyList_SET_ITEM(result, i, PyFloat_FromDouble(out[i]));
+    }
+    Py_DECREF(seq);
+  }
+  PyBuffer_Release(&view);
+  return result;
+}
+
 PyMethodDef methods[] = {
     {"spectra_cache_info", spectra_cache_info, METH_NOARGS,
      "CPU filter-spectra cache: {bytes, entries, hits, misses, max_bytes}."},
@@ -72,6 +109,8 @@ PyMethodDef methods[] = {
      "CPU spectral kernel: 0 auto, 1 planes, 2 stream when possible, 3 stream then fallback."},
     {"set_cpu_intrinsics", set_cpu_intrinsics, METH_O,
      "Hand-written AVX2/AVX-512 paths of the CPU kernels on (default) or off (portable code)."},
+    {"_select_ranks", select_ranks_hook, METH_VARARGS,
+     "Test hook: the values of ranks (1..4) among a float32 buffer, by the CPU kernels' selection."},
     {nullptr, nullptr, 0, nullptr}};
 
 struct PyModuleDef dctqa_c_module = {PyModuleDef_HEAD_INIT, "_C",

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(_M_X64))
@@ -190,6 +191,67 @@ bool bracket_count_gather(const float* x, std::size_t n, float lo, float hi, flo
   *below += b;
   *cnt += c;
   return true;
+}
+
+namespace {
+DCTQA_CLONES
+void key_range(const float* x, std::size_t n, std::uint32_t* lo, std::uint32_t* hi) {
+  std::uint32_t a = 0xFFFFFFFFu, b = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    const std::uint32_t k = order_key(x[j]);
+    a = k < a ? k : a;
+    b = k > b ? k : b;
+  }
+  *lo = a, *hi = b;
+}
+}  // namespace
+
+void select_ranks(const float* x, std::size_t n, const std::size_t* r, int m, float* out, float* scratch) {
+  constexpr int kBins = 4096;
+  std::uint32_t kmin, kmax;
+  key_range(x, n, &kmin, &kmax);
+  if (kmin == kmax) {  // all equal
+    for (int i = 0; i < m; ++i) out[i] = x[0];
+    return;
+  }
+  const std::uint32_t span = kmax - kmin;
+  const int width = 32 - __builtin_clz(span);  // bits of span, >= 1
+  const int shift = width > 12 ? width - 12 : 0;
+  std::uint32_t hist[kBins];
+  const std::size_t nbins = (std::size_t)(span >> shift) + 1;
+  std::fill(hist, hist + nbins, 0u);
+  for (std::size_t j = 0; j < n; ++j) ++hist[(order_key(x[j]) - kmin) >> shift];
+  // The bin of each rank and the count before it.
+  std::size_t bin[4], before[4];
+  for (int i = 0; i < m; ++i) {
+    std::size_t b = 0, c = 0;
+    while (c + hist[b] <= r[i]) c += hist[b++];
+    bin[i] = b, before[i] = c;
+  }
+  // Gather each needed bin once into scratch (consecutive segments), select inside it.
+  std::size_t seg_off[4], seg_len[4], off = 0;
+  for (int i = 0; i < m; ++i) {
+    int j = 0;
+    while (j < i && bin[j] != bin[i]) ++j;
+    if (j < i) {
+      seg_off[i] = seg_off[j], seg_len[i] = seg_len[j];
+    } else {
+      const std::uint32_t want = (std::uint32_t)bin[i];
+      float* dst = scratch + off;
+      std::size_t len = 0;
+      for (std::size_t q = 0; q < n; ++q) {  // branch-free compaction (dst may trail x when m == 1)
+        const float v = x[q];
+        dst[len] = v;
+        len += ((order_key(v) - kmin) >> shift) == want;
+      }
+      seg_off[i] = off, seg_len[i] = len;
+      off += len;
+    }
+    float* seg = scratch + seg_off[i];
+    const std::size_t k = r[i] - before[i];
+    std::nth_element(seg, seg + k, seg + seg_len[i]);
+    out[i] = seg[k];
+  }
 }
 
 float select_rank(const float* x, std::size_t n, std::size_t r) {

@@ -22,6 +22,13 @@ float select_rank_sampled(const float* x, std::size_t n, std::size_t r, float* s
 // The same by three radix-histogram passes only (the fallback of select_rank).
 float select_rank_radix(const float* x, std::size_t n, std::size_t r);
 
+// Exact values of the 0-based ranks r[0..m) (m <= 4, any order) among x[0..n) (n >= 1, no
+// NaN) into out[0..m), by one histogram of order-preserving keys over the range of x (at
+// most 4096 bins), then std::nth_element among the values of the bins holding the ranks
+// only. scratch: room for n + 1 floats; it may be x itself when m == 1 (x is then
+// reordered), else x is not modified.
+void select_ranks(const float* x, std::size_t n, const std::size_t* r, int m, float* out, float* scratch);
+
 // One pass: *below += #{x < lo}; appends the x with lo <= x <= hi to buf[*cnt..] and
 // advances *cnt. buf holds cap + 16 floats. Returns false (counts then incomplete) when
 // more than cap values would be gathered in all.

@@ -468,13 +468,14 @@ void ratio_moments(const float* x, const float* y, std::size_t n, float e, float
   ratio_moments_generic(x, y, n, e, lanes);
 }
 
+DCTQA_CLONES
 void flush_moments(float* lanes, double* m) {
-  for (int k = 0; k <= kMomentTerms; ++k) {
-    double acc = 0.0;
-    for (int t = 0; t < kRowPad; ++t) acc += lanes[k * kRowPad + t];
-    m[k] += acc;
+  float* __restrict l = lanes;
+  double* __restrict d = m;
+  for (int j = 0; j < kMomentLanes; ++j) {  // lane by lane: vectorised, no reassociation
+    d[j] += (double)l[j];
+    l[j] = 0.f;
   }
-  std::fill(lanes, lanes + kMomentLanes, 0.f);
 }
 
 }  // namespace cpu

@@ -84,7 +84,8 @@ void ratio_moments(const float* x, const float* y, std::size_t n, float e, float
 // pass on AVX-512 (bitwise the same as the three steps). so and sc may be overwritten.
 void squared_moments_bracket(float* so, float* sc, std::size_t n, float e, float* lanes, Bracket* b);
 
-// m[k] += the sum of lane row k (k = 0..kMomentTerms), in double; zeroes the lanes.
+// m[j] += lanes[j] in double for j < kMomentLanes (moment k, lane t at j = k kRowPad + t;
+// the lanes are added up when the moments are read); zeroes the lanes.
 void flush_moments(float* lanes, double* m);
 
 }  // namespace cpu

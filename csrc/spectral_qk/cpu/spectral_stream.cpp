@@ -54,7 +54,7 @@ inline bool has_mirror(int64_t H, int64_t u) { return H - u < H && H - u != u; }
 
 // State of one (frame, filter); buffers point into the worker's scratch.
 struct Acc {
-  double m[kMomentTerms + 1];
+  double m[kMomentLanes];      // double lanes of the moments (see flush_moments)
   float lanes[kMomentLanes];  // float partial sums of m (flushed into m)
   int lane_n;                 // values per lane since the last flush
   Bracket br;                 // br.buf: the gather buffer (br.cap + 16)
@@ -133,30 +133,30 @@ void point_rows(const FilterSpectra& fs, int64_t k0, int64_t kn, int64_t u, bool
 // from its sample; then the sample's own values are counted and summed.
 void start_acc(Acc& a, const Geometry& g, double epsilon, float* tmp) {
   const std::size_t s = (std::size_t)g.s, r = (std::size_t)(g.HW - 1) / 2;
-  std::copy(a.so, a.so + s, tmp);
   const double q = (double)r * (double)s / (double)g.HW;
   const double d = kBracketSd * std::sqrt(q * (1.0 - q / (double)s)) + 2.0;
   const long lo_i = (long)std::floor(q - d), hi_i = (long)std::ceil(q + d);
   Bracket& b = a.br;
   b.lo = -INFINITY, b.hi = INFINITY;
-  long from = 0;
-  if (lo_i >= 0) {
-    std::nth_element(tmp, tmp + lo_i, tmp + s);
-    b.lo = tmp[lo_i];
-    from = lo_i + 1;
-  }
-  if (hi_i < (long)s) {
-    std::nth_element(tmp + from, tmp + hi_i, tmp + s);
-    b.hi = tmp[hi_i];
-  }
+  // The sample values of ranks lo_i and hi_i where they exist (the sample stays in place).
+  std::size_t ranks[2];
+  float vals[2];
+  int m = 0;
+  if (lo_i >= 0) ranks[m++] = (std::size_t)lo_i;
+  if (hi_i < (long)s) ranks[m++] = (std::size_t)hi_i;
+  if (m > 0) select_ranks(a.so, s, ranks, m, vals, tmp);
+  if (lo_i >= 0) b.lo = vals[0];
+  if (hi_i < (long)s) b.hi = vals[m - 1];
   // Trial floor from the bracket's middle (the median lies inside it but for a miss).
   double mid = std::isfinite(b.lo) ? (std::isfinite(b.hi) ? 0.5 * ((double)b.lo + b.hi) : b.lo) : b.hi;
   if (!std::isfinite(mid)) {  // no bracket at all (a sample too small for one)
-    std::nth_element(tmp, tmp + s / 2, tmp + s);
-    mid = tmp[s / 2];
+    const std::size_t half = s / 2;
+    float v;
+    select_ranks(a.so, s, &half, 1, &v, tmp);
+    mid = v;
   }
   a.eg = (float)(epsilon * mid + kAbsFloor);
-  std::fill(a.m, a.m + kMomentTerms + 1, 0.0);
+  std::fill(a.m, a.m + kMomentLanes, 0.0);
   std::fill(a.lanes, a.lanes + kMomentLanes, 0.f);
   a.lane_n = 0;
   b.below = b.cnt = 0;
@@ -200,19 +200,17 @@ double finish_acc(Acc& a, const Geometry& g, double epsilon) {
   }
   const std::size_t k = r - b.below;
   float m;
-  if (b.cnt > 32768) {
-    m = select_rank(b.buf, b.cnt, k);
-  } else {
-    std::nth_element(b.buf, b.buf + k, b.buf + b.cnt);
-    m = b.buf[k];
-  }
+  select_ranks(b.buf, b.cnt, &k, 1, &m, b.buf);
   const float eps = (float)(epsilon * (double)m + kAbsFloor);
   const double d = (double)eps / (double)a.eg - 1.0;
   if (!(std::fabs(d) <= kMaxShift)) return NAN;
-  double sum = a.m[0], p = 1.0;
+  double mk[kMomentTerms + 1] = {};
+  for (int k = 0; k <= kMomentTerms; ++k)
+    for (int t = 0; t < kRowPad; ++t) mk[k] += a.m[k * kRowPad + t];
+  double sum = mk[0], p = 1.0;
   for (int n = 1; n <= kMomentTerms; ++n) {
     p *= -d;
-    sum += p * a.m[n];
+    sum += p * mk[n];
   }
   return sum / (double)g.HW;
 }
@@ -336,11 +334,11 @@ bool spectral_qk_stream(const float* pco, const float* pcc, int64_t N, const Fil
   const int64_t CW = fs.C * fs.Wp;
   at::parallel_for(0, kblocks * nchunks, 1, [&](int64_t b, int64_t e) {
     const std::size_t gfl = fs.full.empty() && fs.C != 3 ? (std::size_t)(kb * 8 * CW) : 0;
-    float* base = worker_scratch(gfl + 4 * (size_t)g.W + (size_t)g.s + (size_t)(chunk * kb) * per_acc);
+    float* base = worker_scratch(gfl + 4 * (size_t)g.W + (size_t)g.s + 16 + (size_t)(chunk * kb) * per_acc);
     float* gbuf = base;
     float* rowbuf = gbuf + gfl;
-    float* tmp = rowbuf + 4 * g.W;
-    float* accmem = tmp + g.s;
+    float* tmp = rowbuf + 4 * g.W;  // select_ranks' scratch for the sample (s + 1 floats)
+    float* accmem = tmp + g.s + 16;
     std::vector<Acc> acc((size_t)(chunk * kb));
     for (std::size_t j = 0; j < acc.size(); ++j) {
       acc[j].so = accmem + j * per_acc;
