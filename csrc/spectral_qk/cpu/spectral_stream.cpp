@@ -4,13 +4,15 @@
 // reads them twice more (the median's bracket pass, the ratio pass). Here every row of
 // A^o and A^c lives only in L1:
 //  1. A sample of rows (the row pairs u = S/2, S/2 + S, ... and their mirrors H - u, about
-//     kSampleValues values) is computed first and kept. Its quantiles give a trial
-//     median m~ (so a trial floor e = EPSILON m~ + 1e-12) and a bracket [lo, hi] around
-//     the rank of the lower median.
+//     kSampleValues values) is computed first and kept. Its quantiles (select_ranks in
+//     common/cpu_reduce) give a trial median m~ (so a trial floor e = EPSILON m~ + 1e-12)
+//     and a bracket [lo, hi] around the rank of the lower median.
 //  2. Every other row pair is computed once; of each row the pass counts the A^o below
 //     lo, gathers those inside [lo, hi], and adds the ratio with the trial floor and four
-//     correction moments (ratio_moments in spectral_rows.cpp).
-//  3. The exact lower median follows from the count and nth_element on the gathered
+//     correction moments (ratio_moments in spectral_rows.cpp). For 3-channel frames the
+//     fused tile leaves the squared channel sums and one pass takes their square roots,
+//     the moments and the bracket (squared_moments_bracket).
+//  3. The exact lower median follows from the count and select_ranks on the gathered
 //     values; the ratio sum for the exact floor e' = e (1 + d) is the moments' series
 //     in d, whose remainder is below |d|^5 / (1 - |d|) of sum |r - 1| (below 3.6e-6 of
 //     it at the accepted |d| <= 0.08; a typical d is below 0.02, remainder 3e-9).
@@ -81,7 +83,7 @@ inline void both_magnitudes(const float* xo, const float* xc, int64_t cstride, c
 // A^o and A^c of row ua of frame t for filter q into o[0..W), c[0..W), and of its mirror
 // row H - ua (if any) into o[W..2W), c[W..2W); returns the number of rows (1 or 2). For
 // C = 3 the filter spectrum is built in registers from its separable form (no G row is
-// read or written), and without `take_sqrt` the values are (A / 4)^2 (see add_squared);
+// read or written), and without `take_sqrt` the values are (A / 4)^2 (see add_values);
 // otherwise the G rows of slot s (0: pair u, 1: pair u+1) are used and the values are A.
 int pair_magnitudes(const Ctx& x, int64_t t, int64_t q, int64_t ua, int s, bool take_sqrt, float* o,
                     float* c) {
