@@ -335,7 +335,7 @@ def cpu_kernel_info() -> dict | None:
 def set_cpu_kernel_mode(mode: str) -> None:
     """Choose the CPU spectral kernel for the whole process (tests and benchmarks):
 
-    * ``"auto"`` (default): the streaming kernel for frames of at least about 98 000 pixels
+    * ``"auto"`` (default): the streaming kernel for frames of at least 3 072 pixels (64 x 48)
       (it keeps no magnitude plane; see ``csrc/spectral_qk/cpu/spectral_stream.cpp``), the
       plane kernel for smaller ones;
     * ``"planes"``: the plane kernel always (A^o and A^c stored whole, then selection and ratio);

@@ -41,7 +41,8 @@ std::atomic<int> g_mode{0};
 std::atomic<int64_t> g_streamed{0}, g_fallbacks{0}, g_missed{0};
 
 constexpr int64_t kSampleValues = 16384;  // about this many values of A^o in the row sample
-constexpr int64_t kMinStride = 4;         // auto mode streams when the sample is <= 1/4
+constexpr int64_t kMinPixels = 3072;      // auto mode streams from 64 x 48 pixels on (below:
+                                          // many bracket misses, and no time to gain)
 constexpr double kMaxShift = 0.08;        // accepted |e' / e - 1|
 constexpr double kBracketSd = 3.5;        // bracket half-width in sample-rank deviations
 
@@ -290,7 +291,7 @@ Geometry plan_geometry(int64_t H, int64_t W, int mode) {
   Geometry g{H, W, H * W, 0, 0};
   if (mode == 1 || H < 4) return g;
   const int64_t S = std::max<int64_t>(2, g.HW / kSampleValues);
-  if (mode == 0 && S < kMinStride) return g;
+  if (mode == 0 && g.HW < kMinPixels) return g;
   int64_t s = 0;
   for (int64_t u = S / 2; u <= H / 2; u += S) s += has_mirror(H, u) ? 2 * W : W;
   if (s < 64) return g;
