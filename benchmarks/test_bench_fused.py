@@ -5,9 +5,10 @@
 * ``cpp-op``: the same call with ``DCTQA_DISABLE_FUSED=1``, i.e. the whole path before
   the fused op (torch preprocessing, SciPy pocketfft DCTs, then ``dctqa::spectral_qk``);
 * ``reference``: ``dctqa.reference.score`` (literal, float64), one small case only;
-* at batch 1 also ``fused-planes`` (the fused op with the plane kernel), ``fused-portable``
-  (the fused op with the hand-written AVX2/AVX-512 paths off, ``ops.set_cpu_intrinsics(False)``:
-  roughly what a CPU without them gets) and ``issue-path`` (the unfused path with the plane
+* at batch 1 also ``fused-planes`` (the fused op with the plane kernel), ``fused-avx2`` and
+  ``fused-portable`` (the fused op with the hand-written x86 paths limited to AVX2 + FMA, or
+  off: ``ops.set_cpu_intrinsics("avx2" / "none")``, the paths a CPU without AVX-512, or
+  without either, takes; the compiler's own per-ISA clones still use AVX-512 here) and ``issue-path`` (the unfused path with the plane
   kernel and no spectra cache: the whole path as it was when issue 14 was filed, as closely
   as one process can run it); the summary's ``x issue`` column divides by the latter.
 
@@ -81,11 +82,12 @@ def test_whole_path(benchmark, monkeypatch, size: str, k: int, batch: int, impl:
 
 
 @pytest.mark.parametrize("size,k", [(s, k) for s in ("384x288", "768x576", "1920x1080") for k in (16, 64)])
-@pytest.mark.parametrize("impl", ["fused-planes", "fused-portable", "issue-path"])
+@pytest.mark.parametrize("impl", ["fused-planes", "fused-avx2", "fused-portable", "issue-path"])
 def test_whole_path_kernels(benchmark, monkeypatch, size: str, k: int, impl: str) -> None:
     """Batch 1 with other kernels: ``fused-planes`` = the fused op with
     ``set_cpu_kernel_mode("planes")`` (the kernel before the streaming one);
-    ``fused-portable`` = the fused op with ``set_cpu_intrinsics(False)``; ``issue-path`` =
+    ``fused-avx2`` / ``fused-portable`` = the fused op with ``set_cpu_intrinsics("avx2" /
+    "none")``; ``issue-path`` =
     the unfused path with the plane kernel and no spectra cache (filter spectra rebuilt on
     every call), the closest in-process stand-in for the whole path when issue 14 was filed."""
     _whole_path(benchmark, monkeypatch, size, k, 1, impl)
@@ -102,15 +104,15 @@ def _whole_path(benchmark, monkeypatch, size: str, k: int, batch: int, impl: str
     h, w = SIZES[size]
     ref, dist = _frames(h, w, batch)
     m = dctqa.Metric(_backbone(k), batch_size=16)
-    assert m.implementation == {"fused-planes": "cpp-fused", "fused-portable": "cpp-fused",
-                                "issue-path": "cpp-op"}.get(impl, impl)
+    assert m.implementation == {"fused-planes": "cpp-fused", "fused-avx2": "cpp-fused",
+                                "fused-portable": "cpp-fused", "issue-path": "cpp-op"}.get(impl, impl)
     heavy = h * w * k * batch > 1920 * 1080 * 64 * 2
     cache = ops.spectra_cache_info()["max_bytes"]
     try:
         if impl in ("fused-planes", "issue-path"):
             ops.set_cpu_kernel_mode("planes")
-        if impl == "fused-portable":
-            ops.set_cpu_intrinsics(False)
+        if impl in ("fused-avx2", "fused-portable"):
+            ops.set_cpu_intrinsics("avx2" if impl == "fused-avx2" else "none")
         if impl == "issue-path":
             ops.spectra_cache_set_max_bytes(0)
         run_case(benchmark, lambda: m.score(ref, dist), family="fused", h=h, w=w, k=k, batch=batch,

@@ -35,8 +35,8 @@ PyObject* spectra_cache_set_max_bytes(PyObject*, PyObject* arg) {
 
 PyObject* cpu_kernel_info(PyObject*, PyObject*) {
   const dctqa::cpu::StreamStats s = dctqa::cpu::stream_stats();
-  return Py_BuildValue("{s:i,s:O,s:O,s:O,s:L,s:L,s:L}", "mode", dctqa::cpu::kernel_mode(), "intrinsics",
-                       dctqa::cpu::intrinsics_enabled() ? Py_True : Py_False, "avx512",
+  return Py_BuildValue("{s:i,s:i,s:O,s:O,s:L,s:L,s:L}", "mode", dctqa::cpu::kernel_mode(), "intrinsics",
+                       dctqa::cpu::intrinsics_level(), "avx512",
                        dctqa::cpu::use_avx512() ? Py_True : Py_False, "avx2_fma",
                        dctqa::cpu::use_avx2_fma() ? Py_True : Py_False, "streamed",
                        (long long)s.streamed, "fallbacks", (long long)s.fallbacks, "missed",
@@ -55,9 +55,13 @@ PyObject* set_cpu_kernel_mode(PyObject*, PyObject* arg) {
 }
 
 PyObject* set_cpu_intrinsics(PyObject*, PyObject* arg) {
-  const int on = PyObject_IsTrue(arg);
-  if (on < 0) return nullptr;
-  dctqa::cpu::set_intrinsics_enabled(on != 0);
+  const long n = PyLong_AsLong(arg);
+  if (n == -1 && PyErr_Occurred()) return nullptr;
+  if (n < 0 || n > 2) {
+    PyErr_SetString(PyExc_ValueError, "level must be 0 (none), 1 (AVX2 + FMA at most) or 2 (all)");
+    return nullptr;
+  }
+  dctqa::cpu::set_intrinsics_level((int)n);
   Py_RETURN_NONE;
 }
 
@@ -108,7 +112,7 @@ PyMethodDef methods[] = {
     {"set_cpu_kernel_mode", set_cpu_kernel_mode, METH_O,
      "CPU spectral kernel: 0 auto, 1 planes, 2 stream when possible, 3 stream then fallback."},
     {"set_cpu_intrinsics", set_cpu_intrinsics, METH_O,
-     "Hand-written AVX2/AVX-512 paths of the CPU kernels on (default) or off (portable code)."},
+     "Hand-written x86 paths of the CPU kernels: 2 all (default), 1 AVX2 + FMA at most, 0 none."},
     {"_select_ranks", select_ranks_hook, METH_VARARGS,
      "Test hook: the values of ranks (1..4) among a float32 buffer, by the CPU kernels' selection."},
     {nullptr, nullptr, 0, nullptr}};

@@ -1,9 +1,10 @@
 """The hand-written x86 paths of the CPU kernels against their portable versions.
 
-``ops.set_cpu_intrinsics(False)`` makes the kernels take the code a CPU without AVX2 or
-AVX-512 takes (the DCT lines in SSE2 vectors, true square roots and divisions, the scalar
-bracket pass), so both sides of each hand-made dispatch are checked on this machine: against
-each other, and against the literal reference where it is fast enough.
+``ops.set_cpu_intrinsics("avx2")`` makes the kernels take the code of a CPU with AVX2 + FMA
+but no AVX-512 (DCT lines in AVX2 vectors, 12-bit estimates, the portable bracket pass), and
+``"none"`` the code of a CPU without either (DCT lines in SSE2 vectors, true square roots and
+divisions), so every side of each hand-made dispatch is checked on a machine that has them
+all: against each other, and against the literal reference where it is fast enough.
 """
 from __future__ import annotations
 
@@ -32,28 +33,33 @@ def _needs_vector_paths() -> None:
                     "(they are what every other test runs)")
 
 
-def _both(m: dctqa.Metric, ref, dist, intrinsics) -> tuple[np.ndarray, np.ndarray]:
-    intrinsics(True)
-    on = m.score(ref, dist, per_filter=True)
-    intrinsics(False)
-    off = m.score(ref, dist, per_filter=True)
-    return on, off
+def _levels(m: dctqa.Metric, ref, dist, intrinsics) -> dict[str, np.ndarray]:
+    out = {}
+    for level in ("all", "avx2", "none"):
+        intrinsics(level)
+        out[level] = m.score(ref, dist, per_filter=True)
+    return out
 
 
 def test_switch_is_reported(intrinsics):
+    intrinsics(True)
+    has = ops.cpu_kernel_info()  # what this CPU has
+    assert has["intrinsics"] == "all"
+    intrinsics("avx2")
+    info = ops.cpu_kernel_info()
+    assert info["intrinsics"] == "avx2" and info["avx512"] is False and info["avx2_fma"] is has["avx2_fma"]
     intrinsics(False)
     info = ops.cpu_kernel_info()
-    assert info["intrinsics"] is False and info["avx512"] is False and info["avx2_fma"] is False
-    intrinsics(True)
-    assert ops.cpu_kernel_info()["intrinsics"] is True
-    with pytest.raises(dctqa.InputError, match="True or False"):
-        ops.set_cpu_intrinsics(1)
+    assert info["intrinsics"] == "none" and info["avx512"] is False and info["avx2_fma"] is False
+    for bad in (1, "avx512", None):
+        with pytest.raises(dctqa.InputError, match="True, False or one of none, avx2, all"):
+            ops.set_cpu_intrinsics(bad)
 
 
 @pytest.mark.parametrize("backbone", ["yolox", "pixel"])
 def test_real_frames_agree(vtest_frames, yolox_backbone, intrinsics, backbone):
-    """768 x 576 vtest frames through H.264 (the streaming kernel, AVX2 DCT lines, AVX-512
-    square roots and ratios on this CPU): both paths give every Q_k to 1e-5."""
+    """768 x 576 vtest frames through H.264 (the streaming kernel): every level gives every
+    Q_k to 1e-5 of the others."""
     from tests.helpers import h264_roundtrip
 
     _needs_vector_paths()
@@ -61,15 +67,16 @@ def test_real_frames_agree(vtest_frames, yolox_backbone, intrinsics, backbone):
     dist = h264_roundtrip(ref, crf=41)
     m = dctqa.Metric(yolox_backbone if backbone == "yolox" else "pixel")
     assert m.implementation == "cpp-fused"
-    on, off = _both(m, ref, dist, intrinsics)
-    np.testing.assert_allclose(on, off, rtol=1e-5, atol=0)
+    q = _levels(m, ref, dist, intrinsics)
+    np.testing.assert_allclose(q["avx2"], q["all"], rtol=1e-5, atol=0)
+    np.testing.assert_allclose(q["none"], q["all"], rtol=1e-5, atol=0)
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (7, 5), (33, 65), (13, 386)])
 @pytest.mark.parametrize("layout", ["nhwc", "nchw", "float"])
 def test_odd_sizes_match_the_reference(rng, yolox_backbone, intrinsics, h, w, layout):
     """Sizes that are no multiple of any vector width (partial line groups and column tails
-    of the DCT), in every input layout: both paths within METRIC.md's 1e-4 of the reference."""
+    of the DCT), in every input layout: every level within METRIC.md's 1e-4 of the reference."""
     _needs_vector_paths()
     ref = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
     dist = np.clip(ref.astype(np.int16) + rng.integers(-25, 26, ref.shape), 0, 255).astype(np.uint8)
@@ -79,17 +86,16 @@ def test_odd_sizes_match_the_reference(rng, yolox_backbone, intrinsics, h, w, la
     elif layout == "float":
         ref, dist = ref.astype(np.float32), dist.astype(np.float32)
     m = dctqa.Metric(yolox_backbone)
-    on, off = _both(m, ref, dist, intrinsics)
-    np.testing.assert_allclose(on, expect, rtol=1e-4, atol=0)
-    np.testing.assert_allclose(off, expect, rtol=1e-4, atol=0)
-    np.testing.assert_allclose(on, off, rtol=1e-5, atol=0)
+    q = _levels(m, ref, dist, intrinsics)
+    for level, got in q.items():
+        np.testing.assert_allclose(got, expect, rtol=1e-4, atol=0, err_msg=level)
+        np.testing.assert_allclose(got, q["all"], rtol=1e-5, atol=0, err_msg=level)
 
 
 def test_black_frames_stay_finite(yolox_backbone, intrinsics):
-    """All-zero magnitudes (the reciprocal square root of 0 is infinite): Q is 1 on both paths."""
+    """All-zero magnitudes (the reciprocal square root of 0 is infinite): Q is 1 at every level."""
     _needs_vector_paths()
     ref = np.zeros((1, 480, 640, 3), np.uint8)
     m = dctqa.Metric(yolox_backbone)
-    on, off = _both(m, ref, ref.copy(), intrinsics)
-    np.testing.assert_array_equal(on, np.ones_like(on))
-    np.testing.assert_array_equal(off, np.ones_like(off))
+    for level, got in _levels(m, ref, ref.copy(), intrinsics).items():
+        np.testing.assert_array_equal(got, np.ones_like(got), err_msg=level)

@@ -20,7 +20,7 @@ namespace dctqa {
 namespace cpu {
 
 namespace {
-std::atomic<bool> g_intrinsics{true};
+std::atomic<int> g_intrinsics{2};
 
 struct CpuHas {
   bool avx512 = false, avx2_fma = false;
@@ -38,10 +38,10 @@ const CpuHas& cpu_has() {
 }
 }  // namespace
 
-void set_intrinsics_enabled(bool on) { g_intrinsics.store(on); }
-bool intrinsics_enabled() { return g_intrinsics.load(std::memory_order_relaxed); }
-bool use_avx512() { return intrinsics_enabled() && cpu_has().avx512; }
-bool use_avx2_fma() { return intrinsics_enabled() && cpu_has().avx2_fma; }
+void set_intrinsics_level(int level) { g_intrinsics.store(std::min(2, std::max(0, level))); }
+int intrinsics_level() { return g_intrinsics.load(std::memory_order_relaxed); }
+bool use_avx512() { return intrinsics_level() >= 2 && cpu_has().avx512; }
+bool use_avx2_fma() { return intrinsics_level() >= 1 && cpu_has().avx2_fma; }
 
 DCTQA_CLONES
 double ratio_sum(const float* ao, const float* ac, std::size_t n, float eps) {
@@ -142,6 +142,46 @@ bool bracket_pass_scalar(const float* x, std::size_t n, float lo, float hi, floa
 }
 
 #ifdef DCTQA_HAVE_AVX512_PATH
+// The same with AVX2: 8 values per step, the ones inside moved to the front of the vector by
+// a permutation looked up from their mask, then one plain store (as the AVX-512 form).
+struct CompressTable {
+  alignas(32) std::int32_t idx[256][8];
+  CompressTable() {
+    for (int m = 0; m < 256; ++m) {
+      int k = 0;
+      for (int b = 0; b < 8; ++b)
+        if (m & (1 << b)) idx[m][k++] = b;
+      for (; k < 8; ++k) idx[m][k] = 0;
+    }
+  }
+};
+
+__attribute__((target("avx2,fma"))) bool bracket_pass_avx2(const float* x, std::size_t n, float lo, float hi,
+                                                          float* buf, std::size_t cap, std::size_t* below_out,
+                                                          std::size_t* cnt_out) {
+  static const CompressTable table;
+  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  std::size_t below = 0, cnt = 0, j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 v = _mm256_loadu_ps(x + j);
+    const unsigned lt = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, vlo, _CMP_LT_OQ));
+    const unsigned in = (unsigned)_mm256_movemask_ps(
+        _mm256_and_ps(_mm256_cmp_ps(v, vlo, _CMP_GE_OQ), _mm256_cmp_ps(v, vhi, _CMP_LE_OQ)));
+    below += (std::size_t)__builtin_popcount(lt);
+    const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(table.idx[in]));
+    _mm256_storeu_ps(buf + cnt, _mm256_permutevar8x32_ps(v, perm));  // cnt <= cap here
+    cnt += (std::size_t)__builtin_popcount(in);
+    if (cnt > cap) return false;
+  }
+  std::size_t b = 0, c = 0;
+  if (!bracket_pass_scalar(x + j, n - j, lo, hi, buf + cnt, cap - cnt, &b, &c)) return false;
+  *below_out = below + b;
+  *cnt_out = cnt + c;
+  return true;
+}
+#endif
+
+#ifdef DCTQA_HAVE_AVX512_PATH
 // The same with AVX-512 masks; compress into a register, then a plain store (a
 // compressing store to memory is slow on some cores). The store is unconditional: a branch
 // on "any value inside" is taken by about a third of the vectors at random and its
@@ -178,6 +218,7 @@ bool bracket_pass(const float* x, std::size_t n, float lo, float hi, float* buf,
                   std::size_t* below, std::size_t* cnt) {
 #ifdef DCTQA_HAVE_AVX512_PATH
   if (use_avx512()) return bracket_pass_avx512(x, n, lo, hi, buf, cap, below, cnt);
+  if (use_avx2_fma()) return bracket_pass_avx2(x, n, lo, hi, buf, cap, below, cnt);
 #endif
   return bracket_pass_scalar(x, n, lo, hi, buf, cap, below, cnt);
 }

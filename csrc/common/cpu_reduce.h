@@ -35,14 +35,15 @@ void select_ranks(const float* x, std::size_t n, const std::size_t* r, int m, fl
 bool bracket_count_gather(const float* x, std::size_t n, float lo, float hi, float* buf,
                           std::size_t cap, std::size_t* below, std::size_t* cnt);
 
-// The hand-written x86 paths (AVX2 + FMA DCT lines, AVX-512 reciprocal estimates and
-// bracket pass) run where the CPU has them unless switched off for the whole process;
-// off, their portable versions run (the tests compare both). The functions cloned per ISA
-// by the compiler (DCTQA_CLONES) are not affected.
-void set_intrinsics_enabled(bool on);
-bool intrinsics_enabled();
-bool use_avx512();    // enabled and the CPU has AVX-512F
-bool use_avx2_fma();  // enabled and the CPU has AVX2 and FMA
+// The hand-written x86 paths (AVX2 + FMA: DCT lines, reciprocal estimates; AVX-512:
+// reciprocal estimates, bracket pass, the one-pass row reduction) run where the CPU has
+// them, up to a level set for the whole process: 2 all (default), 1 AVX2 + FMA at most,
+// 0 none (the portable versions; the tests compare all three). The functions cloned per
+// ISA by the compiler (DCTQA_CLONES) are not affected.
+void set_intrinsics_level(int level);
+int intrinsics_level();
+bool use_avx512();    // level 2 and the CPU has AVX-512F
+bool use_avx2_fma();  // level >= 1 and the CPU has AVX2 and FMA
 
 // Lower median: rank floor((n-1)/2).
 inline float lower_median(const float* x, std::size_t n) {

@@ -17,12 +17,12 @@ The ops import nothing above them except :mod:`dctqa.errors`, :mod:`dctqa.consta
 """
 from __future__ import annotations
 
-from .dispatch import (CPU_KERNEL_MODES, CUDA_MAX_CHANNELS, CUDA_MAX_ROWS, FUSED_OP, PATCHES_OP, available,
+from .dispatch import (CPU_INTRINSICS, CPU_KERNEL_MODES, CUDA_MAX_CHANNELS, CUDA_MAX_ROWS, FUSED_OP, PATCHES_OP, available,
                        cpu_kernel_info, implementation_for, ratio_qk, sample_patches, set_cpu_intrinsics,
                        set_cpu_kernel_mode, spectra_cache_clear, spectra_cache_info, spectra_cache_set_max_bytes,
                        spectral_qk, spectral_qk_frames)
 
-__all__ = ["CPU_KERNEL_MODES", "CUDA_MAX_CHANNELS", "CUDA_MAX_ROWS", "FUSED_OP", "PATCHES_OP", "available",
+__all__ = ["CPU_INTRINSICS", "CPU_KERNEL_MODES", "CUDA_MAX_CHANNELS", "CUDA_MAX_ROWS", "FUSED_OP", "PATCHES_OP", "available",
            "cpu_kernel_info", "implementation_for", "ratio_qk", "sample_patches", "set_cpu_intrinsics",
            "set_cpu_kernel_mode", "spectra_cache_clear", "spectra_cache_info", "spectra_cache_set_max_bytes",
            "spectral_qk", "spectral_qk_frames"]

@@ -320,8 +320,9 @@ CPU_KERNEL_MODES = ("auto", "planes", "stream", "stream-check")
 def cpu_kernel_info() -> dict | None:
     """The CPU spectral kernel in use and its counters, or ``None`` without the extension:
     ``{"mode", "intrinsics", "avx512", "avx2_fma", "streamed", "fallbacks", "missed"}``: the
-    mode name (:data:`CPU_KERNEL_MODES`); whether the hand-written x86 paths are on
-    (:func:`set_cpu_intrinsics`) and which of them run on this CPU (AVX-512F; AVX2 + FMA);
+    mode name (:data:`CPU_KERNEL_MODES`); the level of the hand-written x86 paths
+    (:data:`CPU_INTRINSICS`, :func:`set_cpu_intrinsics`) and which of them run on this CPU at
+    that level (AVX-512F; AVX2 + FMA);
     then counts of (frame pair, filter) results since the process started: finished by the
     streaming kernel, finished by its exact plane fallback, and of the latter those whose
     median bracket missed (the others: a trial floor too far from the exact one)."""
@@ -329,6 +330,7 @@ def cpu_kernel_info() -> dict | None:
         return None
     info = dict(_extension().cpu_kernel_info())
     info["mode"] = CPU_KERNEL_MODES[info["mode"]]
+    info["intrinsics"] = CPU_INTRINSICS[info["intrinsics"]]
     return info
 
 
@@ -350,17 +352,26 @@ def set_cpu_kernel_mode(mode: str) -> None:
         _extension().set_cpu_kernel_mode(CPU_KERNEL_MODES.index(mode))
 
 
-def set_cpu_intrinsics(on: bool) -> None:
-    """Switch the hand-written x86 paths of the CPU kernels on (default) or off for the whole
-    process (tests and benchmarks): the AVX2 + FMA DCT lines of the fused op and the AVX-512
-    reciprocal estimates (square root, ratio) and median bracket pass. Off, their portable
-    versions run, as on a CPU without those instruction sets. Each value differs by a few
-    float32 ulp at most; Q_k by about 1e-6 (METRIC.md allows 1e-4). Code the compiler clones
-    per instruction set is not affected. No-op without the extension."""
-    if not isinstance(on, bool):
-        raise InputError(f"set_cpu_intrinsics takes True or False, got {on!r}")
+#: Levels of the hand-written x86 paths (:func:`set_cpu_intrinsics`), in the extension's numbering.
+CPU_INTRINSICS = ("none", "avx2", "all")
+
+
+def set_cpu_intrinsics(level: bool | str) -> None:
+    """Limit the hand-written x86 paths of the CPU kernels for the whole process (tests and
+    benchmarks): ``"all"`` or ``True`` (default: whatever the CPU has), ``"avx2"`` (AVX2 + FMA
+    at most: the DCT lines of the fused op on 8 lines per vector, reciprocal (square-root)
+    estimates; the AVX-512 ones off, as on a CPU without AVX-512) or ``"none"`` / ``False``
+    (the portable versions, as on a CPU without either: DCT lines in SSE2 vectors, true
+    square roots and divisions). Each value differs by a few float32 ulp at most; Q_k by
+    about 1e-6 (METRIC.md allows 1e-4). Code the compiler clones per instruction set is not
+    affected. No-op without the extension."""
+    names = {True: "all", False: "none"}
+    name = names.get(level, level) if isinstance(level, bool) else level
+    if name not in CPU_INTRINSICS:
+        raise InputError(f"set_cpu_intrinsics takes True, False or one of {', '.join(CPU_INTRINSICS)}, "
+                         f"got {level!r}")
     if _load()["loaded"]:
-        _extension().set_cpu_intrinsics(on)
+        _extension().set_cpu_intrinsics(CPU_INTRINSICS.index(name))
 
 
 def spectra_cache_set_max_bytes(max_bytes: int) -> None:

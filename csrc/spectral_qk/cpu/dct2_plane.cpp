@@ -6,7 +6,7 @@
 // code can never stand in for the baseline's. The standard headers are included first, so
 // their templates keep the baseline target everywhere; the AVX2 build is a
 // `#pragma GCC target` region, and its code runs only where the CPU reports AVX2 and FMA
-// (and the hand-written paths are on: set_intrinsics_enabled in common/cpu_reduce.h).
+// (and the hand-written paths allow it: set_intrinsics_level in common/cpu_reduce.h).
 #include <algorithm>
 #include <array>
 #include <atomic>
