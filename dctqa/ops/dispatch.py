@@ -359,12 +359,14 @@ CPU_INTRINSICS = ("none", "avx2", "all")
 def set_cpu_intrinsics(level: bool | str) -> None:
     """Limit the hand-written x86 paths of the CPU kernels for the whole process (tests and
     benchmarks): ``"all"`` or ``True`` (default: whatever the CPU has), ``"avx2"`` (AVX2 + FMA
-    at most: the DCT lines of the fused op on 8 lines per vector, reciprocal (square-root)
-    estimates; the AVX-512 ones off, as on a CPU without AVX-512) or ``"none"`` / ``False``
-    (the portable versions, as on a CPU without either: DCT lines in SSE2 vectors, true
-    square roots and divisions). Each value differs by a few float32 ulp at most; Q_k by
-    about 1e-6 (METRIC.md allows 1e-4). Code the compiler clones per instruction set is not
-    affected. No-op without the extension."""
+    at most, as on a CPU without AVX-512: the streaming kernel's tile 8 columns wide, DCT
+    lines 8 per vector, 12-bit reciprocal (square-root) estimates, the bracket pass's
+    compress by permutation) or ``"none"`` / ``False`` (the portable versions, as on a CPU
+    without either: a 4-column tile and DCT lines in SSE2 vectors, true square roots and
+    divisions, the scalar bracket pass). Each value differs by a few float32 ulp at most;
+    Q_k by about 1e-6 (METRIC.md allows 1e-4). Functions the compiler clones per instruction
+    set (the plane kernel's loops, the uint8 conversion) are not affected. No-op without the
+    extension."""
     names = {True: "all", False: "none"}
     name = names.get(level, level) if isinstance(level, bool) else level
     if name not in CPU_INTRINSICS:
