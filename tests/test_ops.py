@@ -463,3 +463,40 @@ def test_spectral_op_small_chunk_budget_same_result(tmp_path) -> None:
     q_small = np.load(tmp_path / "q.npy")
     q_default = _op_qk(xo, xc, f).numpy()
     np.testing.assert_allclose(q_small, q_default, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("impl", ["op", "torch"])
+def test_non_finite_inputs_raise_instead_of_a_nan_score(monkeypatch, impl) -> None:
+    """NaN or infinity in the inputs, or responses beyond float32, would give a NaN Q_k:
+    every public entry point raises InputError instead, on the compiled op and on the torch path."""
+    from dctqa.backbones.base import IMAGENET
+    from dctqa.errors import InputError
+
+    if impl == "op" and not _AVAIL["cpp_fused"]:
+        pytest.skip(f"compiled ops not built: {_AVAIL['extension_error']}")
+    if impl == "torch":
+        monkeypatch.setenv("DCTQA_DISABLE_OPS", "1")
+    g = torch.Generator().manual_seed(3)
+    co = torch.randn(1, 3, 96, 80, generator=g)
+    cc = co + 0.1 * torch.randn(1, 3, 96, 80, generator=g)
+    f = torch.randn(4, 3, 6, 6, generator=g)
+    assert torch.isfinite(ops.spectral_qk(co, cc, f, EPSILON)).all()
+    for bad in (float("nan"), float("inf")):
+        x = co.clone()
+        x[0, 1, 5, 7] = bad
+        with pytest.raises(InputError, match="spectral_qk: a Q_k came out NaN or infinite"):
+            ops.spectral_qk(x, cc, f, EPSILON)
+    if impl == "op":  # |response| ~ 1e25: squared in float32 by the op (torch takes complex abs: finite)
+        with pytest.raises(InputError, match="within float32"):
+            ops.spectral_qk(co * 1e24, cc * 1e24, f, EPSILON)
+    else:
+        assert torch.isfinite(ops.spectral_qk(co * 1e24, cc * 1e24, f, EPSILON)).all()
+    ao = torch.rand(2, 3, 50, generator=g)
+    ao[1, 2, 7] = float("nan")
+    with pytest.raises(InputError, match="ratio_qk: a Q_k came out NaN"):
+        ops.ratio_qk(ao, torch.rand(2, 3, 50, generator=g), EPSILON)
+    frames = torch.rand(1, 3, 64, 64, generator=g) * 255
+    bad_frames = frames.clone()
+    bad_frames[0, 0, 1, 1] = float("nan")
+    with pytest.raises(InputError, match="spectral_qk_frames|spectral_qk:"):
+        ops.spectral_qk_frames(bad_frames, frames, f, IMAGENET, EPSILON)

@@ -150,6 +150,17 @@ def _check_epsilon(epsilon: object) -> None:
         raise InputError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
 
 
+def _finite_result(op: str, q: torch.Tensor, inputs: str) -> torch.Tensor:
+    """``q``, or :class:`InputError` when a ``Q_k`` is NaN or infinite: with finite inputs
+    of sane size every ``Q_k`` is finite (the floor keeps the ratios finite), so only NaN or
+    infinity in the inputs, or filter responses beyond float32 (``|sum_c X_c G_c|`` above
+    about 1e19, squared past 3.4e38), give one. Never returns such a score."""
+    if q.numel() and not bool(torch.isfinite(q).all()):
+        raise InputError(f"{op}: a Q_k came out NaN or infinite; {inputs} must be finite, and small enough "
+                         f"that the filter responses stay within float32 (|response| below about 1e19)")
+    return q
+
+
 def _op_ready(t: torch.Tensor, *others: torch.Tensor) -> bool:
     """Whether tensors of this dtype/device/layout may go to a compiled op at all."""
     ts = (t, *others)
@@ -167,6 +178,9 @@ def spectral_qk(co: torch.Tensor, cc: torch.Tensor, filters: torch.Tensor, epsil
     reached in normal use; inputs the CUDA kernel cannot take (more than
     :data:`CUDA_MAX_CHANNELS` channels, more than :data:`CUDA_MAX_ROWS` rows) run on the
     torch path, so every device gives the CPU op's result. ``C = 0`` gives ``Q_k = 1``.
+    NaN or infinity in the inputs raise :class:`InputError` (never a NaN score), and so do
+    filter responses ``|sum_c X_c G_c|`` above about 1e19 on the compiled ops, which square
+    them in float32 (the torch path takes complex absolute values and goes further).
     """
     _check_float_tensor("co", co, 4)
     _check_float_tensor("cc", cc, 4)
@@ -194,8 +208,9 @@ def spectral_qk(co: torch.Tensor, cc: torch.Tensor, filters: torch.Tensor, epsil
     if impl != "torch" and _op_ready(co, cc):
         check_op_env()
         f = filters.detach().to(device=co.device, dtype=torch.float32).contiguous()
-        return torch.ops.dctqa.spectral_qk(co, cc, f, float(epsilon))
-    return spectral_qk_torch(co, cc, filters, epsilon)
+        return _finite_result("spectral_qk", torch.ops.dctqa.spectral_qk(co, cc, f, float(epsilon)),
+                              "co, cc and filters")
+    return _finite_result("spectral_qk", spectral_qk_torch(co, cc, filters, epsilon), "co, cc and filters")
 
 
 def ratio_qk(ao: torch.Tensor, ac: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -225,8 +240,9 @@ def ratio_qk(ao: torch.Tensor, ac: torch.Tensor, epsilon: float) -> torch.Tensor
         impl = "torch"
     if impl != "torch" and ao.numel() > 0 and m < _MAX_PLANE and _op_ready(ao, ac):
         check_op_env()
-        return torch.ops.dctqa.ratio_qk(ao.reshape(n, k, -1), ac.reshape(n, k, -1), float(epsilon))
-    return ratio_qk_torch(ao, ac, epsilon)
+        return _finite_result("ratio_qk", torch.ops.dctqa.ratio_qk(ao.reshape(n, k, -1), ac.reshape(n, k, -1),
+                                                                    float(epsilon)), "ao and ac")
+    return _finite_result("ratio_qk", ratio_qk_torch(ao, ac, epsilon), "ao and ac")
 
 
 def spectral_qk_frames(ref: torch.Tensor, dist: torch.Tensor, filters: torch.Tensor,
@@ -261,9 +277,10 @@ def spectral_qk_frames(ref: torch.Tensor, dist: torch.Tensor, filters: torch.Ten
         check_op_env()
         f = filters.detach().to(device="cpu", dtype=torch.float32)
         p = preprocess
-        return torch.ops.dctqa.spectral_qk_frames(ref, dist, f, list(p.channel_index), float(p.scale),
-                                                  [float(m) for m in p.mean], [float(s) for s in p.std],
-                                                  float(epsilon))
+        q = torch.ops.dctqa.spectral_qk_frames(ref, dist, f, list(p.channel_index), float(p.scale),
+                                               [float(m) for m in p.mean], [float(s) for s in p.std],
+                                               float(epsilon))
+        return _finite_result("spectral_qk_frames", q, "the frames and filters")
     co = dct2(preprocess_torch(ref, preprocess, ref.device))
     cc = dct2(preprocess_torch(dist, preprocess, ref.device))
     return spectral_qk(co, cc, filters.to(ref.device), epsilon)
