@@ -43,25 +43,30 @@ PyObject* cpu_kernel_info(PyObject*, PyObject*) {
                        (long long)s.missed);
 }
 
-PyObject* set_cpu_kernel_mode(PyObject*, PyObject* arg) {
+// *out = the int `arg` when it lies in [0, max]; else false with a ValueError naming `choices`.
+bool int_choice(PyObject* arg, long max, const char* choices, int* out) {
   const long n = PyLong_AsLong(arg);
-  if (n == -1 && PyErr_Occurred()) return nullptr;
-  if (n < 0 || n > 3) {
-    PyErr_SetString(PyExc_ValueError, "mode must be 0 (auto), 1 (planes), 2 (stream) or 3 (stream, check)");
-    return nullptr;
+  if (n == -1 && PyErr_Occurred()) return false;
+  if (n < 0 || n > max) {
+    PyErr_SetString(PyExc_ValueError, choices);
+    return false;
   }
-  dctqa::cpu::set_kernel_mode((int)n);
+  *out = (int)n;
+  return true;
+}
+
+PyObject* set_cpu_kernel_mode(PyObject*, PyObject* arg) {
+  int mode;
+  if (!int_choice(arg, 3, "mode must be 0 (auto), 1 (planes), 2 (stream) or 3 (stream, check)", &mode))
+    return nullptr;
+  dctqa::cpu::set_kernel_mode(mode);
   Py_RETURN_NONE;
 }
 
 PyObject* set_cpu_intrinsics(PyObject*, PyObject* arg) {
-  const long n = PyLong_AsLong(arg);
-  if (n == -1 && PyErr_Occurred()) return nullptr;
-  if (n < 0 || n > 2) {
-    PyErr_SetString(PyExc_ValueError, "level must be 0 (none), 1 (AVX2 + FMA at most) or 2 (all)");
-    return nullptr;
-  }
-  dctqa::cpu::set_intrinsics_level((int)n);
+  int level;
+  if (!int_choice(arg, 2, "level must be 0 (none), 1 (AVX2 + FMA at most) or 2 (all)", &level)) return nullptr;
+  dctqa::cpu::set_intrinsics_level(level);
   Py_RETURN_NONE;
 }
 
