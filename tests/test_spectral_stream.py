@@ -141,3 +141,25 @@ def test_far_trial_floor_falls_back_exactly(rng, kernel_mode):
         "stream", kernel_mode, lambda: ops.spectral_qk(co_t, cc_t, filters, 0.01))
     assert fallbacks == q_stream.numel() and missed == 0
     torch.testing.assert_close(q_stream, q_planes, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("level", ["all", "avx2", "none"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_gather_overflow_falls_back_exactly(rng, kernel_mode, level, channels):
+    """A^o the same everywhere (constant DCT planes, 1 x 1 filters): the bracket is one
+    value wide and every value falls inside, so the gather buffer overflows on every bracket
+    pass (AVX-512, AVX2 and portable forms; for 3 channels also the one-pass squared form)
+    and every result must come from the exact fallback, equal to the plane kernel's."""
+    n, h, w = 2, 64, 80
+    co = np.full((n, channels, h, w), 0.75, np.float32)
+    cc = (co * rng.uniform(0.8, 1.2, co.shape)).astype(np.float32)
+    filters = torch.from_numpy(rng.uniform(0.5, 1.5, (3, channels, 1, 1)).astype(np.float32))
+    co_t, cc_t = torch.from_numpy(co), torch.from_numpy(cc)
+    ops.set_cpu_intrinsics(level)
+    try:
+        q_planes, q_stream, (_, fallbacks, missed) = _planes_then(
+            "stream", kernel_mode, lambda: ops.spectral_qk(co_t, cc_t, filters, 0.01))
+    finally:
+        ops.set_cpu_intrinsics("all")
+    assert fallbacks == missed == q_stream.numel()
+    torch.testing.assert_close(q_stream, q_planes, rtol=0, atol=0)

@@ -126,14 +126,46 @@ float select_rank_radix(const float* x, std::size_t n, std::size_t r) {
 namespace {
 // below = #{x < lo}; buf[0..cnt) = the x with lo <= x <= hi. buf holds cap + 16 floats.
 // Returns false when more than cap elements fall inside (the caller falls back).
+// Portable form, in blocks of 16 values. First, for a stretch of blocks, a pass without
+// branches counts the values below lo per block (it vectorises) and lists the blocks with a
+// value inside; then only the listed blocks (about a third in the streaming kernel) run the
+// branch-free compaction. A branch per block, taken at random, would cost more than it saves.
+DCTQA_CLONES
 bool bracket_pass_scalar(const float* x, std::size_t n, float lo, float hi, float* buf,
                          std::size_t cap, std::size_t* below_out, std::size_t* cnt_out) {
-  std::size_t below = 0, cnt = 0;
-  for (std::size_t j = 0; j < n; ++j) {
-    const float v = x[j];
-    below += (v < lo);
-    buf[cnt] = v;  // kept only when inside (unpredictable comparisons: no branch); cnt <= cap
-    cnt += (v >= lo) & (v <= hi);
+  constexpr std::size_t B = 16, kBlocks = 256;
+  const float* __restrict v = x;
+  std::size_t below = 0, cnt = 0, j0 = 0;
+  std::uint32_t listed[kBlocks];
+  for (; j0 + B <= n; j0 += B * kBlocks) {
+    const std::size_t nb = std::min(kBlocks, (n - j0) / B);
+    std::size_t m = 0;
+    for (std::size_t b = 0; b < nb; ++b) {
+      const float* p = v + j0 + b * B;
+      unsigned lt = 0, in = 0;
+      for (std::size_t t = 0; t < B; ++t) {
+        lt += p[t] < lo;
+        in += (p[t] >= lo) & (p[t] <= hi);
+      }
+      below += lt;
+      listed[m] = (std::uint32_t)b;
+      m += in != 0;
+    }
+    for (std::size_t i = 0; i < m; ++i) {
+      const float* p = v + j0 + listed[i] * B;
+      for (std::size_t t = 0; t < B; ++t) {
+        buf[cnt] = p[t];  // kept only when inside (no branch); cnt <= cap + 15
+        cnt += (p[t] >= lo) & (p[t] <= hi);
+      }
+      if (cnt > cap) return false;
+    }
+  }
+  const std::size_t tail = n / B * B;
+  for (std::size_t j = tail; j < n; ++j) {
+    const float e = v[j];
+    below += (e < lo);
+    buf[cnt] = e;  // cnt <= cap
+    cnt += (e >= lo) & (e <= hi);
     if (cnt > cap) return false;
   }
   *below_out = below;
