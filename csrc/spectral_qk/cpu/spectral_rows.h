@@ -45,8 +45,9 @@ void fused_pair_magnitudes(const float* hre, const float* him, const float* pre,
                            std::ptrdiff_t cstride, bool pair, bool take_sqrt, float* ao_u,
                            float* ac_u, float* ao_m, float* ac_m);
 
-// o[v] = 4 sqrt(o[v]) for v < n: (A / 4)^2 to A. On AVX-512 by the 14-bit reciprocal
-// square root and one Newton step (a few ulp; values below FLT_MIN give at most ~1e-19).
+// o[v] = 4 sqrt(o[v]) for v < n: (A / 4)^2 to A. With AVX-512 or AVX2 + FMA (see
+// set_intrinsics_level) by the 14- or 12-bit reciprocal square root and one Newton step (a
+// few ulp; values below FLT_MIN give at most ~1e-19), else by sqrt.
 void four_sqrt(float* o, int n);
 
 // A median bracket being filled (see squared_moments_bracket): the values below lo are
@@ -76,6 +77,7 @@ constexpr int kMomentLanes = (kMomentTerms + 1) * kRowPad;
 // with r_j = (x_j + e) / (y_j + e) and z_j = e / (y_j + e) in (0, 1]. For the true floor
 // e' = e (1 + d), sum (x_j + e') / (y_j + e') = m[0] + sum_n (-d)^n m[n] + R with
 // |R| <= sum_j |r_j - 1| |d|^(kMomentTerms+1) / (1 - |d|) (a geometric series in d z_j).
+// With AVX-512 or AVX2 + FMA the divisions are reciprocal estimates and one Newton step.
 void ratio_moments(const float* x, const float* y, std::size_t n, float e, float* lanes);
 
 // For squared values so, sc (n <= kLaneTerms * kRowPad each, as fused_pair_magnitudes
