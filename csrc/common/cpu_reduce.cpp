@@ -327,13 +327,19 @@ void select_ranks(const float* x, std::size_t n, const std::size_t* r, int m, fl
   }
 }
 
+namespace {
+// select_ranks for one rank on a copy of x (small inputs).
+float select_rank_copy(const float* x, std::size_t n, std::size_t r) {
+  std::vector<float> buf(x, x + n);
+  buf.push_back(0.f);  // select_ranks' room for n + 1
+  float v;
+  select_ranks(buf.data(), n, &r, 1, &v, buf.data());
+  return v;
+}
+}  // namespace
+
 float select_rank(const float* x, std::size_t n, std::size_t r) {
-  // Small inputs: copy and std::nth_element.
-  if (n <= 8192) {
-    std::vector<float> buf(x, x + n);
-    std::nth_element(buf.begin(), buf.begin() + r, buf.end());
-    return buf[r];
-  }
+  if (n <= 8192) return select_rank_copy(x, n, r);
   const std::size_t s = 8192;
   std::vector<float> sample(s);
   for (std::size_t j = 0; j < s; ++j) sample[j] = x[(j * n) / s + (j * 7919u) % (n / s)];
@@ -342,45 +348,37 @@ float select_rank(const float* x, std::size_t n, std::size_t r) {
 
 float select_rank_sampled(const float* x, std::size_t n, std::size_t r, float* sample_ptr,
                           std::size_t s) {
-  if (n <= 8192 || s < 64) {
-    std::vector<float> buf(x, x + n);
-    std::nth_element(buf.begin(), buf.begin() + r, buf.end());
-    return buf[r];
-  }
+  if (n <= 8192 || s < 64) return select_rank_copy(x, n, r);
   // Large inputs: bracket rank r between two quantiles of a fixed strided sample
   // (four standard deviations of the sample rank either side), then one pass counts
-  // the elements below the bracket and gathers those inside it, and nth_element on
+  // the elements below the bracket and gathers those inside it, and select_ranks on
   // the few gathered ones gives the exact value. A bracket that misses (very rare)
   // falls back to radix selection, so the result is exact in every case.
-  float* sample = sample_ptr;
   const double q = (double)r * (double)s / (double)n;
   const double d = 4.0 * std::sqrt(q * (1.0 - q / (double)s)) + 2.0;
   const long lo_i = (long)std::floor(q - d), hi_i = (long)std::ceil(q + d);
   const bool has_lo = lo_i >= 0, has_hi = hi_i < (long)s;
-  float lo = 0.f, hi = 0.f;
-  if (has_lo) {
-    std::nth_element(sample, sample + lo_i, sample + s);
-    lo = sample[lo_i];
-  }
-  if (has_hi) {
-    std::nth_element(sample, sample + hi_i, sample + s);
-    hi = sample[hi_i];
-  }
   if (!has_lo && !has_hi) return select_rank_radix(x, n, r);
+  std::size_t ranks[2];
+  float vals[2];
+  int m = 0;
+  if (has_lo) ranks[m++] = (std::size_t)lo_i;
+  if (has_hi) ranks[m++] = (std::size_t)hi_i;
+  std::vector<float> scratch(s + 1);
+  select_ranks(sample_ptr, s, ranks, m, vals, scratch.data());
   // Branch-free pass: count the elements below the bracket, gather those inside it.
-  const float lo_eff = has_lo ? lo : -INFINITY;
-  const float hi_eff = has_hi ? hi : INFINITY;
+  const float lo_eff = has_lo ? vals[0] : -INFINITY;
+  const float hi_eff = has_hi ? vals[m - 1] : INFINITY;
   const std::size_t cap =
       (std::size_t)(3.0 * (double)(hi_i - lo_i + 1) * (double)n / (double)s) + 256;
   std::vector<float> inside(cap + 16);
   std::size_t below = 0, cnt = 0;
   const bool overflow = !bracket_pass(x, n, lo_eff, hi_eff, inside.data(), cap, &below, &cnt);
   if (!overflow && below <= r && r < below + cnt) {
-    float* buf = inside.data();
-    // Many gathered values (large planes): bracket again inside them (cache-resident).
-    if (cnt > 32768) return select_rank(buf, cnt, r - below);
-    std::nth_element(buf, buf + (r - below), buf + cnt);
-    return buf[r - below];
+    const std::size_t k = r - below;
+    float v;
+    select_ranks(inside.data(), cnt, &k, 1, &v, inside.data());  // in place: room cap + 16
+    return v;
   }
   return select_rank_radix(x, n, r);
 }

@@ -11,10 +11,12 @@ namespace cpu {
 double ratio_sum(const float* ao, const float* ac, std::size_t n, float eps);
 
 // Value of 0-based rank r (ascending) among x[0..n), as torch.kthvalue(k=r+1).
-// Radix selection on order-preserving 32-bit keys; does not modify x.
+// Copy and select_ranks for small n; else a bracket from a strided sample, one counting
+// pass and select_ranks on the gathered values (radix selection if the bracket misses).
+// Does not modify x.
 float select_rank(const float* x, std::size_t n, std::size_t r);
 
-// The same with a caller-made sample of s values of x (spread over x; it is reordered):
+// The same with a caller-made sample of s values of x (spread over x; it may be reordered):
 // the sample only sets a bracket around rank r, the result is exact whatever it holds.
 float select_rank_sampled(const float* x, std::size_t n, std::size_t r, float* sample,
                           std::size_t s);
