@@ -550,8 +550,12 @@ void squared_moments_bracket(float* so, float* sc, std::size_t n, float e, float
 #endif
   four_sqrt(so, (int)n);
   four_sqrt(sc, (int)n);
-  ratio_moments(so, sc, n, e, lanes);
-  if (b->ok) b->ok = bracket_count_gather(so, n, b->lo, b->hi, b->buf, b->cap, &b->below, &b->cnt);
+  moments_bracket(so, sc, n, e, lanes, b);
+}
+
+void moments_bracket(const float* ao, const float* ac, std::size_t n, float e, float* lanes, Bracket* b) {
+  ratio_moments(ao, ac, n, e, lanes);
+  if (b->ok) b->ok = bracket_count_gather(ao, n, b->lo, b->hi, b->buf, b->cap, &b->below, &b->cnt);
 }
 
 void ratio_moments(const float* x, const float* y, std::size_t n, float e, float* lanes) {

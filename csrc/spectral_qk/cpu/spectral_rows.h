@@ -86,6 +86,10 @@ void ratio_moments(const float* x, const float* y, std::size_t n, float e, float
 // pass on AVX-512 (bitwise the same as the three steps). so and sc may be overwritten.
 void squared_moments_bracket(float* so, float* sc, std::size_t n, float e, float* lanes, Bracket* b);
 
+// The same for values that are A already: ratio_moments(ao, ac, n, e, lanes) and, while
+// b->ok, the bracket pass of ao into *b.
+void moments_bracket(const float* ao, const float* ac, std::size_t n, float e, float* lanes, Bracket* b);
+
 // m[j] += lanes[j] in double for j < kMomentLanes (moment k, lane t at j = k kRowPad + t;
 // the lanes are added up when the moments are read); zeroes the lanes.
 void flush_moments(float* lanes, double* m);

@@ -229,13 +229,8 @@ inline void add_values(Acc& a, float* o, float* c, int64_t n, bool squared) {
       flush_moments(a.lanes, a.m);
       a.lane_n = 0;
     }
-    if (squared) {
-      squared_moments_bracket(o + j, c + j, (size_t)m, a.eg, a.lanes, &a.br);
-    } else {
-      ratio_moments(o + j, c + j, (size_t)m, a.eg, a.lanes);
-      Bracket& b = a.br;
-      if (b.ok) b.ok = bracket_count_gather(o + j, (size_t)m, b.lo, b.hi, b.buf, b.cap, &b.below, &b.cnt);
-    }
+    if (squared) squared_moments_bracket(o + j, c + j, (size_t)m, a.eg, a.lanes, &a.br);
+    else moments_bracket(o + j, c + j, (size_t)m, a.eg, a.lanes, &a.br);
     a.lane_n += per_lane;
   }
 }
