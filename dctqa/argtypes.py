@@ -17,6 +17,44 @@ def positive_int(text: str) -> int:
     return value
 
 
+def bounded_int(low: int, high: int | None = None):
+    """argparse type: an integer in ``low..high`` (no upper bound when ``high`` is ``None``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            where = f"in {low}..{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be an integer {where}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
+
+
+def finite_float(low: float | None = None, high: float | None = None, *, low_open: bool = False):
+    """argparse type: a finite number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        bad = (not math.isfinite(value) or (low is not None and (value <= low if low_open else value < low))
+               or (high is not None and value > high))
+        if bad:
+            lo = "" if low is None else (f"> {low:g}" if low_open else f">= {low:g}")
+            hi = "" if high is None else f"<= {high:g}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {' and '.join(x for x in (lo, hi) if x)}, "
+                                             f"got {text!r}".replace("number  ", "number "))
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
 def add_progress_options(p: argparse.ArgumentParser) -> None:
     """``--progress auto|bar|log|none`` and ``--quiet`` (= none), read by :func:`progress_mode`."""
     p.add_argument("--progress", default="auto", choices=("auto", "bar", "log", "none"),

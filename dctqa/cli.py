@@ -17,8 +17,6 @@ import threading
 import warnings
 from typing import Sequence
 
-import numpy as np
-
 from .argtypes import add_progress_options, positive_int, progress_mode
 from .constants import DEFAULT_BACKBONE, DOMAINS, METRIC_VERSION
 from .errors import DctqaError
@@ -63,6 +61,8 @@ def cmd_score(args: argparse.Namespace) -> int:
                        "distorted_frames": res.dist_frames, "frame_stride": args.frame_stride,
                        "scaled": bool(args.scale), "ignore_decode_errors": bool(args.ignore_decode_errors),
                        "decode_errors": res.decode_errors, "missing_frames": res.missing_frames})
+        if res.ref_fps is not None or res.dist_fps is not None:
+            params.update({"reference_fps": res.ref_fps, "distorted_fps": res.dist_fps})
         log = build_log(res.q, res.frame_numbers, params, res.q_filters)
         pool = log["pooled_metrics"]["dctqa"]
         for note in res.warnings:
@@ -74,6 +74,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             outputs.write_text(args.json, json_text(log))
         if args.csv:
             outputs.write_text(args.csv, csv_text(log_to_rows(log)))
+    import numpy as np
+
     worst = int(res.frame_numbers[np.nanargmax(np.where(np.isfinite(res.q), res.q, np.nan))])
     print(f"dctqa v{METRIC_VERSION}  backbone={metric.backbone.name}  domain={metric.domain_name}  "
           f"implementation={metric.implementation}")
@@ -188,30 +190,84 @@ def _on_sigterm(signum, frame) -> None:
     raise Terminated()
 
 
+#: Messages of torch's allocators when memory runs out (they raise RuntimeError, not MemoryError).
+_ALLOCATOR_MESSAGES = ("can't allocate memory", "DefaultCPUAllocator", "CUDA out of memory",
+                       "out of memory")
+OUT_OF_MEMORY = ("out of memory: the frames (or --batch-size, --patches) are too large for this machine; "
+                 "try a smaller --batch-size or --patches, or smaller frames")
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _ALLOCATOR_MESSAGES)
+
+
 def _error_message(exc: BaseException) -> str | None:
     """``error: ...`` text for an expected failure, ``None`` for a bug (keeps its traceback)."""
     if isinstance(exc, DctqaError):
-        return str(exc)
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return ("out of memory: the frames (or --batch-size) are too large for this machine; "
-                "try a smaller --batch-size or smaller frames")
+        return str(exc) or type(exc).__name__
+    if _is_out_of_memory(exc):
+        return OUT_OF_MEMORY
     if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
         where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
         return f"cannot access{where}: {exc.strerror or exc}"
     return None
 
 
+class _StartupSignals:
+    """SIGINT and SIGTERM while the command line starts (argument parsing, ``import torch``):
+    recorded instead of raised, so that no exception is thrown inside torch's import (Python
+    code run from C++, where it aborts the process) and the run ends cleanly right after."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _record(self, signum, frame) -> None:
+        if self.received is None:
+            self.received = signum
+
+    def __enter__(self) -> "_StartupSignals":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _signal_exit(signum: int) -> int:
+    if signum == signal.SIGINT:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print("terminated", file=sys.stderr)
+    return 143
+
+
+def _start(argv: Sequence[str] | None, main_thread: bool) -> argparse.Namespace:
+    """Parse the command line and import torch (the slow part of starting)."""
+    args = build_parser().parse_args(argv)
+    if main_thread:
+        import torch  # noqa: F401  (before the SIGTERM handler: see _StartupSignals)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 expected failure, 130 SIGINT,
     143 SIGTERM, 141 closed output pipe). Outputs of a failed or interrupted run are removed."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread:
-        # torch first: its import runs Python code from C++, where the handler's exception
-        # cannot propagate and aborts the process (SIGABRT). Before the handler, SIGTERM
-        # simply ends the process; nothing has been written yet.
-        import torch  # noqa: F401
+        with _StartupSignals() as startup:
+            try:
+                args = _start(argv, main_thread)
+            except KeyboardInterrupt:  # a SIGINT that arrived before the recording handler
+                return _signal_exit(signal.SIGINT)
+        if startup.received is not None:
+            return _signal_exit(startup.received)
+    else:
+        args = _start(argv, main_thread)
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     from .progress import using_mode
 
@@ -219,11 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with using_mode(progress_mode(args)):
             return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _signal_exit(signal.SIGINT)
     except Terminated:
-        print("terminated", file=sys.stderr)
-        return 143
+        return _signal_exit(signal.SIGTERM)
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         sys.stderr.close()
         return 141

@@ -409,3 +409,52 @@ def file_sha256(path: str | os.PathLike, memo_dir: str | os.PathLike | None = No
         atomic_write_text(memo_file, json.dumps({"path": key[0], "size": key[1], "mtime_ns": key[2],
                                                  "sha256": digest}))
     return digest
+
+
+def read_json(path: str | os.PathLike, what: str) -> object:
+    """The JSON document in file ``path`` (``what`` names it in errors, e.g. "an nr-data
+    dataset.json"). Raises :class:`InputError` for a missing or unreadable file, bytes that
+    are not UTF-8 text, or text that is not JSON."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{str(p)!r} does not exist (expected {what})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{str(p)!r} is not text (expected {what})") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {str(p)!r}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{str(p)!r} is not valid JSON ({exc}); expected {what}") from None
+
+
+def read_csv_rows(path: str | os.PathLike, what: str, required: Iterable[str] = ()) -> list[dict[str, str]]:
+    """The rows of CSV file ``path`` as dicts of strings, header first; ``required`` columns
+    must all be in the header. Raises :class:`InputError` (naming ``what`` was expected) for a
+    missing, unreadable, non-text or malformed file, or missing columns."""
+    import csv
+
+    p = Path(path)
+    try:
+        with open(p, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            rows = list(reader)
+    except FileNotFoundError:
+        raise InputError(f"{str(p)!r} does not exist (expected {what})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{str(p)!r} is not text (expected {what})") from None
+    except csv.Error as exc:
+        raise InputError(f"{str(p)!r} is not a readable CSV file ({exc}); expected {what}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {str(p)!r}: {exc.strerror or exc}") from None
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(f"{str(p)!r} lacks the column(s) {missing} (has {header[:12]}); expected {what}")
+    if any(None in r or any(v is None for v in r.values()) for r in rows):
+        bad = next(i for i, r in enumerate(rows) if None in r or any(v is None for v in r.values()))
+        raise InputError(f"{str(p)!r} row {bad + 2} has a different number of cells than the header; "
+                         f"expected {what}")
+    return rows

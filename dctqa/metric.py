@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,9 @@ class VideoScore:
     q: ``(n,)`` float64, Q of each scored frame pair (frame ``frame_numbers[i]`` of both).
     q_filters: ``(n, K)`` per-filter ``Q_k`` or ``None``.
     ref_frames / dist_frames: frames decoded from each file (after ``max_frames``).
+    ref_fps / dist_fps: each file's frame rate (frames/s; ``None`` for still images or an
+    unknown rate). Frames are paired by index whatever the rates; different rates add a
+    warning.
     """
 
     q: np.ndarray
@@ -51,6 +55,24 @@ class VideoScore:
     warnings: list[str] = field(default_factory=list)
     decode_errors: int = 0  # with ignore_decode_errors: damage counted in both files (see io.DecodeReport)
     missing_frames: int = 0
+    ref_fps: float | None = None
+    dist_fps: float | None = None
+
+
+#: Frame rates that differ by more than this fraction are reported as different.
+FPS_TOLERANCE = 1e-3
+
+
+def frame_rate_note(ref_fps: float | None, dist_fps: float | None) -> str | None:
+    """A warning when the two frame rates (frames/s) differ, else ``None``: pairs are made
+    by frame index, so at other rates frame ``i`` of each file shows another instant."""
+    if ref_fps is None or dist_fps is None or not (ref_fps > 0 and dist_fps > 0):
+        return None
+    if abs(ref_fps - dist_fps) <= FPS_TOLERANCE * max(ref_fps, dist_fps):
+        return None
+    return (f"the reference runs at {ref_fps:g} frames/s and the distorted file at {dist_fps:g} frames/s; "
+            f"frames are paired by index, so frame i of each shows a different instant (resample one "
+            f"to the other's rate first for a meaningful score)")
 
 
 def _as_nchw(name: str, frames: FrameBatch, max_pixels: int | None = None) -> torch.Tensor:
@@ -131,7 +153,7 @@ def _is_int(x: object) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
-def _check_device(device: object) -> torch.device:
+def check_device(device: object) -> torch.device:
     """``device`` as a torch.device of a supported type with hardware present, else InputError."""
     if not isinstance(device, (str, torch.device)):
         raise InputError(f"device must be a string such as 'cpu' or 'cuda:0', got {type(device).__name__}")
@@ -215,7 +237,7 @@ class Metric:
         elif not _is_int(max_pixels) or max_pixels < 1:
             raise InputError(f"max_pixels must be a whole number >= 1 or None, got {max_pixels!r}")
         self.max_pixels = int(max_pixels)
-        self.device = _check_device(device)
+        self.device = check_device(device)
         if domain == "pixel":
             backbone = "pixel"
             weights = None
@@ -329,6 +351,9 @@ class Metric:
             raise InputError(f"max_frames must be a whole number >= 1 or None (all frames), got {max_frames!r}")
         ri, di = io.probe(ref_path), io.probe(dist_path)
         _check_size((ri.height, ri.width), self.max_pixels)
+        rate_note = frame_rate_note(ri.fps, di.fps)
+        if rate_note:  # said before the scoring starts; recorded in the result as well
+            warnings.warn(rate_note, stacklevel=2)
         size = None
         if (ri.height, ri.width) != (di.height, di.width):
             if not scale:
@@ -347,11 +372,13 @@ class Metric:
                 numbers.append(batch_numbers)
                 bar.update(len(batch_numbers) * frame_stride)
         qk = np.concatenate(qs) if qs else np.zeros((0, self.backbone.num_filters))
+        notes = list(pairs.notes) + ([rate_note] if rate_note else [])
         return VideoScore(q=qk.mean(axis=1), frame_numbers=np.concatenate(numbers) if numbers else np.zeros(0, np.int64),
                           ref_frames=pairs.ref_frames, dist_frames=pairs.dist_frames,
-                          q_filters=qk if per_filter else None, warnings=pairs.notes,
+                          q_filters=qk if per_filter else None, warnings=notes,
                           decode_errors=sum(r.errors for r in pairs.reports),
-                          missing_frames=sum(r.missing_frames for r in pairs.reports))
+                          missing_frames=sum(r.missing_frames for r in pairs.reports),
+                          ref_fps=ri.fps, dist_fps=di.fps)
 
 
 def backends(metric: Metric | None = None) -> dict:

@@ -185,6 +185,16 @@ def _frame(name: str, x: Any) -> torch.Tensor:
     return t[0]
 
 
+def _is_count(x: object) -> bool:
+    """An integer that is not a bool (``True`` is not a batch size)."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _is_number(x: object) -> bool:
+    """A real number that is not a bool or a string."""
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
 class StreamScorer:
     """Score frame pairs of many streams with one scorer, in micro-batches, from any thread.
 
@@ -212,17 +222,25 @@ class StreamScorer:
     def __init__(self, scorer: Any, *, max_batch: int = 8, max_wait_ms: float = 10.0, max_queue: int = 64,
                  when_full: str = "block", device: str | torch.device | None = None,
                  reference: bool | None = None, latency_window: int = 4096) -> None:
-        if when_full not in WHEN_FULL:
+        if not isinstance(when_full, str) or when_full not in WHEN_FULL:
             raise InputError(f"when_full must be one of {WHEN_FULL}, got {when_full!r}")
-        if not (isinstance(max_batch, int) and max_batch >= 1):
+        if not _is_count(max_batch) or max_batch < 1:
             raise InputError(f"max_batch must be an integer >= 1, got {max_batch!r}")
-        if not (isinstance(max_queue, int) and max_queue >= max_batch):
+        if not _is_count(max_queue) or max_queue < max_batch:
             raise InputError(f"max_queue must be an integer >= max_batch ({max_batch}), got {max_queue!r}")
-        if not (np.isfinite(max_wait_ms) and max_wait_ms >= 0):
-            raise InputError(f"max_wait_ms must be a finite number >= 0, got {max_wait_ms!r}")
+        if not _is_number(max_wait_ms) or not (np.isfinite(max_wait_ms) and max_wait_ms >= 0):
+            raise InputError(f"max_wait_ms must be a finite number of milliseconds >= 0, got {max_wait_ms!r}")
+        if not _is_count(latency_window) or latency_window < 1:
+            raise InputError(f"latency_window must be an integer >= 1 (scored pairs kept for the percentiles), "
+                             f"got {latency_window!r}")
+        if reference is not None and not isinstance(reference, (bool, np.bool_)):
+            raise InputError(f"reference must be True, False or None (decided by the scorer), got {reference!r}")
+        from .metric import check_device
+
+        device = check_device(device if device is not None else getattr(scorer, "device", "cpu"))
         self._fn, self.reference = as_batch_fn(scorer, reference)
         self.scorer = scorer
-        self.device = torch.device(device if device is not None else getattr(scorer, "device", "cpu"))
+        self.device = device
         self.max_batch, self.max_queue, self.when_full = max_batch, max_queue, when_full
         self.max_wait = max_wait_ms / 1000.0
         self._window = int(latency_window)
@@ -315,13 +333,22 @@ class StreamScorer:
             raise InputError(f"reference frame is on {r.device} but distorted is on {d.device}")
         return r, d, (tuple(d.shape), d.dtype, d.device, r.dtype)
 
+    def _release_keys(self, key: Any, n: int) -> None:
+        """With the lock held: ``n`` queued pairs of ``key`` left the queue; a key with none
+        left is removed, so frame sizes seen once hold no memory."""
+        left = self._keys[key] - n
+        if left > 0:
+            self._keys[key] = left
+        else:
+            self._keys.pop(key, None)
+
     def _make_room(self, timeout: float | None) -> _Item | None:
         """Called with the lock held: wait (block) or evict (drop_oldest); returns the evicted item."""
         if len(self._queue) < self.max_queue:
             return None
         if self.when_full == "drop_oldest":
             old = self._queue.popleft()
-            self._keys[old.key] -= 1
+            self._release_keys(old.key, 1)
             return old
         if threading.current_thread() is self._thread:
             raise QueueFullError("queue full: a done-callback on the scorer's thread cannot wait for room "
@@ -385,7 +412,7 @@ class StreamScorer:
             else:
                 rest.append(it)
         self._queue = rest
-        self._keys[key] -= len(batch) + len(cancelled)
+        self._release_keys(key, len(batch) + len(cancelled))
         self._not_full.notify_all()
         if cancelled:
             self._ready_outcomes([(it, "cancelled", None) for it in cancelled])

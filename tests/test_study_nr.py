@@ -148,7 +148,7 @@ def test_help_mentions_the_option(capsys):
     assert "--nr-model" in text and "--nr-patches" in text and "--nr-sampling" in text
 
 
-@pytest.mark.parametrize("bad, msg", [({"nr_patches": 0}, "patches must be a positive integer"),
+@pytest.mark.parametrize("bad, msg", [({"nr_patches": 0}, r"patches must be an integer in 1\.\.256"),
                                       ({"nr_sampling": "random"}, "unknown sampling")])
 def test_api_bad_nr_settings_fail_before_any_output(bad, msg, clip, tmp_path):
     from dctqa.errors import InputError

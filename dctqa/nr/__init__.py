@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["NRModel"]
+__all__ = ["NRModel", "MAX_PATCHES"]
+
+#: Most patches per frame a prediction takes (``--patches``; the paper uses a few, the
+#: ablations go to 8). Here, not in ``model``, so that the command line's parser can use it
+#: without importing torch.
+MAX_PATCHES = 256
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing dctqa.nr stays cheap

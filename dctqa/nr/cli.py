@@ -7,6 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..argtypes import bounded_int, positive_int
+from . import MAX_PATCHES
+
 
 def _progress(args: argparse.Namespace) -> bool:
     """Progress unless ``--quiet`` (:mod:`dctqa.progress`: a bar on a terminal, lines elsewhere)."""
@@ -48,18 +51,26 @@ def cmd_train_nr(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..log import log_to_rows, write_csv, write_json
+    from ..fileio import OutputSet
+    from ..io import probe
+    from ..log import csv_text, json_text, log_to_rows
     from .model import NRModel
     from .predict import prediction_log, predict_video
 
-    model = NRModel.load(args.model, backbone=args.backbone, device=args.device)
-    pred = predict_video(model, args.video, patches=args.patches, sampling=args.sampling, seed=args.seed,
-                         frame_stride=args.frame_stride, max_frames=args.max_frames, progress=_progress(args))
-    log = prediction_log(model, pred, args.video, args.patches, args.sampling, args.seed)
-    if args.json:
-        write_json(args.json, log)
-    if args.csv:
-        write_csv(args.csv, log_to_rows(log, metric="dctqa_nr"))
+    with OutputSet(inputs=[args.video, args.model]) as outputs:
+        for path in (args.json, args.csv):  # checked before any frame is predicted
+            if path is not None:
+                outputs.add(path)
+        info = probe(args.video)
+        model = NRModel.load(args.model, backbone=args.backbone, device=args.device)
+        model.check_options(patches=args.patches, sampling=args.sampling, height=info.height, width=info.width)
+        pred = predict_video(model, args.video, patches=args.patches, sampling=args.sampling, seed=args.seed,
+                             frame_stride=args.frame_stride, max_frames=args.max_frames, progress=_progress(args))
+        log = prediction_log(model, pred, args.video, args.patches, args.sampling, args.seed)
+        if args.json:
+            outputs.write_text(args.json, json_text(log))
+        if args.csv:
+            outputs.write_text(args.csv, csv_text(log_to_rows(log, metric="dctqa_nr")))
     pool = log["pooled_metrics"]["dctqa_nr"]
     print(f"dctqa_nr (no reference, trained for metric v{model.prov.metric_version}, backbone "
           f"{model.prov.backbone})  sampling={args.sampling} patches={args.patches}")
@@ -121,13 +132,14 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="no-reference Q of a compressed video (no reference needed)")
     p.add_argument("video", help="compressed video or image")
     p.add_argument("--model", required=True, help="checkpoint from `dctqa train-nr`")
-    p.add_argument("--patches", type=int, default=2, help="224x224 patches per frame (default 2)")
+    p.add_argument("--patches", type=bounded_int(1, MAX_PATCHES), default=2,
+                   help=f"224x224 patches per frame, 1..{MAX_PATCHES} (default 2)")
     p.add_argument("--sampling", default="activation", choices=("activation", "uniform", "grid"))
     p.add_argument("--seed", type=int, default=0, help="seed of the patch draws")
     p.add_argument("--json", metavar="PATH", help="write the per-frame log (libvmaf JSON layout)")
     p.add_argument("--csv", metavar="PATH", help="write per-frame predictions as CSV")
-    p.add_argument("--frame-stride", type=int, default=1, help="predict every N-th frame")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many predicted frames")
+    p.add_argument("--frame-stride", type=positive_int, default=1, help="predict every N-th frame")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many predicted frames")
     p.add_argument("--backbone", default=None, help="refuse the model unless it was trained for this backbone")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

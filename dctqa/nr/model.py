@@ -28,8 +28,12 @@ import torch
 from torch import nn
 
 from ..errors import DctqaError, InputError
+from . import MAX_PATCHES
 
 CHECKPOINT_FORMAT = 1
+#: Crops go through the net at most this many at a time, so memory is bounded by it, not by
+#: the number of patches (at most :data:`dctqa.nr.MAX_PATCHES` per frame).
+CROP_CHUNK = 64
 #: Input normalisation: Gaussian window (sigma, radius in pixels) and the constant c.
 LCN = {"kind": "local contrast normalisation", "sigma": 7 / 6, "radius": 3, "c": 0.01}
 
@@ -192,7 +196,7 @@ class NRModel:
         ck = read_checkpoint(path)
         from ..constants import METRIC_VERSION
 
-        prov = Provenance(**ck["provenance"])
+        prov = _checkpoint_provenance(path, ck["provenance"])
         want = metric_version or METRIC_VERSION
         if prov.metric_version != want:
             raise CheckpointError(f"{path} was trained for metric version {prov.metric_version}, this is "
@@ -204,13 +208,22 @@ class NRModel:
             if ident != prov.backbone_sha256:
                 raise CheckpointError(f"{path} was trained on Q of backbone {prov.backbone} (sha256 "
                                       f"{prov.backbone_sha256[:12]}), not {backbone} ({ident[:12]})")
-        if ck.get("normalisation", {}).get("input") != LCN:
+        norm = ck.get("normalisation")
+        if not isinstance(norm, dict) or norm.get("input") != LCN:
             raise CheckpointError(f"{path} was trained with another input normalisation "
-                                  f"({ck.get('normalisation', {}).get('input')}); retrain it")
-        cfg = NRConfig(**ck["config"])
-        model = cls(cfg, prov)
-        model.net.load_state_dict(ck["state_dict"])
-        model.net.to(device).eval()
+                                  f"({norm.get('input') if isinstance(norm, dict) else norm!r}); retrain it")
+        from ..metric import check_device
+
+        dev = check_device(device)
+        model = cls(_checkpoint_config(path, ck["config"]), prov)
+        try:
+            model.net.load_state_dict(ck["state_dict"])
+        except (RuntimeError, TypeError, KeyError, ValueError, AttributeError) as exc:
+            first = str(exc).strip().splitlines()
+            raise CheckpointError(f"{path}: its weights do not fit the network its config describes "
+                                  f"({' '.join(line.strip() for line in first[:3])[:300]}); the file is damaged or "
+                                  f"was not written by `dctqa train-nr`") from None
+        model.net.to(dev).eval()
         return model
 
     # ------------------------------------------------------------------ prediction
@@ -223,8 +236,9 @@ class NRModel:
 
         if sampling not in SAMPLINGS:
             raise InputError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
-        if isinstance(patches, bool) or int(patches) != patches or patches < 1:
-            raise InputError(f"patches must be a positive integer, got {patches!r}")
+        if (isinstance(patches, bool) or not isinstance(patches, (int, np.integer))
+                or not 1 <= patches <= MAX_PATCHES):
+            raise InputError(f"patches must be an integer in 1..{MAX_PATCHES} (crops per frame), got {patches!r}")
         p = self.cfg.patch
         if height is not None and width is not None and (height < p or width < p):
             raise InputError(f"frames are {width}x{height}; the model needs at least {p}x{p} (no resizing)")
@@ -269,10 +283,15 @@ class NRModel:
         dev = next(self.net.parameters()).device
         x = to_unit(frames).to(dev)
         act = self.net.conv1(local_contrast_normalise(x)) if sampling == "activation" else None
+        self.check_options(patches=patches, sampling=sampling)
         corners = patch_corners(sampling, h, w, p, patches, seed=seed, act=act, stride=NRNet.CONV1_STRIDE,
                                 offset=NRNet.CONV1_OFFSET, sigma=self.cfg.sigma, n=n)
-        crops = torch.stack([x[i, :, t:t + p, l:l + p] for i in range(n) for t, l in corners[i].tolist()])
-        z = self.net(local_contrast_normalise(crops)).view(n, patches).mean(1).double().cpu().numpy()
+        where = [(i, t, l) for i in range(n) for t, l in corners[i].tolist()]
+        outs = []
+        for k in range(0, len(where), CROP_CHUNK):  # memory bounded by the chunk, not by patches
+            crops = torch.stack([x[i, :, t:t + p, l:l + p] for i, t, l in where[k:k + CROP_CHUNK]])
+            outs.append(self.net(local_contrast_normalise(crops)))
+        z = torch.cat(outs).view(n, patches).mean(1).double().cpu().numpy()
         return z * self.prov.target_std + self.prov.target_mean
 
     # ------------------------------------------------------------------ registry protocol
@@ -299,6 +318,44 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         if k not in ck:
             raise CheckpointError(f"{str(p)!r} lacks {k!r}")
     return ck
+
+
+def _fields(path: str | os.PathLike, what: str, value: Any, cls: type) -> dict:
+    """``value`` (a checkpoint's ``what`` entry) as keyword arguments of dataclass ``cls``."""
+    import dataclasses
+
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{str(path)!r}: its {what} is a {type(value).__name__}, expected a mapping of "
+                              f"{cls.__name__} fields")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k) for k in value if k not in known)
+    if unknown:
+        raise CheckpointError(f"{str(path)!r}: its {what} has unknown entries {unknown} (expected some of "
+                              f"{sorted(known)}); written by another version of dctqa?")
+    return value
+
+
+def _checkpoint_config(path: str | os.PathLike, value: Any) -> "NRConfig":
+    try:
+        return NRConfig(**_fields(path, "config", value, NRConfig))
+    except (InputError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{str(path)!r}: its config cannot be used ({exc})") from None
+
+
+def _checkpoint_provenance(path: str | os.PathLike, value: Any) -> Provenance:
+    try:
+        prov = Provenance(**_fields(path, "provenance", value, Provenance))
+    except TypeError as exc:
+        raise CheckpointError(f"{str(path)!r}: its provenance is incomplete ({exc})") from None
+    for name in ("target_mean", "target_std"):
+        v = getattr(prov, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise CheckpointError(f"{str(path)!r}: provenance {name} is {v!r}, expected a finite number")
+    if not prov.target_std > 0:
+        raise CheckpointError(f"{str(path)!r}: provenance target_std is {prov.target_std!r}, expected > 0")
+    if not isinstance(prov.backbone_sha256, str) or not isinstance(prov.backbone, str):
+        raise CheckpointError(f"{str(path)!r}: provenance backbone and backbone_sha256 must be strings")
+    return prov
 
 
 def create(model: str | os.PathLike | NRModel, **kwargs: Any) -> NRModel:
