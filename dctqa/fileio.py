@@ -212,7 +212,7 @@ class OutputSet:
         self.inputs = [Path(p) for p in inputs if p is not None]
         self._targets: dict[str, Path] = {}
         self._staged: list[tuple[Path, Path]] = []
-        self._created_dirs: list[Path] = []
+        self._created_dirs: list[tuple[Path, bool]] = []
 
     def add(self, path: str | os.PathLike, make_parents: bool = False) -> Path:
         """Check ``path`` as an output of this run; returns the file that will be replaced."""
@@ -223,8 +223,10 @@ class OutputSet:
         self._targets[str(path)] = target
         return target
 
-    def make_dir(self, path: str | os.PathLike) -> Path:
-        """Create folder ``path`` (and parents); the ones created here are removed by :meth:`abort`."""
+    def make_dir(self, path: str | os.PathLike, keep_work: bool = False) -> Path:
+        """Create folder ``path`` (and parents); the ones created here are removed by
+        :meth:`abort`. ``keep_work``: remove them only while they hold no file (for resumable
+        commands, whose finished steps stay for ``--resume``; empty folders still go)."""
         p = check_output_dir(path)
         missing = [q for q in [p, *p.parents] if not q.exists()]
         try:
@@ -232,13 +234,13 @@ class OutputSet:
         except OSError as exc:
             raise OutputError(f"cannot create folder {str(p)!r}: {exc.strerror or exc}") from None
         if missing:
-            self._created_dirs.append(missing[-1])
+            self._created_dirs.append((missing[-1], keep_work))
         _check_folder_writable(p, p)
         return p
 
-    @contextmanager
-    def staged(self, path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
-        """A temporary file for output ``path`` (added if it was not); kept until commit or abort."""
+    def temp(self, path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+        """A new empty temporary file beside output ``path`` (added if it was not), moved onto
+        ``path`` by :meth:`commit`, deleted by :meth:`abort`."""
         target = self._targets.get(str(path)) or self.add(path)
         try:
             mode = stat.S_IMODE(target.stat().st_mode)
@@ -253,10 +255,25 @@ class OutputSet:
         self._staged.append((tmp, target))
         try:
             os.chmod(tmp, mode)
+        except OSError:
+            self.discard(tmp)
+            raise
+        return tmp
+
+    def discard(self, tmp: Path) -> None:
+        """Delete temporary file ``tmp`` (from :meth:`temp`) and forget it."""
+        tmp.unlink(missing_ok=True)
+        self._staged = [(t, target) for t, target in self._staged if t != tmp]
+
+    @contextmanager
+    def staged(self, path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+        """A temporary file for output ``path`` (see :meth:`temp`); deleted at once if the
+        block raises."""
+        tmp = self.temp(path, suffix)
+        try:
             yield tmp
         except BaseException:
-            tmp.unlink(missing_ok=True)
-            self._staged.remove((tmp, target))
+            self.discard(tmp)
             raise
 
     def write_text(self, path: str | os.PathLike, text: str) -> None:
@@ -295,8 +312,11 @@ class OutputSet:
         for tmp, _ in self._staged:
             tmp.unlink(missing_ok=True)
         self._staged.clear()
-        for d in reversed(self._created_dirs):
-            shutil.rmtree(d, ignore_errors=True)
+        for d, keep_work in reversed(self._created_dirs):
+            if not keep_work:
+                shutil.rmtree(d, ignore_errors=True)
+            elif not any(q.is_file() or q.is_symlink() for q in d.rglob("*")):
+                shutil.rmtree(d, ignore_errors=True)
         self._created_dirs.clear()
 
     def __enter__(self) -> "OutputSet":
@@ -458,3 +478,17 @@ def read_csv_rows(path: str | os.PathLike, what: str, required: Iterable[str] = 
         raise InputError(f"{str(p)!r} row {bad + 2} has a different number of cells than the header; "
                          f"expected {what}")
     return rows
+
+
+def parse_number(text: str | None, kind: type = float, *, where: str = "", empty: object = None) -> object:
+    """``kind(text)`` for a cell read from a file (``kind``: ``int`` or ``float``); ``empty``
+    for an empty or absent cell when given, else an error. Raises :class:`InputError` naming
+    ``where`` (e.g. "'labels.csv' row 3, column 'q'") for text that is not such a number."""
+    if text is None or text == "":
+        if empty is not None:
+            return empty
+        raise InputError(f"{where}: empty cell, expected {'an integer' if kind is int else 'a number'}")
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: {str(text)[:40]!r} is not {'an integer' if kind is int else 'a number'}") from None

@@ -24,7 +24,6 @@ without them splits exactly as before).
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..fileio import parse_number, read_csv_rows, read_json
 
 if TYPE_CHECKING:
     from ..study.codec import EncodeSettings
@@ -80,21 +80,24 @@ def _study_labels(cfg, cache, variants, refs, src_sha, column: str, progress: bo
 
 def _csv_labels(path: Path, variants: dict, column: str) -> dict:
     """Per (stem, variant) arrays read from a study's ``frames.csv``."""
+
     got: dict[tuple[str, str], dict[str, list]] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            d = got.setdefault((row["video"], row["variant"]), {})
-            for k, val in row.items():
-                if k not in ("video", "variant"):
-                    d.setdefault(k, []).append(float(val) if val not in ("", None) else math.nan)
+    rows = read_csv_rows(path, "a study's frames.csv (--labels)", required=("video", "variant", "frame", column))
+    for i, row in enumerate(rows):
+        d = got.setdefault((row["video"], row["variant"]), {})
+        for k, val in row.items():
+            if k not in ("video", "variant"):
+                d.setdefault(k, []).append(parse_number(val, float, empty=math.nan,
+                                                        where=f"{str(path)!r} row {i + 2}, column {k!r}"))
     out = {}
     for stem, vs in variants.items():
         for v in vs:
             if (stem, v.name) not in got:
                 raise InputError(f"{path} has no rows for video {stem!r} variant {v.name!r}")
             d = got[(stem, v.name)]
-            if column not in d:
-                raise InputError(f"{path} has no column {column!r} (the target for this backbone)")
+            missing = [k for k in INDICATORS + ("psnr",) if k not in d]
+            if missing:
+                raise InputError(f"{path} lacks the column(s) {missing} (a study's frames.csv expected)")
             out[(stem, v.name)] = {k: np.asarray(val) for k, val in d.items()}
     return out
 
@@ -204,15 +207,24 @@ def load_dataset(path: str | os.PathLike) -> tuple[list[dict[str, Any]], dict]:
     if not (p / "labels.csv").is_file() or not (p / "dataset.json").is_file():
         raise InputError(f"{str(p)!r} is not an nr-data folder (labels.csv and dataset.json expected); "
                          "make one with `dctqa nr-data VIDEO... --out DIR`")
-    meta = json.loads((p / "dataset.json").read_text())
-    if meta.get("format") != DATA_FORMAT:
-        raise InputError(f"{p}/dataset.json has format {meta.get('format')!r}, expected {DATA_FORMAT}")
-    with open(p / "labels.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r["frame"] = int(r["frame"])
+    meta = read_json(p / "dataset.json", "an nr-data dataset.json")
+    if not isinstance(meta, dict) or meta.get("format") != DATA_FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise InputError(f"{p}/dataset.json has format {got!r}, expected {DATA_FORMAT}")
+    for key in ("target", "backbone"):
+        if not isinstance(meta.get(key), str):
+            raise InputError(f"{p}/dataset.json lacks {key!r} (a string); make the folder again with `dctqa nr-data`")
+    rows = read_csv_rows(p / "labels.csv", "an nr-data labels.csv",
+                         required=("video", "variant", "frame", "path", "q") + INDICATORS + ("psnr",))
+    for i, r in enumerate(rows):
+        where = f"{str(p / 'labels.csv')!r} row {i + 2}"
+        r["frame"] = parse_number(r["frame"], int, where=f"{where}, column 'frame'")
         for k in ("q", "log_q", "crf") + INDICATORS + ("psnr",):
-            r[k] = float(r[k]) if r.get(k) not in (None, "") else math.nan
+            r[k] = parse_number(r.get(k), float, empty=math.nan, where=f"{where}, column {k!r}")
+        if not (math.isfinite(r["q"]) and r["q"] > 0):
+            raise InputError(f"{where}: target q {r['q']} is not a positive number")
+        if math.isnan(r["log_q"]):
+            r["log_q"] = math.log(r["q"])
         r["train_only"] = r.get("train_only") not in (None, "", "0")  # absent in older folders: none
     return rows, meta
 

@@ -21,7 +21,6 @@ test frames. Tables (the layout of the paper's Tables 3 and 4):
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -33,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..fileio import parse_number, read_csv_rows
 from ..study.stats import resample_counts
 from .data import INDICATORS, load_dataset, window_key
 
@@ -40,6 +40,10 @@ MAIN = ("activation", 2)
 FRAME_DECIMALS = 5  # predictions in frames.csv (and in the paired comparison, so both sides have the same ties)
 ABLATIONS = (("activation", 1), ("activation", 2), ("activation", 4), ("activation", 8), ("uniform", 2),
              ("grid", 2))
+
+#: The files ``eval-nr`` writes into its output folder (``paired.csv`` only with ``paired_with``).
+TABLES = ("metrics.csv", "windows.csv", "ablations.csv", "frames.csv", "paired.csv")
+SUMMARY = "nr_results.md"
 
 
 # ----------------------------------------------------------------- ridge baseline
@@ -176,27 +180,40 @@ def _metric_rows(res: dict, n_boot: int) -> list[dict]:
     return out
 
 
-def _window_rows(res: dict, windows_csv: Path | None, n_boot: int) -> list[dict]:
+def _read_windows(path: Path, target: str) -> dict[tuple[str, str, int], dict]:
+    """Rows of a study's ``windows.csv`` by (video, variant, window_start), with AP, PSNR and
+    the full-reference column ``target`` (the dataset's target Q) as floats (NaN when empty)."""
+    need = ("video", "variant", "window_start", "ap", "ap50", "psnr", target)
+    wins = {}
+    for i, r in enumerate(read_csv_rows(path, "a study's windows.csv", required=need)):
+        where = f"{str(path)!r} row {i + 2}"
+        for k in need[3:]:
+            r[k] = parse_number(r[k], float, empty=math.nan, where=f"{where}, column {k!r}")
+        r["full_reference_q"] = r[target]
+        wins[(r["video"], r["variant"], parse_number(r["window_start"], int, where=f"{where}, column 'window_start'"))] = r
+    return wins
+
+
+def _window_rows(res: dict, wins: dict | None, n_boot: int) -> list[dict]:
     from ..study.stats import correlations
 
-    if windows_csv is None:
+    if wins is None:
         return []
-    with open(windows_csv, newline="") as f:
-        wins = {(r["video"], r["variant"], int(r["window_start"])): r for r in csv.DictReader(f)}
     acc: dict[tuple, list] = {}
     for r, p, rd in zip(res["test"], res["pred"], res["ridge"]):
         key = (r["video"], r["variant"], r["frame"] // 100 * 100)
         acc.setdefault(key, []).append((p, rd))
-    keys = [k for k in sorted(acc) if k in wins]
+    keys = [k for k in sorted(acc) if k in wins  # windows without AP (no ground truth) or scores: left out
+            and all(math.isfinite(wins[k][c]) for c in ("ap", "ap50", "psnr", "full_reference_q"))]
     if len(keys) < 3:
         return []
     cols = {"dctqa_nr": -np.array([np.mean([a for a, _ in acc[k]]) for k in keys]),
             "ridge": -np.array([np.mean([b for _, b in acc[k]]) for k in keys]),
-            "full_reference_q": -np.array([float(wins[k]["dctqa_spectral_yolox_nano"]) for k in keys]),
-            "psnr": np.array([float(wins[k]["psnr"]) for k in keys])}
+            "full_reference_q": -np.array([wins[k]["full_reference_q"] for k in keys]),
+            "psnr": np.array([wins[k]["psnr"] for k in keys])}
     out = []
     for target in ("ap50", "ap"):
-        y = np.array([float(wins[k][target]) for k in keys])
+        y = np.array([wins[k][target] for k in keys])
         for name, x in cols.items():
             c = correlations(x, y, n_boot=n_boot)
             out.append({"model": res["name"], "target": target, "score": name, "windows": len(keys),
@@ -250,12 +267,15 @@ def _paired_rows(res: dict, other: dict, other_csv: Path, n_boot: int) -> list[d
 def _read_frames_csv(path: Path) -> dict:
     if not path.is_file():
         raise InputError(f"frames file {str(path)!r} does not exist (an earlier eval-nr's frames.csv expected)")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    need = {"model", "video", "variant", "frame", "q", "dctqa_nr"}
-    if rows and not need <= set(rows[0]):
-        raise InputError(f"{path} lacks columns {sorted(need - set(rows[0]))} (an eval-nr frames.csv expected)")
-    return {(r["model"], r["video"], r["variant"], int(r["frame"])): r for r in rows}
+    rows = read_csv_rows(path, "an earlier eval-nr's frames.csv",
+                         required=("model", "video", "variant", "frame", "q", "dctqa_nr"))
+    out = {}
+    for i, r in enumerate(rows):
+        where = f"{str(path)!r} row {i + 2}"
+        for k in ("q", "dctqa_nr"):
+            parse_number(r[k], float, where=f"{where}, column {k!r}")
+        out[(r["model"], r["video"], r["variant"], parse_number(r["frame"], int, where=f"{where}, column 'frame'"))] = r
+    return out
 
 
 def _one_thread() -> None:
@@ -302,16 +322,34 @@ def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: 
     """Evaluate every checkpoint (``jobs`` worker processes, one thread each, when > 1); write
     the tables (module docstring) and ``nr_results.md``. paired_with: an earlier evaluation's
     ``frames.csv`` to compare with (``paired.csv``)."""
-    from ..log import write_csv
+    from ..fileio import OutputSet
+    from ..log import csv_text
+    from .summary import summary_text
 
-    if frame_step < 1 or ablation_step < 1 or n_boot < 10:
-        raise InputError("frame_step and ablation_step must be >= 1 and n_boot >= 10")
+    if not all(isinstance(v, int) and v >= 1 for v in (frame_step, ablation_step, jobs, variant_step)) or n_boot < 10:
+        raise InputError("frame_step, ablation_step, jobs and variant_step must be integers >= 1 and n_boot >= 10")
     if windows_csv is not None and not Path(windows_csv).is_file():
         raise InputError(f"windows file {str(windows_csv)!r} does not exist")
     other = _read_frames_csv(Path(paired_with)) if paired_with is not None else None
-    rows, _ = load_dataset(data)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    rows, meta = load_dataset(data)
+    if windows_csv is not None:  # read before any model runs, so that a bad file fails first
+        _read_windows(Path(windows_csv), meta["target"])
+    inputs = [*models, windows_csv, paired_with, Path(data) / "labels.csv", Path(data) / "dataset.json"]
+    with OutputSet(inputs=inputs) as outputs:  # every table or none; never an input
+        out = outputs.make_dir(out, keep_work=True)  # keeps finished evaluations in out/cache
+        for name in (*TABLES, SUMMARY):
+            outputs.add(out / name)
+        tables = _evaluate_tables(models, rows, meta, out, frame_step, ablation_step, n_boot, ablations, progress,
+                                  jobs, variant_step, windows_csv, other, paired_with)
+        for name, t in tables.items():
+            if t:
+                outputs.write_text(out / f"{name}.csv", csv_text(t))
+        outputs.write_text(out / SUMMARY, summary_text(tables))
+    return tables
+
+
+def _evaluate_tables(models, rows, meta, out: Path, frame_step, ablation_step, n_boot, ablations, progress, jobs,
+                     variant_step, windows_csv, other, paired_with) -> dict[str, list[dict]]:
     tables: dict[str, list[dict]] = {"metrics": [], "windows": [], "ablations": [], "frames": [], "paired": []}
     args = [(p, rows, frame_step, ablation_step, n_boot, ablations, progress and jobs == 1, variant_step,
              out / "cache") for p in models]
@@ -322,9 +360,10 @@ def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: 
             results = list(ex.map(_evaluate_args, args))
     else:
         results = [cached_evaluation(*a) for a in args]
+    wins = _read_windows(Path(windows_csv), meta["target"]) if windows_csv is not None else None
     for res in results:
         tables["metrics"] += _metric_rows(res, n_boot)
-        tables["windows"] += _window_rows(res, Path(windows_csv) if windows_csv else None, n_boot)
+        tables["windows"] += _window_rows(res, wins, n_boot)
         tables["ablations"] += _ablation_rows(res)
         if other is not None:
             tables["paired"] += _paired_rows(res, other, Path(paired_with), n_boot)
@@ -335,10 +374,4 @@ def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: 
     if other is not None and not tables["paired"]:
         raise InputError(f"none of the models evaluated here ({', '.join(r['name'] for r in results)}) is in "
                          f"{paired_with}")
-    for name, t in tables.items():
-        if t:
-            write_csv(out / f"{name}.csv", t)
-    from .summary import write_summary
-
-    write_summary(out / "nr_results.md", tables)
     return tables

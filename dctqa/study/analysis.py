@@ -26,7 +26,6 @@ unless kept on request.
 """
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,21 +133,26 @@ _STR = ("video", "variant", "duplicate_of", "duplicate_reason")
 
 def load_windows_csv(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a ``windows.csv`` written by the study, with numbers as numbers and empty
-    cells as ``None`` (AP, cap) or NaN (metric columns)."""
+    cells as ``None`` (AP, cap) or NaN (metric columns). Raises :class:`InputError` for a
+    file that is not such a table (missing, not CSV, no ``video``/``variant``/``ap`` column,
+    a cell that is not a number)."""
+    from ..fileio import parse_number, read_csv_rows
+
+    need = ("video", "variant", "crf", "window_start", "ap50", "ap")
     rows = []
-    with open(path, newline="") as f:
-        for raw in csv.DictReader(f):
-            r: dict[str, Any] = {}
-            for k, v in raw.items():
-                if k in _STR:
-                    r[k] = v
-                elif k in _INT:
-                    r[k] = int(v)
-                elif v == "":
-                    r[k] = None if k in ("ap50", "ap", "maxrate_kbps", "cap_bpp") else float("nan")
-                else:
-                    r[k] = float(v)
-            rows.append(r)
+    for i, raw in enumerate(read_csv_rows(path, "the windows.csv of a study run", required=need)):
+        r: dict[str, Any] = {}
+        for k, v in raw.items():
+            where = f"{str(path)!r} row {i + 2}, column {k!r}"
+            if k in _STR:
+                r[k] = v
+            elif k in _INT:
+                r[k] = parse_number(v, int, where=where)
+            elif v == "":
+                r[k] = None if k in ("ap50", "ap", "maxrate_kbps", "cap_bpp") else float("nan")
+            else:
+                r[k] = parse_number(v, float, where=where)
+        rows.append(r)
     return rows
 
 

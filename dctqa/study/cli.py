@@ -14,7 +14,7 @@ from typing import Any
 from ..argtypes import add_progress_options, positive_int, progress_mode
 from ..backbones.spec import parse_spec
 from ..errors import InputError
-from ..fileio import check_output_dir
+from ..fileio import OutputSet, check_output_dir
 from ..progress import progress, stage
 from .codec import DEFAULT_CAP_BPP, DEFAULT_CRFS, PRESETS, EncodeSettings, parse_floats
 from .pipeline import DEFAULT_SENSITIVITY_GT, DEFAULT_SENSITIVITY_PRED
@@ -134,23 +134,23 @@ def cmd_study_tables(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .analysis import AnalysisSettings, analyze, load_windows_csv, metric_columns_of
-    from .report import write_tables_report
+    from .report import TABLES_REPORT_FILES, write_tables_report
 
     path = Path(args.windows)
-    if not path.is_file():
-        raise InputError(f"window table {str(path)!r} does not exist (expected the windows.csv of a study run)")
-    try:
+    with OutputSet(inputs=[path]) as outputs:  # every file or none; never the input table
+        check_output_dir(args.out)
+        for name in TABLES_REPORT_FILES:
+            outputs.add(Path(args.out) / name, make_parents=True)
         rows = load_windows_csv(path)
-    except (KeyError, ValueError) as exc:
-        raise InputError(f"{str(path)!r} is not a study window table: {exc}") from None
-    if not rows or "ap" not in rows[0] or "video" not in rows[0]:
-        raise InputError(f"{str(path)!r} holds no study windows (expected the windows.csv of a study run)")
-    settings = AnalysisSettings(metrics=metric_columns_of(rows), resampling=args.resampling, n_boot=args.n_boot,
-                                seed=args.seed, min_gt=args.min_gt, dup_tolerance=args.dup_tolerance,
-                                keep_duplicates=args.keep_duplicates)
-    videos = list(dict.fromkeys(r["video"] for r in rows))
-    command = "dctqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command else ""
-    report = write_tables_report(analyze(rows, videos, settings), args.out, path.name, command)
+        if not rows:
+            raise InputError(f"{str(path)!r} holds no study windows (expected the windows.csv of a study run)")
+        settings = AnalysisSettings(metrics=metric_columns_of(rows), resampling=args.resampling, n_boot=args.n_boot,
+                                    seed=args.seed, min_gt=args.min_gt, dup_tolerance=args.dup_tolerance,
+                                    keep_duplicates=args.keep_duplicates)
+        videos = list(dict.fromkeys(r["video"] for r in rows))
+        command = "dctqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command else ""
+        analysis = analyze(rows, videos, settings)
+        report = write_tables_report(analysis, outputs.make_dir(args.out), path.name, command, outputs)
     print(f"report: {report}")
     return 0
 

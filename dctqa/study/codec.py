@@ -19,14 +19,15 @@ Every written variant is decoded again and checked: it must hold exactly the sou
 number of frames with strictly increasing, gap-free timestamps (a dropped or duplicated
 frame raises :class:`~dctqa.errors.VideoError`).  Its real bitrate is the sum of the
 encoded video packets' sizes (bits) divided by the duration ``frames / fps``.
-Files appear atomically (temporary file in the same folder, then ``os.replace``).
+Files appear atomically and together (temporary files in the same folder, then ``os.replace``
+of all of them once every variant has been checked).
 """
 from __future__ import annotations
 
 import collections
 import json
+import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import InputError, VideoError
-from ..fileio import atomic_path, atomic_write_text
+from ..fileio import OutputSet, atomic_path
 
 #: The paper's CRF values.
 DEFAULT_CRFS: tuple[int, ...] = (23, 29, 35, 41, 47)
@@ -45,6 +46,11 @@ DEFAULT_CAP_BPP: tuple[float, ...] = (0.0025, 0.005, 0.01, 0.02)
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
            "veryslow", "placebo")
 MANIFEST = "variants.json"
+#: Largest caps accepted: 10 Gbit/s, and 24 bit/pixel (uncompressed 8-bit RGB); above them a
+#: cap cannot bind. Longest VBV buffer: 60 s.
+MAX_CAP_KBPS = 1e7
+MAX_CAP_BPP = 24.0
+MAX_BUFSIZE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -94,24 +100,40 @@ class EncodeSettings:
         if not self.crfs:
             raise InputError("at least one CRF value is needed")
         for c in self.crfs:
-            if not isinstance(c, int) or not 0 <= c <= 51:
+            if not _is_int(c) or not 0 <= c <= 51:
                 raise InputError(f"CRF must be an integer in 0..51, got {c!r}")
         if self.preset not in PRESETS:
             raise InputError(f"unknown x264 preset {self.preset!r}; expected one of {PRESETS}")
-        caps = self.caps_kbps if self.caps_kbps is not None else self.cap_bpp
-        for v in caps:
-            if not v > 0:
-                raise InputError(f"bandwidth caps must be > 0, got {v!r}")
-        if self.gop is not None and self.gop < 1:
-            raise InputError(f"gop must be >= 1 frame, got {self.gop}")
-        if not self.bufsize_s > 0:
-            raise InputError(f"bufsize_s must be > 0 seconds, got {self.bufsize_s}")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise InputError(f"max_frames must be >= 1, got {self.max_frames}")
+        if self.caps_kbps is not None:
+            _check_caps(self.caps_kbps, MAX_CAP_KBPS, "kbit/s")
+        else:
+            _check_caps(self.cap_bpp, MAX_CAP_BPP, "bit/pixel")
+        if self.gop is not None and not (_is_int(self.gop) and self.gop >= 1):
+            raise InputError(f"gop must be an integer >= 1 frame, got {self.gop!r}")
+        if not (_is_real(self.bufsize_s) and 0 < self.bufsize_s <= MAX_BUFSIZE_S):
+            raise InputError(f"bufsize_s must be a number of seconds in (0, {MAX_BUFSIZE_S:g}], got {self.bufsize_s!r}")
+        if not (_is_int(self.threads) and self.threads >= 0):
+            raise InputError(f"threads must be an integer >= 0 (0: x264's choice), got {self.threads!r}")
+        if self.max_frames is not None and not (_is_int(self.max_frames) and self.max_frames >= 1):
+            raise InputError(f"max_frames must be an integer >= 1, got {self.max_frames!r}")
 
     def to_dict(self) -> dict:
         """JSON-able settings (used in cache keys)."""
         return asdict(self)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_real(v: object) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_caps(caps: Sequence[float], most: float, unit: str) -> None:
+    for v in caps:
+        if not (_is_real(v) and 0 < v <= most):
+            raise InputError(f"bandwidth caps must be finite numbers in (0, {most:g}] {unit}, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -161,27 +183,24 @@ def _x264_params(plan: _Plan, settings: EncodeSettings) -> str:
 
 
 class _Encoder:
-    """One libx264 output written to a temporary file next to its final path."""
+    """One libx264 output written to temporary file ``tmp`` (moved onto ``path`` later)."""
 
-    def __init__(self, plan: _Plan, path: Path, settings: EncodeSettings, width: int, height: int,
+    def __init__(self, plan: _Plan, path: Path, tmp: Path, settings: EncodeSettings, width: int, height: int,
                  rate: Fraction) -> None:
         import av
 
-        self.plan, self.path = plan, path
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4.tmp", dir=path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.plan, self.path, self.tmp = plan, path, tmp
         self.bytes = 0
         self.count = 0
         options = {"crf": str(plan.crf), "preset": settings.preset}
         params = _x264_params(plan, settings)
         if params:
             options["x264-params"] = params
+        self.container = av.open(str(self.tmp), mode="w", format="mp4")
         try:
-            self.container = av.open(str(self.tmp), mode="w", format="mp4")
             self.stream = self.container.add_stream("libx264", rate=rate, options=options)
         except Exception:
-            self.tmp.unlink(missing_ok=True)
+            self.container.close()
             raise
         self.stream.width, self.stream.height = width, height
         self.stream.pix_fmt = "yuv420p"
@@ -203,7 +222,6 @@ class _Encoder:
             self.container.close()
         except Exception:
             pass
-        self.tmp.unlink(missing_ok=True)
 
 
 def count_frames(path: str | os.PathLike) -> tuple[int, bool]:
@@ -262,15 +280,16 @@ def encode_sweep(src: str | os.PathLike, out_dir: str | os.PathLike,
     Files: ``out_dir/<name>.mp4`` per variant and ``out_dir/variants.json`` (the returned
     list plus the settings).  ``progress(n)`` is called after each source frame with the
     number of frames just encoded (1) into all variants at once; ``verified(variant)``
-    after each variant has been decoded again and checked (one call per variant).  Width and height must be even (yuv420p);
+    after each variant has been decoded again and checked (one call per variant, before any
+    file is in place).  The files appear together at the end, or none of them: a failure or
+    signal removes every temporary file and the folders this call created; no output may be
+    ``src`` itself.  Width and height must be even (yuv420p);
     odd sizes raise :class:`InputError` rather than being padded, because a padded variant
     would no longer align pixel-for-pixel with its reference.
     Raises :class:`VideoError` for unreadable sources, sources with no frame, and variants
     whose decoded frame count or timestamps do not match the source.
     """
-    import av
-
-    from ..io import iter_frames, probe
+    from ..io import probe
 
     info = probe(src)
     if info.is_image:
@@ -280,14 +299,32 @@ def encode_sweep(src: str | os.PathLike, out_dir: str | os.PathLike,
                          f"and height. Crop the source first (e.g. ffmpeg -vf crop=trunc(iw/2)*2:trunc(ih/2)*2)")
     fps = info.fps or 25.0
     rate = _rate(fps)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     plans = plan_variants(settings, info.width, info.height, float(rate))
+    for plan in plans:  # every rate-control setting is formed before the first file
+        _x264_params(plan, settings)
+    with OutputSet(inputs=[src]) as outputs:  # every file or none; never the source
+        out = outputs.make_dir(out_dir)
+        targets = [out / f"{plan.name}.mp4" for plan in plans]
+        for path in [*targets, out / MANIFEST]:
+            outputs.add(path)
+        variants = _encode_all(src, info, plans, targets, outputs, settings, rate, progress, verified)
+        outputs.write_text(out / MANIFEST, manifest_text(variants, settings, src, float(rate)))
+    return variants
+
+
+def _encode_all(src, info, plans: list[_Plan], targets: list[Path], outputs: OutputSet, settings: EncodeSettings,
+                rate: Fraction, progress, verified) -> list[Variant]:
+    """Encode, decode again and check every variant into the temporary files of ``outputs``."""
+    import av
+
+    from ..io import iter_frames
+
     encoders: list[_Encoder] = []
     n = 0
     try:
-        for plan in plans:
-            encoders.append(_Encoder(plan, out / f"{plan.name}.mp4", settings, info.width, info.height, rate))
+        for plan, path in zip(plans, targets):
+            encoders.append(_Encoder(plan, path, outputs.temp(path, suffix=".mp4.tmp"), settings, info.width,
+                                     info.height, rate))
         for rgb in iter_frames(src, max_frames=settings.max_frames):
             if rgb.shape[:2] != (info.height, info.width):
                 raise VideoError(f"{str(src)!r}: frame {n} is {rgb.shape[1]}x{rgb.shape[0]}, the stream "
@@ -302,35 +339,33 @@ def encode_sweep(src: str | os.PathLike, out_dir: str | os.PathLike,
                 progress(1)
         for enc in encoders:
             enc.finish()
-        variants = []
-        for enc in encoders:
-            got, gap_free = count_frames(enc.tmp)
-            if got != n or not gap_free:
-                raise VideoError(f"variant {enc.plan.name}: decoded {got} frames "
-                                 f"({'gap-free' if gap_free else 'dropped/duplicated timestamps'}) from "
-                                 f"{n} source frames; the encoder must keep every frame once, in order")
-            kbps = stream_bitrate_kbps(enc.tmp, n, float(rate))
-            os.replace(enc.tmp, enc.path)
-            variants.append(Variant(enc.plan.name, enc.plan.crf, enc.plan.maxrate_kbps, enc.path, kbps, n,
-                                    enc.plan.cap_bpp))
-            if verified is not None:
-                verified(variants[-1])
     except BaseException:
         for enc in encoders:
             enc.abort()
         raise
     if n == 0:  # iter_frames raises first; kept as a guard
         raise VideoError(f"{str(src)!r} holds no decodable frame")
-    write_manifest(out / MANIFEST, variants, settings, src, float(rate))
+    variants = []
+    for enc in encoders:
+        got, gap_free = count_frames(enc.tmp)
+        if got != n or not gap_free:
+            raise VideoError(f"variant {enc.plan.name}: decoded {got} frames "
+                             f"({'gap-free' if gap_free else 'dropped/duplicated timestamps'}) from "
+                             f"{n} source frames; the encoder must keep every frame once, in order")
+        kbps = stream_bitrate_kbps(enc.tmp, n, float(rate))
+        variants.append(Variant(enc.plan.name, enc.plan.crf, enc.plan.maxrate_kbps, enc.path, kbps, n,
+                                enc.plan.cap_bpp))
+        if verified is not None:
+            verified(variants[-1])
     return variants
 
 
-def write_manifest(path: Path, variants: Sequence[Variant], settings: EncodeSettings,
-                   src: str | os.PathLike, fps: float) -> None:
-    """Write the variant list as JSON, atomically."""
+def manifest_text(variants: Sequence[Variant], settings: EncodeSettings, src: str | os.PathLike,
+                  fps: float) -> str:
+    """The ``variants.json`` document listing ``variants`` (paths relative to its folder)."""
     doc = {"source": str(src), "fps": fps, "settings": settings.to_dict(),
            "variants": [dict(asdict(v), path=v.path.name) for v in variants]}
-    atomic_write_text(path, json.dumps(doc, indent=1))
+    return json.dumps(doc, indent=1)
 
 
 def read_manifest(path: str | os.PathLike) -> list[Variant]:

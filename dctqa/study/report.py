@@ -327,16 +327,26 @@ def _analysis_lines(a) -> list[str]:
     return L + _lovo_lines(a) + _paper_lines(a)
 
 
-def write_tables_report(a, out: str | Path, source: str, command: str = "") -> Path:
+#: The files ``dctqa study-tables`` writes into its output folder.
+TABLES_REPORT_FILES = ("report.md", "windows.csv", "correlations.csv", "within.csv", "differences.csv")
+
+
+def write_tables_report(a, out: str | Path, source: str, command: str = "", outputs=None) -> Path:
     """Write the analysis of an existing window table (``dctqa study-tables``): ``report.md``,
     ``windows.csv`` (with duplicate marks), ``correlations.csv``, ``within.csv`` and
-    ``differences.csv`` under ``out``. No plots, bitrate tables, threshold sensitivity or
-    timings: those need the study's videos and detections. Returns the report's path."""
+    ``differences.csv`` under ``out``, all of them or none. No plots, bitrate tables, threshold
+    sensitivity or timings: those need the study's videos and detections. outputs: the
+    :class:`~dctqa.fileio.OutputSet` to stage them in (committed by its owner), else one of
+    this call's own. Returns the report's path."""
+    from ..fileio import OutputSet
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if outputs is None:
+        with OutputSet() as own:
+            return write_tables_report(a, own.make_dir(out), source, command, own)
     for name, rows in (("windows.csv", a.rows), ("correlations.csv", a.correlations), ("within.csv", a.within),
                        ("differences.csv", a.differences)):
-        atomic_write_text(out / name, rows_to_csv(rows))
+        outputs.write_text(out / name, rows_to_csv(rows))
     s = a.settings
     L = ["# dctqa study tables: does the metric track object-detection AP under H.264 compression?", "",
          f"Re-analysis of the window table `{source}` (videos: {', '.join(a.videos)}); metrics: "
@@ -347,7 +357,7 @@ def write_tables_report(a, out: str | Path, source: str, command: str = "") -> P
         L[1:1] = ["", "Command:", "", "```", command, "```"]
     L += _selection_lines(a) + _analysis_lines(a) + _correlation_lines(a)
     path = out / "report.md"
-    atomic_write_text(path, "\n".join(L))
+    outputs.write_text(path, "\n".join(L))
     return path
 
 
