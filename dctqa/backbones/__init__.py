@@ -17,7 +17,7 @@ from .spec import ONNX_PREFIX, PIXEL, ModelSpec, onnx_spec, parse_spec
 from .torchvision_models import DETECTORS as TORCHVISION_DETECTORS
 
 __all__ = ["Backbone", "Preprocess", "Stem", "IMAGENET", "YOLOX_PREPROCESS", "get_backbone",
-           "backbone_names", "TORCHVISION_DETECTORS", "ModelSpec", "parse_spec", "onnx_spec", "ONNX_PREFIX"]
+           "backbone_names", "check_backbone", "TORCHVISION_DETECTORS", "ModelSpec", "parse_spec", "onnx_spec", "ONNX_PREFIX"]
 
 _cache: dict[tuple, Backbone] = {}
 _lock = threading.Lock()
@@ -26,6 +26,21 @@ _lock = threading.Lock()
 def backbone_names() -> list[str]:
     """Names accepted by :func:`get_backbone` (``onnx:PATH`` stands for any ONNX file)."""
     return [PIXEL, *TORCHVISION_DETECTORS, onnx_spec("PATH")]
+
+
+def check_backbone(name: object) -> ModelSpec:
+    """Check backbone ``name`` before any work, without loading weights: a known name, or
+    ``onnx:PATH`` whose file exists and loads as a backbone (milliseconds). Raises
+    :class:`BackboneError`; returns the parsed spec."""
+    spec = parse_spec(name)
+    if spec.kind == "onnx":
+        if not spec.path.is_file():
+            raise BackboneError(f"model file {str(spec.path)!r} not found; pass the backbone as onnx:PATH "
+                                f"of an existing ONNX file")
+        get_backbone(spec.text)
+    elif spec.kind == "named" and spec.text not in TORCHVISION_DETECTORS:
+        raise BackboneError(f"unknown backbone {spec.text!r}; expected one of {backbone_names()}")
+    return spec
 
 
 def pixel_backbone() -> Backbone:

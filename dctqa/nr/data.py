@@ -139,14 +139,19 @@ def build_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathLike, *
     extra_skimage: names from :data:`dctqa.study.clips.SKIMAGE_PHOTOS` to add as training-only
     pan clips of ``extra_frames`` frames of ``extra_size = (h, w)`` pixels. encode: the study's
     :class:`~dctqa.study.codec.EncodeSettings` (default: its 25 variants)."""
-    from ..constants import METRIC_VERSION
-    from ..fileio import atomic_write_text
-    from ..log import write_csv
+    from ..backbones import check_backbone
+    from ..fileio import OutputSet
+    from ..log import csv_text
     from ..study.codec import EncodeSettings
-    from ..study.pipeline import StudyConfig, default_model, encode_stage
-    from ..study.stages import StageCache
+    from ..study.pipeline import StudyConfig, default_model
 
     backbone = backbone or default_model()
+    check_backbone(backbone)  # before any encode
+    if not (isinstance(metric_stride, int) and metric_stride >= 1):
+        raise InputError(f"metric_stride must be an integer >= 1, got {metric_stride!r}")
+    if labels_csv is not None:  # its header now; its rows once the variants are known
+        read_csv_rows(labels_csv, "a study's frames.csv (--labels)",
+                      required=("video", "variant", "frame", target_column(backbone)))
     out = Path(out)
     stems = [Path(v).stem for v in videos]
     clash = [s for s in stems if s.startswith(EXTRA_PREFIX)]
@@ -154,8 +159,25 @@ def build_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathLike, *
         raise InputError(f"video names starting with {EXTRA_PREFIX!r} are kept for the extra clips: {clash}")
     cfg = StudyConfig(videos=list(videos), out=out, backbones=[backbone], metric_stride=metric_stride,
                       frame_stride=math.gcd(2, metric_stride), progress=progress, encode=encode or EncodeSettings())
-    extra = write_extra_clips(out, list(extra_skimage), extra_frames, extra_size) if extra_skimage else []
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    inputs = [*cfg.videos, labels_csv]
+    with OutputSet(inputs=inputs) as outputs:  # on failure: the folder goes if nothing finished in it
+        outputs.make_dir(out, keep_work=True)
+        for name in ("labels.csv", "dataset.json"):
+            outputs.add(out / name)
+        extra = write_extra_clips(out, list(extra_skimage), extra_frames, extra_size) if extra_skimage else []
+        rows, meta = _build(cfg, backbone, labels_csv, extra, extra_skimage, extra_frames, extra_size, progress)
+        outputs.write_text(out / "labels.csv", csv_text(rows))
+        outputs.write_text(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
+    return cfg.out
+
+
+def _build(cfg, backbone: str, labels_csv, extra: list[Path], extra_skimage, extra_frames: int, extra_size,
+           progress: bool) -> tuple[list[dict], dict]:
+    """The label rows and the ``dataset.json`` document (encode and score stages run here)."""
+    from ..constants import METRIC_VERSION
+    from ..study.pipeline import encode_stage
+    from ..study.stages import StageCache
+
     cfg.videos += extra  # after the checks of the videos given (their stems cannot clash: prefix above)
     cache = StageCache(cfg.out / "cache")
     variants, refs, src_sha = encode_stage(cfg, cache)
@@ -163,8 +185,6 @@ def build_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathLike, *
     extra_stems = {p.stem for p in extra}
     own = {s: vs for s, vs in variants.items() if s not in extra_stems}
     if labels_csv is not None:
-        if not Path(labels_csv).is_file():
-            raise InputError(f"labels file {str(labels_csv)!r} does not exist")
         per = _csv_labels(Path(labels_csv), own, column)
     else:
         per = _study_labels(cfg, cache, own, refs, src_sha, column, progress)
@@ -172,16 +192,14 @@ def build_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathLike, *
         per.update(_study_labels(cfg, cache, {s: vs for s, vs in variants.items() if s in extra_stems}, refs,
                                  src_sha, column, progress))
     rows = _label_rows(variants, per, column, extra_stems)
-    write_csv(cfg.out / "labels.csv", rows)
     meta = {"format": DATA_FORMAT, "metric_version": METRIC_VERSION, "backbone": backbone,
             "backbone_sha256": backbone_identity(backbone, cfg.out / "cache"), "target": column,
-            "metric_stride": metric_stride, "videos": src_sha, "labels_from": str(labels_csv or "score stage"),
+            "metric_stride": cfg.metric_stride, "videos": src_sha, "labels_from": str(labels_csv or "score stage"),
             "extra": ({"source": "scikit-image", "photos": list(extra_skimage), "frames": extra_frames,
                        "size": list(extra_size), "labels_from": "score stage", "train_only": True}
                       if extra else None),
             "rows": len(rows)}
-    atomic_write_text(cfg.out / "dataset.json", json.dumps(meta, indent=2) + "\n")
-    return cfg.out
+    return rows, meta
 
 
 def _label_rows(variants: dict, per: dict, column: str, extra_stems: set[str]) -> list[dict]:

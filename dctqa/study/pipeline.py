@@ -31,7 +31,7 @@ import numpy as np
 
 from ..backbones.spec import onnx_spec, parse_spec
 from ..errors import InputError, VideoError
-from ..fileio import atomic_write_text
+from ..fileio import OutputSet, atomic_write_text, check_output_dir
 from ..progress import progress, stage
 from ..settings import shared_dir
 from .codec import EncodeSettings, Variant, encode_sweep, read_manifest, write_reference
@@ -383,7 +383,30 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     """
     t_start = time.perf_counter()
     nr_model = _load_nr_model(cfg)  # a bad checkpoint fails here, before any output
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    check_study_inputs(cfg)
+    with OutputSet(inputs=cfg.videos) as outputs:  # on failure: the folder goes if nothing finished in it
+        outputs.make_dir(cfg.out, keep_work=True)
+        return _run_stages(cfg, nr_model, t_start)
+
+
+def check_study_inputs(cfg: StudyConfig) -> None:
+    """Every check of ``cfg`` that needs no work, before the first output: the backbones
+    and the detector (names, ONNX files), the detector's weights file, the device, and the
+    output folder, which may not be one of the videos. Raises :class:`InputError`."""
+    from ..backbones import check_backbone
+    from ..metric import check_device
+    from .detect import check_detector
+
+    for b in cfg.backbones:
+        check_backbone(b)
+    if isinstance(cfg.detector, str):
+        check_detector(cfg.detector, cfg.detector_weights, cfg.device)
+    else:
+        check_device(cfg.device)
+    check_output_dir(cfg.out)
+
+
+def _run_stages(cfg: StudyConfig, nr_model, t_start: float) -> StudyResult:
     run = _Run(cfg, nr_model)
     variants, refs, src_sha = encode_stage(cfg, run.cache, run.add_time)
     frames = score_stage(run, variants, refs, src_sha)

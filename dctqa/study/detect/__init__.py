@@ -24,13 +24,35 @@ from .cache import cached_detect
 from .groundtruth import load_coco_gt, load_mot_gt, pseudo_ground_truth
 from .types import Detections, Detector
 
-__all__ = ["Detections", "Detector", "create_detector", "detector_names", "cached_detect", "WindowAP",
+__all__ = ["Detections", "Detector", "check_detector", "create_detector", "detector_names", "cached_detect", "WindowAP",
            "window_ap", "pseudo_ground_truth", "load_mot_gt", "load_coco_gt"]
 
 
 def detector_names() -> list[str]:
     """Names accepted by :func:`create_detector` (``onnx:PATH`` stands for any ONNX file)."""
     return ["onnx:PATH", "fasterrcnn_resnet50_fpn"]
+
+
+def check_detector(name: object, weights: str | os.PathLike | None = None, device: str = "cpu") -> None:
+    """Check detector ``name``, its ``weights`` and ``device`` before any work, without
+    building it: a known name, ``onnx:PATH`` of an existing file (and no weights), a weights
+    path that exists, a usable device. Raises :class:`InputError`."""
+    from ...metric import check_device
+
+    if not isinstance(name, str) or not name:
+        raise InputError(f"detector must be a non-empty name, one of {detector_names()}; got {name!r}")
+    spec = parse_spec(name)
+    if spec.kind == "onnx":
+        if weights is not None:
+            raise InputError("onnx:PATH detectors read their weights from PATH; drop --weights")
+        if not spec.path.is_file():
+            raise InputError(f"detector model file {str(spec.path)!r} not found; pass --detector onnx:PATH")
+    elif name != "fasterrcnn_resnet50_fpn":
+        raise InputError(f"unknown detector {name!r}; known: {detector_names()}")
+    elif weights is not None and (os.sep in str(weights) or str(weights).endswith((".pt", ".pth"))) \
+            and not os.path.isfile(weights):
+        raise InputError(f"detector weights file {str(weights)!r} not found")
+    check_device(device)
 
 
 def create_detector(name: str, weights: str | os.PathLike | None = None, device: str = "cpu",
