@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..argtypes import bounded_int, positive_int
+from ..argtypes import bounded_int, finite_float, positive_int
 from . import MAX_PATCHES
 
 
@@ -97,13 +97,13 @@ def register(sub) -> None:
     p.add_argument("videos", nargs="+", help="source videos (as for `dctqa study`)")
     p.add_argument("--out", required=True, help="output folder; a hard-link copy of a study's --out reuses its caches")
     p.add_argument("--backbone", default=None, help="backbone of the target Q (default: YOLOX-Nano ONNX)")
-    p.add_argument("--metric-stride", type=int, default=4, help="label every N-th frame (default 4)")
+    p.add_argument("--metric-stride", type=positive_int, default=4, help="label every N-th frame (default 4)")
     p.add_argument("--labels", metavar="CSV", help="take Q from a study's frames.csv instead of the score stage")
     p.add_argument("--extra-skimage", metavar="NAMES",
                    help="add training-only pan clips over these scikit-image photographs (comma-separated, "
                         "or 'all': astronaut, chelsea, coffee, hubble_deep_field, immunohistochemistry, "
                         "motorcycle, retina, rocket), encoded and scored like the videos")
-    p.add_argument("--extra-frames", type=int, default=40, help="frames per extra clip (default 40, as the demo)")
+    p.add_argument("--extra-frames", type=positive_int, default=40, help="frames per extra clip (default 40, as the demo)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_nr_data)
 
@@ -114,16 +114,16 @@ def register(sub) -> None:
                         "(10-frame gaps); random: the paper's leaky random-frame protocol")
     p.add_argument("--fold", help="held-out video stem (unseen split)")
     p.add_argument("--out", required=True, help="checkpoint path (written after every epoch)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--width", type=float, default=0.25, help="channel scale of AlexNet (1.0 = full, for a GPU)")
-    p.add_argument("--frame-step", type=int, default=4, help="train on frames whose number is a multiple of N")
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr", type=finite_float(0.0, 10.0, low_open=True), default=1e-3)
+    p.add_argument("--width", type=finite_float(0.0, 4.0, low_open=True), default=0.25, help="channel scale of AlexNet (1.0 = full, for a GPU)")
+    p.add_argument("--frame-step", type=positive_int, default=4, help="train on frames whose number is a multiple of N")
     p.add_argument("--variants", help="comma-separated variant names to train on (default: all)")
-    p.add_argument("--variant-step", type=int, default=1,
+    p.add_argument("--variant-step", type=positive_int, default=1,
                    help="train on every N-th variant of each video (names sorted; default 1 = all)")
-    p.add_argument("--crops", type=int, default=2, help="random crops per decoded frame (default 2)")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes (default 1)")
+    p.add_argument("--crops", type=positive_int, default=2, help="random crops per decoded frame (default 2)")
+    p.add_argument("--workers", type=bounded_int(0, 256), default=1, help="DataLoader worker processes (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -150,14 +150,14 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="the nr-data folder they were trained on")
     p.add_argument("--out", required=True, help="output folder for the tables")
     p.add_argument("--windows", help="the study's windows.csv (AP per window) for the window-level table")
-    p.add_argument("--frame-step", type=int, default=16, help="evaluate frames whose number is a multiple of N")
-    p.add_argument("--ablation-step", type=int, default=64, help="frame subsampling of the ablations")
-    p.add_argument("--variant-step", type=int, default=1, help="evaluate every N-th variant of each video")
-    p.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples of content windows")
+    p.add_argument("--frame-step", type=positive_int, default=16, help="evaluate frames whose number is a multiple of N")
+    p.add_argument("--ablation-step", type=positive_int, default=64, help="frame subsampling of the ablations")
+    p.add_argument("--variant-step", type=positive_int, default=1, help="evaluate every N-th variant of each video")
+    p.add_argument("--n-boot", type=bounded_int(10, 1_000_000), default=500, help="bootstrap resamples of content windows")
     p.add_argument("--paired-with", metavar="CSV",
                    help="an earlier eval-nr frames.csv: paired SROCC difference for models of the same split "
                         "on the same frames (paired.csv)")
     p.add_argument("--no-ablations", action="store_true")
-    p.add_argument("--jobs", type=int, default=1, help="checkpoints evaluated in parallel processes")
+    p.add_argument("--jobs", type=positive_int, default=1, help="checkpoints evaluated in parallel processes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_nr)

@@ -68,10 +68,12 @@ class TrainConfig:
             self.model = NRConfig(**self.model)
         self.variants = tuple(self.variants)
         for name in ("epochs", "batch_size", "crops", "open_files", "buffer", "frame_step", "variant_step"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0) or self.workers < 0:
-            raise InputError(f"need lr > 0 and workers >= 0, got {self.lr}, {self.workers}")
+            v = getattr(self, name)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+                raise InputError(f"{name} must be an integer >= 1, got {v!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= 10) \
+                or not (isinstance(self.workers, int) and 0 <= self.workers <= 256):
+            raise InputError(f"need 0 < lr <= 10 and workers in 0..256, got {self.lr!r}, {self.workers!r}")
 
 
 def train_rows(rows: list[dict], cfg: TrainConfig) -> tuple[list[dict], list[dict]]:
@@ -183,7 +185,11 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig,
           progress: bool = False, log=None) -> NRModel:
     """Train (or resume) a model on ``data_dir`` (from ``dctqa nr-data``); checkpoint to ``out``
     after every epoch. Returns the trained :class:`NRModel`."""
+    from ..fileio import check_output_path
+
     rows, meta = load_dataset(data_dir)
+    inputs = [Path(data_dir) / "labels.csv", Path(data_dir) / "dataset.json", *{r["path"] for r in rows}]
+    check_output_path(out, inputs)  # before the first epoch: never an input, a writable folder
     train_set, test_set = train_rows(rows, cfg)
     y = np.array([r["log_q"] for r in train_set])
     mean, std = float(y.mean()), float(y.std() or 1.0)

@@ -11,7 +11,7 @@ import shlex
 import sys
 from typing import Any
 
-from ..argtypes import add_progress_options, positive_int, progress_mode
+from ..argtypes import add_progress_options, bounded_int, finite_float, positive_int, progress_mode
 from ..backbones.spec import parse_spec
 from ..errors import InputError
 from ..fileio import OutputSet, check_output_dir
@@ -47,7 +47,7 @@ def _add_encode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-uncapped", action="store_true", help="skip the uncapped CRF variants")
     p.add_argument("--preset", default="medium", choices=PRESETS, help="x264 preset (default medium)")
     p.add_argument("--gop", type=positive_int, default=None, help="keyframe interval in frames (default: x264's 250)")
-    p.add_argument("--bufsize", type=float, default=1.0, help="VBV buffer in seconds of the cap (default 1)")
+    p.add_argument("--bufsize", type=finite_float(0.0, 60.0, low_open=True), default=1.0, help="VBV buffer in seconds of the cap (default 1)")
     p.add_argument("--max-frames", type=positive_int, default=None, help="encode only the first N frames")
 
 
@@ -156,12 +156,12 @@ def cmd_study_tables(args: argparse.Namespace) -> int:
 
 
 def _add_analysis_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--min-gt", type=int, default=10,
+    p.add_argument("--min-gt", type=bounded_int(0), default=10,
                    help="leave out windows with fewer ground-truth boxes (default 10; counted in the report)")
     p.add_argument("--keep-duplicates", action="store_true",
                    help="keep capped variants that duplicate the uncapped one (identical windows, or bitrate "
                         "within --dup-tolerance) in the correlations")
-    p.add_argument("--dup-tolerance", type=float, default=0.05,
+    p.add_argument("--dup-tolerance", type=finite_float(0.0, 10.0), default=0.05,
                    help="relative bitrate difference under which a capped variant is a duplicate (default 0.05)")
     p.add_argument("--resampling", choices=("content", "video", "window"), default="content",
                    help="bootstrap unit: content windows (video x window, all variants together; default), "
@@ -200,8 +200,8 @@ def register(subparsers) -> None:
     p.add_argument("--metric-stride", type=positive_int, default=None,
                    help="score every N-th frame, a multiple of --frame-stride (default: --frame-stride)")
     p.add_argument("--window", type=positive_int, default=100, help="AP window in source frames (default 100)")
-    p.add_argument("--gt-score", type=float, default=0.5, help="pseudo ground-truth score threshold (default 0.5)")
-    p.add_argument("--pred-score", type=float, default=0.0,
+    p.add_argument("--gt-score", type=finite_float(0.0, 1.0), default=0.5, help="pseudo ground-truth score threshold (default 0.5)")
+    p.add_argument("--pred-score", type=finite_float(0.0, 1.0), default=0.0,
                    help="drop predictions scoring below this before AP (default 0: keep all the detector "
                         "returned; applied to cached detections)")
     _add_analysis_options(p)
