@@ -19,13 +19,14 @@ def positive_int(text: str) -> int:
 
 def bounded_int(low: int, high: int | None = None):
     """argparse type: an integer in ``low..high`` (no upper bound when ``high`` is ``None``)."""
+    where = f"in {low}..{high}" if high is not None else f">= {low}"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected an integer {where}, got {text!r}") from None
         if value < low or (high is not None and value > high):
-            where = f"in {low}..{high}" if high is not None else f">= {low}"
             raise argparse.ArgumentTypeError(f"must be an integer {where}, got {value}")
         return value
 

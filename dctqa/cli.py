@@ -17,7 +17,7 @@ import threading
 import warnings
 from typing import Sequence
 
-from .argtypes import add_progress_options, positive_int, progress_mode
+from .argtypes import add_progress_options, bounded_int, positive_int, progress_mode
 from .constants import DEFAULT_BACKBONE, DOMAINS, METRIC_VERSION
 from .errors import DctqaError
 
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score the frames that decode from a damaged or truncated file (the log counts the "
                         "errors and missing frames); default: such a file is an error")
     p.add_argument("--per-filter", action="store_true", help="also log Q_k of every filter")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="frame pairs per batch (default 8)")
+    p.add_argument("--batch-size", type=bounded_int(1, 4096), default=8, help="frame pairs per batch (default 8)")
     add_progress_options(p)
     p.set_defaults(func=cmd_score)
 
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="encode a clip of real photographs at 5 CRFs and score it")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    p.add_argument("--frames", type=positive_int, default=40, help="frames in the clip (default 40)")
+    p.add_argument("--frames", type=bounded_int(1, 100_000), default=40, help="frames in the clip (default 40)")
     add_progress_options(p)
     p.set_defaults(func=cmd_demo)
 
@@ -205,8 +205,8 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 def _error_message(exc: BaseException) -> str | None:
     """``error: ...`` text for an expected failure, ``None`` for a bug (keeps its traceback)."""
-    if isinstance(exc, DctqaError):
-        return str(exc) or type(exc).__name__
+    if isinstance(exc, DctqaError):  # re-raised from a worker process: the message without its traceback
+        return str(exc).split("\nOriginal Traceback")[0].strip() or type(exc).__name__
     if _is_out_of_memory(exc):
         return OUT_OF_MEMORY
     if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
@@ -257,6 +257,10 @@ def _start(argv: Sequence[str] | None, main_thread: bool) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 expected failure, 130 SIGINT,
     143 SIGTERM, 141 closed output pipe). Outputs of a failed or interrupted run are removed."""
+    bad = next((a for a in (argv or ()) if isinstance(a, str) and "\x00" in a), None)
+    if bad is not None:  # only possible through this function (a shell cannot pass one)
+        print(f"error: argument {bad!r} holds a NUL byte; paths and values cannot contain one", file=sys.stderr)
+        return 2
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread:
         with _StartupSignals() as startup:

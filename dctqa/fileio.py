@@ -431,11 +431,21 @@ def file_sha256(path: str | os.PathLike, memo_dir: str | os.PathLike | None = No
     return digest
 
 
+def _regular_input(path: str | os.PathLike, what: str) -> Path:
+    """``Path(path)``, refused (:class:`InputError`) when it exists and is not a regular file:
+    reading a FIFO or a device could wait forever."""
+    p = Path(path)
+    if p.exists() and not p.is_file():
+        kind = "a folder" if p.is_dir() else "not a regular file (a FIFO, socket or device)"
+        raise InputError(f"{str(p)!r} is {kind}; expected {what}")
+    return p
+
+
 def read_json(path: str | os.PathLike, what: str) -> object:
     """The JSON document in file ``path`` (``what`` names it in errors, e.g. "an nr-data
     dataset.json"). Raises :class:`InputError` for a missing or unreadable file, bytes that
     are not UTF-8 text, or text that is not JSON."""
-    p = Path(path)
+    p = _regular_input(path, what)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -456,7 +466,7 @@ def read_csv_rows(path: str | os.PathLike, what: str, required: Iterable[str] = 
     missing, unreadable, non-text or malformed file, or missing columns."""
     import csv
 
-    p = Path(path)
+    p = _regular_input(path, what)
     try:
         with open(p, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)

@@ -47,6 +47,9 @@ def _open(path: str | os.PathLike):
         raise VideoError(f"{str(p)!r}: no such file")
     if p.is_dir():
         raise VideoError(f"{str(p)!r} is a directory, expected an image or video file")
+    if not p.is_file():  # reading a FIFO or device would wait forever or never end
+        raise VideoError(f"{str(p)!r} is not a regular file (a FIFO, socket or device); expected an image "
+                         f"or video file")
     try:
         container = av.open(str(p))
     except av.error.FFmpegError as exc:

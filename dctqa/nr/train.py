@@ -191,6 +191,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig,
     inputs = [Path(data_dir) / "labels.csv", Path(data_dir) / "dataset.json", *{r["path"] for r in rows}]
     check_output_path(out, inputs)  # before the first epoch: never an input, a writable folder
     train_set, test_set = train_rows(rows, cfg)
+    _check_frame_sizes(train_set, cfg.model.patch)
     y = np.array([r["log_q"] for r in train_set])
     mean, std = float(y.mean()), float(y.std() or 1.0)
     for r in train_set:
@@ -238,6 +239,18 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig,
                    epoch=epoch + 1, history=history)
     net.eval()
     return model
+
+
+def _check_frame_sizes(rows: list[dict], patch: int) -> None:
+    """Every training video's frames must hold a ``patch x patch`` crop (checked before the
+    first epoch, by probing each file once)."""
+    from ..io import probe
+
+    for path in sorted({r["path"] for r in rows}):
+        info = probe(path)
+        if info.width < patch or info.height < patch:
+            raise InputError(f"{path}: frames are {info.width}x{info.height}, smaller than the model's "
+                             f"{patch}x{patch} patch; train on larger frames")
 
 
 def _cfg_dict(cfg: TrainConfig) -> dict:

@@ -166,8 +166,8 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resampling", choices=("content", "video", "window"), default="content",
                    help="bootstrap unit: content windows (video x window, all variants together; default), "
                         "whole videos, or single windows (independent rows: overconfident, for comparison)")
-    p.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--n-boot", type=bounded_int(1, 1_000_000), default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="bootstrap seed (default 0)")
     p.add_argument("--no-record-command", dest="record_command", action="store_false",
                    help="do not write the command line into report.md")
 
@@ -209,8 +209,8 @@ def register(subparsers) -> None:
                    help="ground-truth score thresholds of the sensitivity table ('' for no table)")
     p.add_argument("--sensitivity-pred", default=",".join(map(str, DEFAULT_SENSITIVITY_PRED)), metavar="LIST",
                    help="prediction score thresholds of the sensitivity table ('' for no table)")
-    p.add_argument("--jobs", type=positive_int, default=1, help="worker processes for scoring (default 1)")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="frames per scoring batch (default 8)")
+    p.add_argument("--jobs", type=bounded_int(1, 256), default=1, help="worker processes for scoring (default 1)")
+    p.add_argument("--batch-size", type=bounded_int(1, 4096), default=8, help="frames per scoring batch (default 8)")
     p.add_argument("--nr-model", default=None, metavar="PATH",
                    help="a `dctqa train-nr` checkpoint: adds the no-reference column dctqa_nr (its predicted Q of "
                         "the compressed frames alone, on the scored frames, mean per window); checked before "
