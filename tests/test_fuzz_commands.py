@@ -323,3 +323,59 @@ def test_valid_quick_calls(command, here, capsys) -> None:
     fail cleanly (so that the hostile test is about the argument it changed)."""
     rc = check_call(list(VALID[command]), here, capsys)
     assert rc == (2 if command in ("demo", "study", "nr-data") else 0)
+
+
+# --- issue 19 items 6-8: before any work, nothing left behind ----------------------------------
+
+@pytest.mark.parametrize("how, rc", [("sigint", 130), ("sigterm", 143), ("enospc", 2)])
+def test_encode_interrupted_leaves_no_folder(how, rc, here, capsys, monkeypatch) -> None:
+    import errno
+
+    from dctqa.cli import Terminated
+    from dctqa.study import codec
+
+    real, sent = codec._Encoder.send, []
+
+    def send(self, frame):
+        sent.append(1)
+        if len(sent) == 3:
+            raise {"sigint": KeyboardInterrupt(), "sigterm": Terminated(),
+                   "enospc": OSError(errno.ENOSPC, "No space left on device")}[how]
+        return real(self, frame)
+
+    monkeypatch.setattr(codec._Encoder, "send", send)
+    before = _state(here)
+    got, err = _run(["encode", "v.mp4", "--out", "new/e", "--crf", "45", "--preset", "ultrafast", "--quiet"], capsys)
+    assert got == rc and "Traceback" not in err, err
+    assert _state(here) == before  # no new/, no new/e, no temporary file
+
+
+@pytest.mark.parametrize("argv", [
+    ["nr-data", "v.mp4", "--out", "n", "--backbone", "bogus"],
+    ["nr-data", "v.mp4", "--out", "n", "--backbone", "pixel", "--labels", "missing.csv"],
+    ["nr-data", "v.mp4", "--out", "n", "--backbone", "pixel", "--labels", "w.csv"],
+    ["study", "v.mp4", "--out", "s", "--quick", "--detector", "bogus"],
+    ["study", "v.mp4", "--out", "s", "--quick", "--backbone", "pixel", "--detector", "fasterrcnn_resnet50_fpn",
+     "--weights", "missing/w.pth"],
+    ["study", "v.mp4", "--out", "s", "--quick", "--backbone", "pixel", "--device", "cuda:7"],
+])
+def test_late_validation_fails_before_any_encode(argv, here, capsys, monkeypatch) -> None:
+    from dctqa.study import codec
+
+    def no_encode(*a, **k):
+        raise AssertionError("encoded before the arguments were checked")
+
+    monkeypatch.setattr(codec, "encode_sweep", no_encode)
+    monkeypatch.setattr("dctqa.study.pipeline.encode_sweep", no_encode)
+    assert check_call(argv, here, capsys) == 2
+
+
+def test_encode_caps_must_be_finite_and_bounded() -> None:
+    from dctqa.errors import InputError
+    from dctqa.study.codec import EncodeSettings
+
+    for bad in ({"caps_kbps": (math.inf,)}, {"caps_kbps": (1e300,)}, {"caps_kbps": (math.nan,)},
+                {"cap_bpp": (25.0,)}, {"bufsize_s": math.inf}, {"crfs": (True,)}, {"threads": -1}):
+        with pytest.raises(InputError):
+            EncodeSettings(**bad)
+    assert EncodeSettings(caps_kbps=(1e7,)).caps_kbps == (1e7,)
