@@ -31,7 +31,7 @@ import numpy as np
 
 from ..backbones.spec import onnx_spec, parse_spec
 from ..errors import InputError, VideoError
-from ..fileio import OutputSet, atomic_write_text, check_output_dir
+from ..fileio import OutputSet, check_output_dir
 from ..progress import progress, stage
 from ..settings import shared_dir
 from .codec import EncodeSettings, Variant, encode_sweep, read_manifest, write_reference
@@ -574,17 +574,18 @@ def report_stage(run: _Run, analysis, sensitivity: list[dict[str, Any]], frames:
     result = StudyResult(windows=analysis.rows, correlations=analysis.correlations, frames=frames,
                          variants=variants, metric_columns=_metric_columns(run), timings=timings,
                          report=out / "report.md", out=out, analysis=analysis, sensitivity=sensitivity)
-    for name, rows in (("windows", analysis.rows), ("correlations", analysis.correlations),
-                       ("within", analysis.within), ("differences", analysis.differences),
-                       ("sensitivity", sensitivity), ("variants", report_mod.variant_rows(variants))):
-        atomic_write_text(out / f"{name}.csv", report_mod.rows_to_csv(rows))
-    atomic_write_text(out / "frames.csv", report_mod.frames_csv(frames))
-    run.add_time("report", 0.0, 0.0)
-    timings["total_wall"] = {"computed_s": float("nan"), "this_run_s": time.perf_counter() - t_start}
-    report_mod.write_report(result, run.cfg, run.cache)
-    timings["report"]["this_run_s"] = time.perf_counter() - t0
-    timings["total_wall"]["this_run_s"] = time.perf_counter() - t_start
-    atomic_write_text(out / "timings.json", json.dumps(timings, indent=1))
+    with OutputSet(inputs=run.cfg.videos) as outputs:  # the tables, report.md and timings.json: all or none
+        for name, rows in (("windows", analysis.rows), ("correlations", analysis.correlations),
+                           ("within", analysis.within), ("differences", analysis.differences),
+                           ("sensitivity", sensitivity), ("variants", report_mod.variant_rows(variants))):
+            outputs.write_text(out / f"{name}.csv", report_mod.rows_to_csv(rows))
+        outputs.write_text(out / "frames.csv", report_mod.frames_csv(frames))
+        run.add_time("report", 0.0, 0.0)
+        timings["total_wall"] = {"computed_s": float("nan"), "this_run_s": time.perf_counter() - t_start}
+        report_mod.write_report(result, run.cfg, run.cache, outputs=outputs)
+        timings["report"]["this_run_s"] = time.perf_counter() - t0
+        timings["total_wall"]["this_run_s"] = time.perf_counter() - t_start
+        outputs.write_text(out / "timings.json", json.dumps(timings, indent=1))
     return result
 
 

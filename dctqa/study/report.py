@@ -361,8 +361,10 @@ def write_tables_report(a, out: str | Path, source: str, command: str = "", outp
     return path
 
 
-def write_report(result, cfg, cache) -> Path:
-    """Write ``report.md`` (and the plots) under ``cfg.out``; returns its path."""
+def write_report(result, cfg, cache, outputs=None) -> Path:
+    """Write ``report.md`` (and the plots) under ``cfg.out``; returns its path. outputs: the
+    :class:`~dctqa.fileio.OutputSet` to stage ``report.md`` in (committed by its owner), else
+    it is written at once, atomically. The plots are each written atomically at once."""
     out = Path(cfg.out)
     plots = _plots(result, cfg, out / "plots")
     a = result.analysis
@@ -406,7 +408,10 @@ def write_report(result, cfg, cache) -> Path:
           "(pooled), `within.csv` (within content window / video), `differences.csv` (paired differences and "
           "verdicts), `sensitivity.csv`, `variants.csv`, `frames.csv` (per-frame values).", ""]
     path = out / "report.md"
-    atomic_write_text(path, "\n".join(L))
+    if outputs is None:
+        atomic_write_text(path, "\n".join(L))
+    else:
+        outputs.write_text(path, "\n".join(L))
     return path
 
 
