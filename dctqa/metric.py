@@ -24,6 +24,7 @@ from .errors import InputError, ResourceError
 from .ops.preprocess import _copy_is_async, preprocess_torch  # noqa: F401  (_copy_is_async: tests)
 from .registry import DCTQA_METRICS, metric_info
 from . import settings
+from .values import is_int
 
 #: Devices a Metric can run on (and frames may live on).
 SUPPORTED_DEVICES = ("cpu", "cuda")
@@ -149,10 +150,6 @@ def _rss_safe_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
 
 
-def _is_int(x: object) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-
 def check_device(device: object) -> torch.device:
     """``device`` as a torch.device of a supported type with hardware present, else InputError."""
     if not isinstance(device, (str, torch.device)):
@@ -230,11 +227,11 @@ class Metric:
         if not (isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool)
                 and np.isfinite(epsilon) and epsilon >= 0):
             raise InputError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
-        if not _is_int(batch_size) or batch_size < 1:
+        if not is_int(batch_size) or batch_size < 1:
             raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         if max_pixels is None:
             max_pixels = settings.max_pixels()
-        elif not _is_int(max_pixels) or max_pixels < 1:
+        elif not is_int(max_pixels) or max_pixels < 1:
             raise InputError(f"max_pixels must be a whole number >= 1 or None, got {max_pixels!r}")
         self.max_pixels = int(max_pixels)
         self.device = check_device(device)
@@ -345,9 +342,9 @@ class Metric:
 
         _check_path("ref_path", ref_path)
         _check_path("dist_path", dist_path)
-        if not _is_int(frame_stride) or frame_stride < 1:
+        if not is_int(frame_stride) or frame_stride < 1:
             raise InputError(f"frame_stride must be a whole number >= 1 (1 = every frame), got {frame_stride!r}")
-        if max_frames is not None and (not _is_int(max_frames) or max_frames < 1):
+        if max_frames is not None and (not is_int(max_frames) or max_frames < 1):
             raise InputError(f"max_frames must be a whole number >= 1 or None (all frames), got {max_frames!r}")
         ri, di = io.probe(ref_path), io.probe(dist_path)
         _check_size((ri.height, ri.width), self.max_pixels)

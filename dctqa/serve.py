@@ -43,6 +43,7 @@ import torch
 from .errors import (DctqaError, DroppedError, InputError, QueueFullError, ScorerClosedError,
                      ScoringError)
 from .metric import _as_nchw
+from .values import is_int, is_real
 
 #: Policies of a full queue.
 WHEN_FULL = ("block", "drop_oldest")
@@ -185,16 +186,6 @@ def _frame(name: str, x: Any) -> torch.Tensor:
     return t[0]
 
 
-def _is_count(x: object) -> bool:
-    """An integer that is not a bool (``True`` is not a batch size)."""
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-
-def _is_number(x: object) -> bool:
-    """A real number that is not a bool or a string."""
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
-
-
 class StreamScorer:
     """Score frame pairs of many streams with one scorer, in micro-batches, from any thread.
 
@@ -224,13 +215,13 @@ class StreamScorer:
                  reference: bool | None = None, latency_window: int = 4096) -> None:
         if not isinstance(when_full, str) or when_full not in WHEN_FULL:
             raise InputError(f"when_full must be one of {WHEN_FULL}, got {when_full!r}")
-        if not _is_count(max_batch) or max_batch < 1:
+        if not is_int(max_batch) or max_batch < 1:
             raise InputError(f"max_batch must be an integer >= 1, got {max_batch!r}")
-        if not _is_count(max_queue) or max_queue < max_batch:
+        if not is_int(max_queue) or max_queue < max_batch:
             raise InputError(f"max_queue must be an integer >= max_batch ({max_batch}), got {max_queue!r}")
-        if not _is_number(max_wait_ms) or not (np.isfinite(max_wait_ms) and max_wait_ms >= 0):
+        if not is_real(max_wait_ms) or max_wait_ms < 0:
             raise InputError(f"max_wait_ms must be a finite number of milliseconds >= 0, got {max_wait_ms!r}")
-        if not _is_count(latency_window) or latency_window < 1:
+        if not is_int(latency_window) or latency_window < 1:
             raise InputError(f"latency_window must be an integer >= 1 (scored pairs kept for the percentiles), "
                              f"got {latency_window!r}")
         if reference is not None and not isinstance(reference, (bool, np.bool_)):

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileio import parse_number, read_csv_rows
+from ..values import is_int
 from ..study.stats import resample_counts
 from .data import INDICATORS, load_dataset, window_key
 
@@ -330,21 +331,21 @@ def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: 
     from ..log import csv_text
     from .summary import summary_text
 
-    if not all(isinstance(v, int) and v >= 1 for v in (frame_step, ablation_step, jobs, variant_step)) or n_boot < 10:
+    if not all(is_int(v) and v >= 1 for v in (frame_step, ablation_step, jobs, variant_step)) or n_boot < 10:
         raise InputError("frame_step, ablation_step, jobs and variant_step must be integers >= 1 and n_boot >= 10")
     if windows_csv is not None and not Path(windows_csv).is_file():
         raise InputError(f"windows file {str(windows_csv)!r} does not exist")
     other = _read_frames_csv(Path(paired_with)) if paired_with is not None else None
     rows, meta = load_dataset(data)
-    if windows_csv is not None:  # read before any model runs, so that a bad file fails first
-        _read_windows(Path(windows_csv), meta["target"])
+    # read before any model runs, so that a bad file fails first
+    wins = _read_windows(Path(windows_csv), meta["target"]) if windows_csv is not None else None
     inputs = [*models, windows_csv, paired_with, Path(data) / "labels.csv", Path(data) / "dataset.json"]
     with OutputSet(inputs=inputs) as outputs:  # every table or none; never an input
         out = outputs.make_dir(out, keep_work=True)  # keeps finished evaluations in out/cache
         for name in (*TABLES, SUMMARY):
             outputs.add(out / name)
-        tables = _evaluate_tables(models, rows, meta, out, frame_step, ablation_step, n_boot, ablations, progress,
-                                  jobs, variant_step, windows_csv, other, paired_with)
+        tables = _evaluate_tables(models, rows, out, frame_step, ablation_step, n_boot, ablations, progress,
+                                  jobs, variant_step, wins, other, paired_with)
         for name, t in tables.items():
             if t:
                 outputs.write_text(out / f"{name}.csv", csv_text(t))
@@ -352,8 +353,8 @@ def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: 
     return tables
 
 
-def _evaluate_tables(models, rows, meta, out: Path, frame_step, ablation_step, n_boot, ablations, progress, jobs,
-                     variant_step, windows_csv, other, paired_with) -> dict[str, list[dict]]:
+def _evaluate_tables(models, rows, out: Path, frame_step, ablation_step, n_boot, ablations, progress, jobs,
+                     variant_step, wins, other, paired_with) -> dict[str, list[dict]]:
     tables: dict[str, list[dict]] = {"metrics": [], "windows": [], "ablations": [], "frames": [], "paired": []}
     args = [(p, rows, frame_step, ablation_step, n_boot, ablations, progress and jobs == 1, variant_step,
              out / "cache") for p in models]
@@ -364,7 +365,6 @@ def _evaluate_tables(models, rows, meta, out: Path, frame_step, ablation_step, n
             results = list(ex.map(_evaluate_args, args))
     else:
         results = [cached_evaluation(*a) for a in args]
-    wins = _read_windows(Path(windows_csv), meta["target"]) if windows_csv is not None else None
     for res in results:
         tables["metrics"] += _metric_rows(res, n_boot)
         tables["windows"] += _window_rows(res, wins, n_boot)

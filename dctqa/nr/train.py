@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..errors import InputError
 from ..progress import progress as progress_bar
+from ..values import is_int, is_real
 from .data import load_dataset, split_rows, window_key
 from .model import NRConfig, NRModel, Provenance, normalise_frames, read_checkpoint
 
@@ -69,10 +70,9 @@ class TrainConfig:
         self.variants = tuple(self.variants)
         for name in ("epochs", "batch_size", "crops", "open_files", "buffer", "frame_step", "variant_step"):
             v = getattr(self, name)
-            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            if not (is_int(v) and v >= 1):
                 raise InputError(f"{name} must be an integer >= 1, got {v!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= 10) \
-                or not (isinstance(self.workers, int) and 0 <= self.workers <= 256):
+        if not (is_real(self.lr) and 0 < self.lr <= 10) or not (is_int(self.workers) and 0 <= self.workers <= 256):
             raise InputError(f"need 0 < lr <= 10 and workers in 0..256, got {self.lr!r}, {self.workers!r}")
 
 

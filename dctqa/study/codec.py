@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -37,6 +36,7 @@ import numpy as np
 
 from ..errors import InputError, VideoError
 from ..fileio import OutputSet, atomic_path
+from ..values import is_int, is_real
 
 #: The paper's CRF values.
 DEFAULT_CRFS: tuple[int, ...] = (23, 29, 35, 41, 47)
@@ -100,7 +100,7 @@ class EncodeSettings:
         if not self.crfs:
             raise InputError("at least one CRF value is needed")
         for c in self.crfs:
-            if not _is_int(c) or not 0 <= c <= 51:
+            if not is_int(c) or not 0 <= c <= 51:
                 raise InputError(f"CRF must be an integer in 0..51, got {c!r}")
         if self.preset not in PRESETS:
             raise InputError(f"unknown x264 preset {self.preset!r}; expected one of {PRESETS}")
@@ -108,13 +108,13 @@ class EncodeSettings:
             _check_caps(self.caps_kbps, MAX_CAP_KBPS, "kbit/s")
         else:
             _check_caps(self.cap_bpp, MAX_CAP_BPP, "bit/pixel")
-        if self.gop is not None and not (_is_int(self.gop) and self.gop >= 1):
+        if self.gop is not None and not (is_int(self.gop) and self.gop >= 1):
             raise InputError(f"gop must be an integer >= 1 frame, got {self.gop!r}")
-        if not (_is_real(self.bufsize_s) and 0 < self.bufsize_s <= MAX_BUFSIZE_S):
+        if not (is_real(self.bufsize_s) and 0 < self.bufsize_s <= MAX_BUFSIZE_S):
             raise InputError(f"bufsize_s must be a number of seconds in (0, {MAX_BUFSIZE_S:g}], got {self.bufsize_s!r}")
-        if not (_is_int(self.threads) and self.threads >= 0):
+        if not (is_int(self.threads) and self.threads >= 0):
             raise InputError(f"threads must be an integer >= 0 (0: x264's choice), got {self.threads!r}")
-        if self.max_frames is not None and not (_is_int(self.max_frames) and self.max_frames >= 1):
+        if self.max_frames is not None and not (is_int(self.max_frames) and self.max_frames >= 1):
             raise InputError(f"max_frames must be an integer >= 1, got {self.max_frames!r}")
 
     def to_dict(self) -> dict:
@@ -122,17 +122,9 @@ class EncodeSettings:
         return asdict(self)
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_real(v: object) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _check_caps(caps: Sequence[float], most: float, unit: str) -> None:
     for v in caps:
-        if not (_is_real(v) and 0 < v <= most):
+        if not (is_real(v) and 0 < v <= most):
             raise InputError(f"bandwidth caps must be finite numbers in (0, {most:g}] {unit}, got {v!r}")
 
 
