@@ -1,25 +1,35 @@
-"""Build of the dctqa package and its torch extension ``dctqa._C``.
+"""Build of the torch extension ``dctqa._C``; the package metadata is in pyproject.toml.
 
 * CUDAExtension (CPU + CUDA kernels) when a CUDA toolkit is usable, else a CppExtension
   (CPU kernels only). ``DCTQA_NO_CUDA=1`` forces the CPU-only build; ``DCTQA_NO_EXT=1``
   builds no extension at all (the package then runs on its torch fallback).
-* Needs torch at build time: ``pip install --no-build-isolation -e .``.
+* Needs torch at build time: pyproject.toml declares it in ``[build-system]`` for an
+  isolated build; ``make`` builds with ``pip install --no-build-isolation -e ".[...]"``
+  against the torch already installed, which is the one the extension then runs with.
+* Sources: every ``.cpp`` under ``csrc/`` (any depth), plus, in a CUDA build, the ``.cu``
+  files and everything under a ``cuda/`` folder (``_sources``).
 * One C++ toolchain: the compiler in ``CXX`` (default ``c++``) builds the host code and is
   nvcc's host compiler (``-ccbin``); it is printed, and the build stops before compiling
   when it would link a newer libstdc++ than the one torch runs with (``_choose_toolchain``).
-* torch is required with a lower bound only; the exact pin lives in requirements.txt
-  (the GPU machine ships its own torch).
+* GPU architectures: ``TORCH_CUDA_ARCH_LIST`` if set, else ``DEFAULT_CUDA_ARCH_LIST``.
 """
 from __future__ import annotations
 
 import glob
 import os
 import shutil
-import sys
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+
+# Native code for the common server GPUs: T4 (7.5), A100 (8.0), A10 (8.6), L4 (8.9),
+# H100/H200 (9.0), and PTX of 9.0 that the driver compiles at load time for newer GPUs
+# (B200 10.0, ...). nvcc 13.0 still targets 7.5 (`nvcc --list-gpu-arch` starts at
+# compute_75: CUDA 13 dropped Maxwell, Pascal and Volta), and torch 2.14's cu130 wheel has the same
+# floor (sm_75). The full list costs about 6 CPU-seconds more than 9.0 alone over the
+# three .cu files (11 s against 4.4 s, nvcc 13.0 on one core), so CI builds it too.
+DEFAULT_CUDA_ARCH_LIST = "7.5;8.0;8.6;8.9;9.0+PTX"
 
 
 def _truthy(name: str) -> bool:
@@ -96,7 +106,7 @@ def _choose_toolchain(use_cuda: bool) -> list[str]:
     against the torch it builds for; sets CXX and CC for torch.utils.cpp_extension and
     returns the nvcc flags. Fails early (ToolchainError) when the compiler would link a
     newer libstdc++ than the one torch runs with, or the C++ ABI flags of torch disagree,
-    unless DCTQA_ALLOW_TOOLCHAIN_MISMATCH=1. See README, "Building".
+    unless DCTQA_ALLOW_TOOLCHAIN_MISMATCH=1. See docs/building.md.
     """
     import torch
 
@@ -152,6 +162,33 @@ def _torch_cuda_include_dirs() -> list[str]:
     return sorted(d for d in glob.glob(os.path.join(site, "nvidia", "cu[0-9]*", "include")) if os.path.isdir(d))
 
 
+def _report(line: str) -> None:
+    """Print a build line and add it to build/dctqa-toolchain.txt (pip hides the print)."""
+    print(line, flush=True)
+    try:
+        with open(os.path.join(ROOT, "build", "dctqa-toolchain.txt"), "a") as f:
+            f.write(line + "\n")
+    except OSError:
+        pass
+
+
+def _sources(use_cuda: bool) -> list[str]:
+    """The extension's sources, relative to the repository root, in a fixed order.
+
+    csrc/<op>/: <op>*.cpp schemas, cpu/ kernels, cuda/ kernels; csrc/common/: what several
+    ops share; csrc/module.cpp: the module init. Collected recursively, so new subfolders
+    (e.g. csrc/<op>/cpu/x86/) need no change here: a ``.cu`` file, or any file under a
+    ``cuda`` folder, is CUDA-only; every other ``.cpp`` is built in both builds.
+    """
+    found = glob.glob("csrc/**/*.cpp", recursive=True) + glob.glob("csrc/**/*.cu", recursive=True)
+    picked = []
+    for path in sorted(p.replace(os.sep, "/") for p in found):
+        cuda_only = path.endswith(".cu") or "cuda" in path.split("/")[1:-1]
+        if use_cuda or not cuda_only:
+            picked.append(path)
+    return picked
+
+
 def _extensions():
     if _truthy("DCTQA_NO_EXT"):
         return [], {}
@@ -160,20 +197,16 @@ def _extensions():
     if cuda_home:
         # Must be set before torch.utils.cpp_extension is imported (it reads it once).
         os.environ["CUDA_HOME"] = cuda_home
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "9.0")
+        if not os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip():
+            os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCH_LIST
     import torch
     from torch.utils import cpp_extension as ce
 
     use_cuda = bool(cuda_home) and torch.version.cuda is not None and ce.CUDA_HOME is not None
     ccbin = _choose_toolchain(use_cuda)
-    # csrc/<op>/: <op>*.cpp schemas, cpu/ kernels, cuda/ kernels; csrc/common/: what several ops share.
-    common = sorted(glob.glob("csrc/common/*.cpp")) + ["csrc/module.cpp"]
-    ops = sorted(os.path.basename(d) for d in glob.glob("csrc/*") if os.path.isdir(d) and os.path.basename(d) != "common")
-    sources = list(common)
-    for op in ops:
-        sources += sorted(glob.glob(f"csrc/{op}/*.cpp")) + sorted(glob.glob(f"csrc/{op}/cpu/*.cpp"))
-        if use_cuda:
-            sources += sorted(glob.glob(f"csrc/{op}/cuda/*.cpp")) + sorted(glob.glob(f"csrc/{op}/cuda/*.cu"))
+    if use_cuda:
+        _report(f"dctqa build: CUDA architectures TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST')}")
+    sources = _sources(use_cuda)
     # No -std flag: torch adds the standard its headers need (C++17 or C++20).
     cxx = ["-O3", "-fno-math-errno", "-fopenmp"]
     kwargs = dict(
@@ -197,26 +230,5 @@ def _extensions():
 
 ext_modules, cmdclass = _extensions()
 
-setup(
-    name="dctqa",
-    version="0.1.0",
-    description="Full-reference image/video quality metric from object-detector features (DCT domain)",
-    packages=find_packages(include=["dctqa", "dctqa.*"]),
-    python_requires=">=3.9",
-    install_requires=[
-        "torch>=2.4",
-        "numpy>=1.24",
-        "scipy>=1.10",
-        "scikit-image>=0.22",
-        "av>=12",
-        "onnx>=1.15",
-        "onnxruntime>=1.17",
-        "matplotlib>=3.7",
-        "tqdm>=4.60",
-    ],
-    extras_require={"test": ["pytest>=8", "pytest-benchmark>=4"]},
-    entry_points={"console_scripts": ["dctqa=dctqa.cli:main"]},
-    ext_modules=ext_modules,
-    cmdclass=cmdclass,
-    zip_safe=False,
-)
+# Name, version, dependencies, entry points and packages: pyproject.toml.
+setup(ext_modules=ext_modules, cmdclass=cmdclass)

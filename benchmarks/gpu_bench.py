@@ -61,7 +61,7 @@ def main() -> int:
     cases = [(s, k, b) for s in SIZES for k in (16, 64) for b in (1, 16)]
     if args.quick:
         cases = [("768x576", 16, 16), ("1920x1080", 64, 1), ("1920x1080", 64, 8), ("1920x1080", 64, 16)]
-    from dctqa.ops.spectral_torch import SPECTRA_CACHE, spectral_qk_torch
+    from dctqa.ops.spectral_torch import spectral_qk_torch
 
     for size, k, b in cases:
         h, w = SIZES[size]
@@ -81,13 +81,11 @@ def main() -> int:
             t_torch = timeit(lambda: spectral_qk_torch(co, cc, f, EPSILON), budget_s=1.0, max_rounds=5)
         except torch.cuda.OutOfMemoryError:
             t_torch = float("nan")
-        SPECTRA_CACHE.clear()
         torch.cuda.empty_cache()
         # Agreement of op and torch path on this case (Q per frame).
         q_op = torch.ops.dctqa.spectral_qk(co, cc, f, EPSILON).mean(1)
         q_t = spectral_qk_torch(co, cc, f, EPSILON).mean(1)
         rel = float(((q_op - q_t).abs() / q_t).max())
-        SPECTRA_CACHE.clear()
         torch.cuda.empty_cache()
         row = {"size": size, "K": k, "batch": b, "op_pairs_s": b / t_op, "whole_pairs_s": b / t_whole,
                "torch_pairs_s": b / t_torch, "op_vs_torch": t_torch / t_op, "max_rel_q_diff": rel}

@@ -7,7 +7,7 @@
 * ``reference``: ``dctqa.reference.score`` (literal, float64), one small case only;
 * at batch 1 also ``fused-planes`` (the fused op with the plane kernel), ``fused-avx2`` and
   ``fused-portable`` (the fused op with the hand-written x86 paths limited to AVX2 + FMA, or
-  off: ``ops.set_cpu_intrinsics("avx2" / "none")``, the paths a CPU without AVX-512, or
+  off: ``tuning.set_cpu_intrinsics("avx2" / "none")``, the paths a CPU without AVX-512, or
   without either, takes; the compiler's own per-ISA clones still use AVX-512 here) and ``issue-path`` (the unfused path with the plane
   kernel and no spectra cache: the whole path as it was when issue 14 was filed, as closely
   as one process can run it); the summary's ``x issue`` column divides by the latter.
@@ -25,6 +25,7 @@ import pytest
 
 from benchmarks.conftest import run_case, shared_dir
 from dctqa import ops, reference
+from dctqa.ops import tuning
 from dctqa.settings import env_flag
 
 SIZES = {"384x288": (288, 384), "386x290": (290, 386), "768x576": (576, 768), "1920x1080": (1080, 1920)}
@@ -107,17 +108,17 @@ def _whole_path(benchmark, monkeypatch, size: str, k: int, batch: int, impl: str
     assert m.implementation == {"fused-planes": "cpp-fused", "fused-avx2": "cpp-fused",
                                 "fused-portable": "cpp-fused", "issue-path": "cpp-op"}.get(impl, impl)
     heavy = h * w * k * batch > 1920 * 1080 * 64 * 2
-    cache = ops.spectra_cache_info()["max_bytes"]
+    cache = tuning.spectra_cache_info()["max_bytes"]
     try:
         if impl in ("fused-planes", "issue-path"):
-            ops.set_cpu_kernel_mode("planes")
+            tuning.set_cpu_kernel_mode("planes")
         if impl in ("fused-avx2", "fused-portable"):
-            ops.set_cpu_intrinsics("avx2" if impl == "fused-avx2" else "none")
+            tuning.set_cpu_intrinsics("avx2" if impl == "fused-avx2" else "none")
         if impl == "issue-path":
-            ops.spectra_cache_set_max_bytes(0)
+            tuning.spectra_cache_set_max_bytes(0)
         run_case(benchmark, lambda: m.score(ref, dist), family="fused", h=h, w=w, k=k, batch=batch,
                  impl=impl, max_rounds=1 if heavy else 10)
     finally:
-        ops.set_cpu_kernel_mode("auto")
-        ops.set_cpu_intrinsics(True)
-        ops.spectra_cache_set_max_bytes(cache)
+        tuning.set_cpu_kernel_mode("auto")
+        tuning.set_cpu_intrinsics(True)
+        tuning.spectra_cache_set_max_bytes(cache)

@@ -79,3 +79,55 @@ def test_metric_score_cuda(benchmark, yolox: str, size: str, batch: int) -> None
     m = dctqa.Metric(backbone=yolox, device="cuda")
     run_case(benchmark, lambda: m.score(r, d), family="metric", h=h, w=w, k=16, batch=batch,
              impl="cuda-op", device="cuda", max_rounds=20)
+
+
+# --- issue 20: a larger batch is never slower per pair ------------------------------------------
+
+BATCH_DOMAINS = ("spectral", "feature", "pixel")
+#: Interleaved repeats of the batch-1 / batch-8 comparison (one repeat = 8 pairs at each).
+BATCH_REPEATS = 5
+
+
+def _interleaved_ratio(m, ref: np.ndarray, dist: np.ndarray, repeats: int) -> list[float]:
+    """Per repeat: pairs/s at batch ``len(ref)`` over pairs/s at batch 1, the two timed back
+    to back in this process (so that load from elsewhere hits both alike)."""
+    import time
+
+    n, ratios = len(ref), []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(n):
+            m.score(ref[i:i + 1], dist[i:i + 1])
+        t1 = time.perf_counter()
+        m.score(ref, dist)
+        t2 = time.perf_counter()
+        ratios.append((t1 - t0) / (t2 - t1))
+    return ratios
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("domain", BATCH_DOMAINS)
+def test_batch_per_pair(benchmark, yolox: str, domain: str, batch: int) -> None:
+    """Pairs/s of ``Metric.score`` at batch 1 and 8 for each domain (768x576 frames of
+    vtest.avi, the implementation this build uses). The batch-8 case also times batch 1 and
+    batch 8 interleaved (:data:`BATCH_REPEATS` times) and stores the speed ratio batch 8 /
+    batch 1 per pair in ``extra_info`` (``batch8_over_batch1``: median; ``..._min`` /
+    ``..._max``: the spread, i.e. the noise of this run). The target is a ratio >= 1."""
+    import statistics
+
+    import dctqa
+
+    h, w = SIZES["768x576"]
+    ref, dist = _frames(h, w, 8)
+    m = dctqa.Metric(backbone=yolox, domain=domain, batch_size=8)
+    m.score(ref, dist)  # warm-up at the largest batch (allocations, caches)
+    r, d = ref[:batch], dist[:batch]
+    run_case(benchmark, lambda: m.score(r, d), family=f"batch-{domain}", h=h, w=w,
+             k=m.backbone.num_filters, batch=batch, impl=m.implementation, max_rounds=10)
+    benchmark.extra_info["domain"] = domain
+    if batch == 8:
+        ratios = _interleaved_ratio(m, ref, dist, BATCH_REPEATS)
+        benchmark.extra_info.update({"batch8_over_batch1": statistics.median(ratios),
+                                     "batch8_over_batch1_min": min(ratios),
+                                     "batch8_over_batch1_max": max(ratios),
+                                     "chunk_pairs": m._step(h, w)})

@@ -48,13 +48,12 @@ def test_cpp_op(benchmark, size: str, k: int, batch: int) -> None:
 
 @pytest.mark.parametrize("size,k,batch", TORCH_CASES)
 def test_torch_path(benchmark, size: str, k: int, batch: int) -> None:
-    from dctqa.ops.spectral_torch import SPECTRA_CACHE, spectral_qk_torch
+    from dctqa.ops.spectral_torch import spectral_qk_torch
 
     h, w = SIZES[size]
     co, cc, f, *_ = _inputs(h, w, k, batch, "cpu")
     run_case(benchmark, lambda: spectral_qk_torch(co, cc, f, EPSILON), family="spectral", h=h, w=w, k=k,
              batch=batch, impl="torch", max_rounds=1 if size == "1920x1080" else 5)
-    SPECTRA_CACHE.clear()
 
 
 @pytest.mark.parametrize("size,k", [("384x288", 16), ("768x576", 16)])

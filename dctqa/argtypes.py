@@ -56,6 +56,24 @@ def finite_float(low: float | None = None, high: float | None = None, *, low_ope
     return parse
 
 
+def name_list(valid, what: str = "name"):
+    """argparse type: a comma-separated list of names from ``valid`` -> tuple, in the given
+    order without repeats; an unknown or empty name is an error that lists the valid ones."""
+    choices = tuple(valid)
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = [n.strip() for n in text.split(",")]
+        bad = [n for n in names if n not in choices]
+        if bad:
+            shown = ", ".join(repr(n) for n in bad)
+            raise argparse.ArgumentTypeError(f"unknown {what}{'s' if len(bad) > 1 else ''} {shown}; expected a "
+                                             f"comma-separated list of: {', '.join(choices)}")
+        return tuple(dict.fromkeys(names))
+
+    parse.__name__ = f"{what} list"
+    return parse
+
+
 def add_progress_options(p: argparse.ArgumentParser) -> None:
     """``--progress auto|bar|log|none`` and ``--quiet`` (= none), read by :func:`progress_mode`."""
     p.add_argument("--progress", default="auto", choices=("auto", "bar", "log", "none"),

@@ -17,9 +17,10 @@ import threading
 import warnings
 from typing import Sequence
 
-from .argtypes import add_progress_options, bounded_int, positive_int, progress_mode
+from .argtypes import add_progress_options, bounded_int, name_list, positive_int, progress_mode
 from .constants import DEFAULT_BACKBONE, DOMAINS, METRIC_VERSION
-from .errors import DctqaError
+from .errors import DctqaError, InputError
+from . import settings
 
 # Modules that add subcommands through ``register(subparsers)``.
 PLUGINS = ("dctqa.study.cli", "dctqa.nr.cli")
@@ -39,31 +40,85 @@ def _add_metric_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="FILE", help="detector weights (state_dict) for torchvision backbones")
 
 
+class _Baselines:
+    """The ``--metrics`` baselines, computed on every scored batch (the frames Q saw) with
+    :func:`dctqa.baselines.compute_baselines`, as libvmaf logs several metrics in one pass."""
+
+    def __init__(self, names: Sequence[str], device: str) -> None:
+        self.names, self.device = list(names), device
+        self.values: dict[str, list] = {n: [] for n in self.names}
+        self.mse: list = []
+
+    def __call__(self, ref, dist, numbers) -> None:
+        from .baselines import compute_baselines
+
+        got = compute_baselines(ref, dist, names=self.names, device=self.device)
+        for n in self.names:
+            self.values[n].append(got[n])
+        if "psnr" in self.names:
+            self.mse.append(got["mse"])
+
+    def per_frame(self) -> dict:
+        import numpy as np
+
+        return {n: np.concatenate(v) if v else np.zeros(0) for n, v in self.values.items()}
+
+    def add_pooled(self, log: dict) -> None:
+        """PSNR's ``global`` (the PSNR of the mean MSE, FFmpeg's "average") beside its pooled stats."""
+        import numpy as np
+
+        from .baselines import global_psnr
+
+        if self.mse:
+            log["pooled_metrics"]["psnr"]["global"] = float(global_psnr(np.concatenate(self.mse)))
+
+
+def _check_outputs_are_files(args: argparse.Namespace) -> None:
+    from .io import is_url
+
+    for option, path in (("--json", args.json), ("--csv", args.csv)):
+        if path is not None and is_url(path):
+            raise InputError(f"{option} {path!r}: outputs are written to local files, never to a URL")
+
+
+def _score_params(metric, res, args: argparse.Namespace, extra: Sequence[str]) -> dict:
+    from .io import shown_path
+
+    params = metric.params()
+    params.update({"reference": shown_path(args.ref), "distorted": shown_path(args.dist),
+                   "reference_frames": res.ref_frames, "distorted_frames": res.dist_frames,
+                   "frame_stride": args.frame_stride, "scaled": bool(args.scale),
+                   "ignore_decode_errors": bool(args.ignore_decode_errors), "decode_errors": res.decode_errors,
+                   "missing_frames": res.missing_frames, "hwaccel": args.hwaccel, "extra_metrics": list(extra)})
+    if res.ref_fps is not None or res.dist_fps is not None:
+        params.update({"reference_fps": res.ref_fps, "distorted_fps": res.dist_fps})
+    return params
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from .fileio import OutputSet
+    from .io import resolve_hwaccel
     from .metric import Metric
     from .log import build_log, csv_text, json_text, log_to_rows
 
+    _check_outputs_are_files(args)
+    resolve_hwaccel(args.hwaccel)  # an unusable --hwaccel fails before anything is scored
     with OutputSet(inputs=[args.ref, args.dist]) as outputs:
         for path in (args.json, args.csv):  # checked before any frame is scored
             if path is not None:
                 outputs.add(path)
         metric = Metric(backbone=args.backbone, domain=args.domain, device=args.device, weights=args.weights,
                         batch_size=args.batch_size)
+        baselines = _Baselines(args.metrics, str(metric.device))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # recorded in the result and printed below
             res = metric.score_video(args.ref, args.dist, scale=args.scale, frame_stride=args.frame_stride,
                                      max_frames=args.max_frames, per_filter=args.per_filter,
-                                     progress=_progress_wanted(args),
-                                     ignore_decode_errors=args.ignore_decode_errors)
-        params = metric.params()
-        params.update({"reference": str(args.ref), "distorted": str(args.dist), "reference_frames": res.ref_frames,
-                       "distorted_frames": res.dist_frames, "frame_stride": args.frame_stride,
-                       "scaled": bool(args.scale), "ignore_decode_errors": bool(args.ignore_decode_errors),
-                       "decode_errors": res.decode_errors, "missing_frames": res.missing_frames})
-        if res.ref_fps is not None or res.dist_fps is not None:
-            params.update({"reference_fps": res.ref_fps, "distorted_fps": res.dist_fps})
-        log = build_log(res.q, res.frame_numbers, params, res.q_filters)
+                                     progress=_progress_wanted(args), ignore_decode_errors=args.ignore_decode_errors,
+                                     hwaccel=args.hwaccel, on_batch=baselines if args.metrics else None)
+        params = _score_params(metric, res, args, args.metrics)
+        log = build_log(res.q, res.frame_numbers, params, res.q_filters, extra=baselines.per_frame())
+        baselines.add_pooled(log)
         pool = log["pooled_metrics"]["dctqa"]
         for note in res.warnings:
             print(f"warning: {note}", file=sys.stderr)
@@ -74,17 +129,26 @@ def cmd_score(args: argparse.Namespace) -> int:
             outputs.write_text(args.json, json_text(log))
         if args.csv:
             outputs.write_text(args.csv, csv_text(log_to_rows(log)))
+    _print_score(metric, res, log)
+    return 0
+
+
+def _print_score(metric, res, log: dict) -> None:
     import numpy as np
 
+    pool = log["pooled_metrics"]["dctqa"]
     worst = int(res.frame_numbers[np.nanargmax(np.where(np.isfinite(res.q), res.q, np.nan))])
     print(f"dctqa v{METRIC_VERSION}  backbone={metric.backbone.name}  domain={metric.domain_name}  "
           f"implementation={metric.implementation}")
     print(f"frames scored: {len(res.q)}  Q mean {pool['mean']:.4f}  min {pool['min']:.4f}  "
           f"max {pool['max']:.4f} (frame {worst})  [1 = identical; higher = worse for detection]")
+    others = [(n, p) for n, p in log["pooled_metrics"].items() if n != "dctqa"]
+    if others:
+        print("  ".join(f"{n} mean {p['mean']:.4f}" if p["mean"] is not None else f"{n} undefined"
+                        for n, p in others))
     if res.decode_errors or res.missing_frames:
         print(f"damaged input: {res.decode_errors} decode error(s), {res.missing_frames} frame(s) missing "
               f"(--ignore-decode-errors)")
-    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -145,13 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("score", help="score a distorted image/video against its reference")
-    p.add_argument("ref", help="reference image or video (any format FFmpeg reads)")
-    p.add_argument("dist", help="distorted image or video, same size (or use --scale)")
+    p.add_argument("ref", help="reference image or video (any format FFmpeg reads), or an rtsp://, http:// or "
+                               "https:// URL (a live stream needs --max-frames)")
+    p.add_argument("dist", help="distorted image or video (or URL), same size (or use --scale)")
     _add_metric_options(p)
+    from .baselines import baseline_names
+
+    p.add_argument("--metrics", type=name_list(baseline_names(), "metric"), default=(), metavar="NAMES",
+                   help="also log these baselines beside Q, per frame and pooled, in the same pass "
+                        f"(comma-separated: {','.join(baseline_names())}; e.g. psnr,ssim)")
+    p.add_argument("--hwaccel", default="none", metavar="auto|none|TYPE",
+                   help="hardware decoding: none (default, software), auto (a hardware decoder if one works "
+                        "here, else software) or a device type such as cuda (an error if unavailable)")
     p.add_argument("--json", metavar="PATH", help="write the per-frame log (libvmaf JSON layout)")
     p.add_argument("--csv", metavar="PATH", help="write per-frame scores as CSV")
     p.add_argument("--scale", action="store_true", help="resize distorted frames to the reference size (bicubic)")
-    p.add_argument("--frame-stride", type=positive_int, default=1, help="score every N-th frame (default 1)")
+    p.add_argument("--frame-stride", type=bounded_int(1, 2**31 - 1), default=1,
+                   help="score every N-th frame (default 1)")
     p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
     p.add_argument("--ignore-decode-errors", action="store_true",
                    help="score the frames that decode from a damaged or truncated file (the log counts the "
@@ -277,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with using_mode(progress_mode(args)):
+            settings.reload()  # a command reads the kernel variables afresh (ConfigError: exit 2)
             return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return _signal_exit(signal.SIGINT)

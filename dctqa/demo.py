@@ -38,7 +38,7 @@ def choose_backbone() -> tuple[str, str]:
     yolox = shared_dir() / "models" / "yolox_nano.onnx"
     if yolox.is_file():
         return (onnx_spec(yolox), "a real COCO detector available offline (YOLOX-Nano); the paper's Faster R-CNN "
-                "weights are not in torchvision's cache (see README: detector weights offline)")
+                "weights are not in torchvision's cache (see docs/backbones.md: weights offline)")
     return "pixel", ("no detector weights found offline (neither torchvision's cache nor "
                      f"{yolox}); the pixel domain needs none")
 

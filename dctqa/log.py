@@ -60,21 +60,41 @@ def pooled(values: Iterable[float]) -> dict[str, Any]:
             "harmonic_mean_excluded": int(ok.size - pos.size)}
 
 
+def _pooled_extra(values: np.ndarray) -> dict[str, Any]:
+    """:func:`pooled` of a metric logged beside the main one; all-undefined is not an error
+    there: its statistics are ``None`` and ``undefined_frames`` counts every frame."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size and np.isfinite(v).any():
+        return pooled(v)
+    keys = ("min", "max", "mean", "harmonic_mean", "median", "p95")
+    return {**dict.fromkeys(keys), "frames": 0, "undefined_frames": int(v.size), "harmonic_mean_excluded": 0}
+
+
 def build_log(q: np.ndarray, frame_numbers: Iterable[int], params: Mapping[str, Any],
-              q_filters: np.ndarray | None = None, metric: str = "dctqa") -> dict:
+              q_filters: np.ndarray | None = None, metric: str = "dctqa",
+              extra: Mapping[str, np.ndarray] | None = None) -> dict:
     """The JSON log: ``{"version", "params", "frames": [{"frameNum", "metrics"}], "pooled_metrics"}``.
 
     A frame whose score is undefined (NaN/inf) is logged as ``null`` and left out of the
     pooled statistics (their ``undefined_frames`` says how many).
+    extra: more per-frame metrics logged beside ``metric`` in the same frames, as libvmaf
+    logs several (name -> ``(N,)`` values, e.g. ``{"psnr": ..., "ssim": ...}``), each pooled
+    the same way (all-undefined gives ``None`` statistics instead of an error).
     """
+    extra = {k: np.asarray(v, dtype=np.float64) for k, v in (extra or {}).items()}
+    for name, v in extra.items():
+        if name == metric or v.shape != (len(q),):
+            raise InputError(f"extra metric {name!r}: expected {len(q)} per-frame values beside {metric!r}, "
+                             f"got shape {v.shape}")
     frames = []
     for i, (n, val) in enumerate(zip(frame_numbers, q)):
         metrics: dict[str, Any] = {metric: _defined(val)}
         if q_filters is not None:
             metrics[f"{metric}_filters"] = [_defined(x) for x in q_filters[i]]
+        metrics.update({name: _defined(v[i]) for name, v in extra.items()})
         frames.append({"frameNum": int(n), "metrics": metrics})
-    return {"version": __version__, "params": dict(params), "frames": frames,
-            "pooled_metrics": {metric: pooled(q)}}
+    pools = {metric: pooled(q), **{name: _pooled_extra(v) for name, v in extra.items()}}
+    return {"version": __version__, "params": dict(params), "frames": frames, "pooled_metrics": pools}
 
 
 def json_text(obj: Any) -> str:
@@ -125,5 +145,10 @@ def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], **opti
 
 
 def log_to_rows(log: Mapping[str, Any], metric: str = "dctqa") -> list[dict[str, Any]]:
-    """Per-frame CSV rows of a log: ``frame, <metric>``."""
-    return [{"frame": f["frameNum"], metric: f["metrics"][metric]} for f in log["frames"]]
+    """Per-frame CSV rows of a log: ``frame, <metric>``, then every other per-frame scalar metric
+    the log holds (e.g. ``psnr, ssim``) in its order; per-filter lists stay in the JSON log only."""
+    rows = []
+    for f in log["frames"]:
+        others = {k: v for k, v in f["metrics"].items() if k != metric and not isinstance(v, list)}
+        rows.append({"frame": f["frameNum"], metric: f["metrics"][metric], **others})
+    return rows

@@ -6,6 +6,8 @@ filter spectra, is locked).
 """
 from __future__ import annotations
 
+import logging
+import contextlib
 import math
 import os
 import warnings
@@ -26,10 +28,15 @@ from .registry import DCTQA_METRICS, metric_info
 from . import settings
 from .values import is_int
 
+_log = logging.getLogger(__name__)
+
 #: Devices a Metric can run on (and frames may live on).
 SUPPORTED_DEVICES = ("cpu", "cuda")
-#: Float pixels must lie in this range (0..255 plus a little resampling overshoot).
+#: Float pixels must lie in this range (0..255 plus a little resampling overshoot), in units of
+#: ``data_range / 255`` (with ``data_range=1.0``: -1/255 .. 256/255).
 PIXEL_RANGE = (-1.0, 256.0)
+#: The ``data_range`` of 8-bit pixels, the scale the metric is defined on (METRIC.md).
+DATA_RANGE_8BIT = 255.0
 #: Rough peak bytes of host/GPU memory per pixel of one frame pair (batch 1, spectral), for messages.
 _BYTES_PER_PIXEL = 100
 
@@ -76,10 +83,64 @@ def frame_rate_note(ref_fps: float | None, dist_fps: float | None) -> str | None
             f"to the other's rate first for a meaningful score)")
 
 
-def _as_nchw(name: str, frames: FrameBatch, max_pixels: int | None = None) -> torch.Tensor:
-    """Validate one batch and return it as ``[N, 3, H, W]`` (uint8 or float in 0..255).
+def check_data_range(data_range: object) -> float:
+    """``data_range`` as a float: the value of a white float pixel (255.0, or 1.0 for floats in
+    0..1), a finite number > 0; else :class:`InputError`."""
+    from .values import is_real
+
+    if not is_real(data_range) or data_range <= 0:
+        raise InputError(f"data_range must be a finite number > 0 (255.0 for float pixels in 0..255, 1.0 for "
+                         f"float pixels in 0..1), got {data_range!r}")
+    return float(data_range)
+
+
+def _looks_unit_range(hi: float, data_range: float) -> bool:
+    """Whether floats whose largest pixel is ``hi`` look like 0..1 while ``data_range`` says 0..255.
+    An all-zero (black) batch is 0 in both ranges, so it is never refused."""
+    return data_range == DATA_RANGE_8BIT and 0.0 < hi <= 1.0
+
+
+def _check_float_values(name: str, t: torch.Tensor, data_range: float) -> None:
+    """:class:`InputError` for NaN/inf, pixels outside ``0..data_range`` (plus the resampling
+    overshoot of :data:`PIXEL_RANGE`), or frames that look like 0..1 under ``data_range=255``.
+    Reads two numbers on the host (a device sync for CUDA frames)."""
+    lo, hi = (float(v) for v in torch.aminmax(t))  # one pass; NaN or inf show in the extremes
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError(f"{name}: pixels hold NaN or infinity")
+    f = data_range / DATA_RANGE_8BIT
+    if lo < PIXEL_RANGE[0] * f or hi > PIXEL_RANGE[1] * f:
+        raise InputError(f"{name}: float pixels range from {lo:g} to {hi:g}; expected values in 0..{data_range:g} "
+                         f"(data_range={data_range:g}; at most {PIXEL_RANGE[0] * f:g}..{PIXEL_RANGE[1] * f:g} is "
+                         f"accepted for resampling overshoot)")
+    if _looks_unit_range(hi, data_range):
+        raise InputError(f"{name}: float frames in 0..1 (largest pixel {hi:g}) but data_range=255 expects 0..255; "
+                         f"pass data_range=1.0 for float frames in 0..1 (a frame that really is 0..255 and nearly "
+                         f"black: pass it as uint8)")
+
+
+def value_flags(t: torch.Tensor, unit_check: bool) -> torch.Tensor:
+    """``(N,)`` bool on ``t``'s device, computed there without reading anything on the host:
+    whether each frame of a float batch ``[N, 3, H, W]`` *already scaled to 0..255* (as
+    :func:`_as_nchw` returns it) passes :func:`_check_float_values`: finite and within
+    :data:`PIXEL_RANGE`; with ``unit_check`` (``data_range=255``) the 0..1 look is judged on the
+    whole batch, as there, and fails every frame of it."""
+    mn, mx = t.amin(dim=(1, 2, 3)), t.amax(dim=(1, 2, 3))
+    ok = torch.isfinite(mn) & torch.isfinite(mx) & (mn >= PIXEL_RANGE[0]) & (mx <= PIXEL_RANGE[1])
+    if unit_check:
+        top = mx.max()
+        ok &= ~((top > 0.0) & (top <= 1.0))
+    return ok
+
+
+def _as_nchw(name: str, frames: FrameBatch, max_pixels: int | None = None,
+             data_range: float = DATA_RANGE_8BIT, check_values: bool = True, scale: bool = True) -> torch.Tensor:
+    """Validate one batch and return it as ``[N, 3, H, W]`` (uint8, or float in 0..255: float
+    frames are scaled by ``255 / data_range``). Tensors are detached (no gradient flows).
 
     The frame size is checked against ``max_pixels`` before any copy or scan of the pixels.
+    ``check_values=False`` leaves out the checks of float pixel values (they read the values on
+    the host); the caller then checks them with :func:`value_flags`. ``scale=False`` returns
+    float frames unscaled (in ``0..data_range``, checked all the same).
     """
     if isinstance(frames, (list, tuple)):
         if not frames:
@@ -112,7 +173,8 @@ def _as_nchw(name: str, frames: FrameBatch, max_pixels: int | None = None) -> to
         if frames.device.type not in SUPPORTED_DEVICES:
             raise InputError(f"{name}: tensor on device {frames.device}; expected a tensor on one of "
                              f"{SUPPORTED_DEVICES}")
-        t = frames[None] if frames.ndim == 3 else frames
+        t = frames.detach()
+        t = t[None] if t.ndim == 3 else t
         if t.ndim != 4 or t.shape[1] != 3:
             raise InputError(f"{name}: expected a tensor [N, 3, H, W] (RGB, channels first), got {tuple(frames.shape)}")
         if t.dtype != torch.uint8 and not t.is_floating_point():
@@ -124,12 +186,10 @@ def _as_nchw(name: str, frames: FrameBatch, max_pixels: int | None = None) -> to
     if t.shape[0] == 0 or t.shape[2] == 0 or t.shape[3] == 0:
         raise InputError(f"{name}: empty batch or zero-sized frame, shape {tuple(t.shape)}")
     if t.is_floating_point():
-        lo, hi = (float(v) for v in torch.aminmax(t))  # one pass; NaN or inf show in the extremes
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise InputError(f"{name}: pixels hold NaN or infinity")
-        if lo < PIXEL_RANGE[0] or hi > PIXEL_RANGE[1]:
-            raise InputError(f"{name}: float pixels range from {lo:g} to {hi:g}; expected values in 0..255 "
-                             f"(at most {PIXEL_RANGE[0]:g}..{PIXEL_RANGE[1]:g} is accepted for resampling overshoot)")
+        if check_values:
+            _check_float_values(name, t, data_range)
+        if scale and data_range != DATA_RANGE_8BIT:
+            t = t * (DATA_RANGE_8BIT / data_range)
     return t
 
 
@@ -204,9 +264,21 @@ class Metric:
             ``DCTQA_MAX_PIXELS`` or 2^25 (33.5 MP, 8K UHD fits). A batch is also split so
             that no more than ``max_pixels`` pixels per frame pair are processed at once when
             frames are large (same results, bounded memory).
+        data_range: the value of a white pixel in *float* frames: ``255.0`` (default, floats in
+            0..255) or ``1.0`` (floats in 0..1, scaled by 255 before scoring); any finite
+            number > 0 works the same way. With ``255.0``, a float batch whose largest pixel
+            is in ``(0, 1]`` looks like 0..1 and is refused (:class:`InputError`, "pass
+            data_range=1.0"); an all-zero batch is black in both ranges and accepted. uint8
+            frames are 0..255 by their type and ignore ``data_range``.
 
     ``Q >= 0``; ``Q = 1`` for identical frames; higher means more of the frequency content
     the detector's filters respond to was lost (worse for detection): ``lower_better``.
+    The order matters: the first argument of every scoring call is the *reference* (the
+    original), the second the *distorted* (compressed) frame; swapped, Q changes completely
+    and nothing can tell.
+
+    Not differentiable: no gradient flows through Q (frames that require grad are detached,
+    and results never require grad); use it for evaluation, not as a training loss.
     """
 
     @property
@@ -221,7 +293,8 @@ class Metric:
 
     def __init__(self, backbone: str | Backbone = DEFAULT_BACKBONE, domain: str = "spectral",
                  device: str | torch.device = "cpu", weights: str | os.PathLike | None = None,
-                 epsilon: float = EPSILON, batch_size: int = 8, max_pixels: int | None = None) -> None:
+                 epsilon: float = EPSILON, batch_size: int = 8, max_pixels: int | None = None,
+                 data_range: float = DATA_RANGE_8BIT) -> None:
         if domain not in DOMAINS:
             raise InputError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
         if not (isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool)
@@ -234,6 +307,7 @@ class Metric:
         elif not is_int(max_pixels) or max_pixels < 1:
             raise InputError(f"max_pixels must be a whole number >= 1 or None, got {max_pixels!r}")
         self.max_pixels = int(max_pixels)
+        self.data_range = check_data_range(data_range)
         self.device = check_device(device)
         if domain == "pixel":
             backbone = "pixel"
@@ -243,6 +317,8 @@ class Metric:
         self.epsilon = float(epsilon)
         self.batch_size = int(batch_size)
         self._domain = make_domain(domain, self.backbone, self.device, self.epsilon)
+        _log.debug("dctqa.Metric ready: backbone %s, domain %s, device %s, implementation %s",
+                   self.backbone.name, domain, self.device, self.implementation)
 
     @property
     def _use_fused(self) -> bool:
@@ -270,8 +346,10 @@ class Metric:
 
     def _step(self, h: int, w: int) -> int:
         """Frame pairs per computation: ``batch_size``, fewer when ``step * H * W`` would
-        exceed ``max_pixels`` (so large frames never pile up in one batch)."""
-        return max(1, min(self.batch_size, self.max_pixels // max(1, h * w)))
+        exceed ``max_pixels`` (so large frames never pile up in one batch) or the domain's
+        fastest chunk (:meth:`dctqa.domains.Domain.chunk_pairs`: a larger batch is never slower per pair)."""
+        return max(1, min(self.batch_size, self.max_pixels // max(1, h * w),
+                          self._domain.chunk_pairs(h, w, self.device, self._use_fused)))
 
     @torch.inference_mode()
     def _qk(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
@@ -291,29 +369,38 @@ class Metric:
 
     def _qk_host(self, ref: torch.Tensor, dist: torch.Tensor) -> np.ndarray:
         """``[N, K]`` Q_k as an owned float64 array; out-of-memory becomes ResourceError."""
+        return _rss_safe_numpy(self._qk_checked(ref, dist))
+
+    def _qk_checked(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+        """``[N, K]`` Q_k on the Metric's device; out-of-memory becomes ResourceError."""
         try:
-            return _rss_safe_numpy(self._qk(ref, dist))
+            return self._qk(ref, dist)
         except Exception as exc:
             if not _is_oom(exc):
                 raise
             where = "GPU" if self.device.type == "cuda" else "host"
+            _log.warning("dctqa.Metric: out of %s memory (%s)", where, type(exc).__name__)
             raise ResourceError(f"out of {where} memory scoring {ref.shape[0]} frame pair(s) of "
                                 f"{ref.shape[3]}x{ref.shape[2]} ({type(exc).__name__}); use a smaller "
                                 f"batch_size (now {self.batch_size}), lower max_pixels (now {self.max_pixels}) "
                                 f"or scale the frames down") from None
 
     def score(self, ref: FrameBatch, dist: FrameBatch, per_filter: bool = False) -> np.ndarray:
-        """Q of each frame pair.
+        """Q of each frame pair, as a NumPy array on the host.
 
-        ref, dist: RGB frames, ``H x W x 3`` or ``N x H x W x 3`` uint8 (or float 0..255)
-        NumPy arrays, or ``[N, 3, H, W]`` tensors, same shape.
+        ref: the *reference* (original, uncompressed) frames; dist: the *distorted*
+        (compressed) frames, in that order (swapped, Q is meaningless). RGB,
+        ``H x W x 3`` or ``N x H x W x 3`` uint8 (or float in ``0..data_range``) NumPy
+        arrays, or ``[N, 3, H, W]`` tensors, same shape. Not differentiable (tensors are
+        detached).
         Returns ``(N,)`` float64 (``(N, K)`` per-filter ``Q_k`` with ``per_filter=True``), an
         array that owns its data (no view of a torch tensor). Raises :class:`InputError` for
-        bad frames and :class:`ResourceError` for frames over ``max_pixels`` (before any
-        allocation) or when memory runs out.
+        bad frames (float frames that look like 0..1 under ``data_range=255`` included) and
+        :class:`ResourceError` for frames over ``max_pixels`` (before any allocation) or when
+        memory runs out. For tensors in and out without a host sync: :meth:`score_tensor`.
         """
-        r = _as_nchw("reference", ref, self.max_pixels)
-        d = _as_nchw("distorted", dist, self.max_pixels)
+        r = _as_nchw("reference", ref, self.max_pixels, self.data_range)
+        d = _as_nchw("distorted", dist, self.max_pixels, self.data_range)
         if tuple(r.shape) != tuple(d.shape):
             raise InputError(f"reference frames are {tuple(r.shape)} (N, 3, H, W) but distorted are "
                              f"{tuple(d.shape)}; sizes and counts must match")
@@ -323,11 +410,64 @@ class Metric:
                              f"please report this input")
         return qk if per_filter else qk.mean(axis=1)
 
+    def score_tensor(self, ref: torch.Tensor, dist: torch.Tensor, *, per_filter: bool = False,
+                     data_range: float | None = None, defer_checks: bool | None = None) -> torch.Tensor:
+        """Q of each frame pair as a tensor on the frames' device (what :func:`dctqa.functional.score` calls).
+
+        ref: the *reference* (original) frames, dist: the *distorted* (compressed) frames, in
+        that order; ``[N, 3, H, W]`` (or ``[3, H, W]``) uint8 or float tensors in
+        ``0..data_range``, same shape, one device. data_range: ``None`` = the Metric's.
+        Returns ``(N,)`` float64 (``(N, K)`` with ``per_filter``), same values as :meth:`score`,
+        never requiring grad.
+
+        defer_checks (default: ``True`` for CUDA frames, ``False`` for CPU frames): ``False``
+        checks float pixel values on the host and raises :class:`InputError` like :meth:`score`.
+        ``True`` reads nothing on the host: the value checks run on the device and a pair that
+        fails them (NaN/inf pixels, pixels out of range, a float batch that looks like 0..1
+        under ``data_range=255``) gets ``NaN`` in its place, and only that pair (its frames
+        are zeroed before scoring). Shapes and dtypes always raise at once. uint8 frames
+        need no value check. No host sync on this Metric's side when the frames are on its
+        CUDA device; frames on another device are copied to it (and the result back).
+        """
+        dr = self.data_range if data_range is None else check_data_range(data_range)
+        for name, t in (("reference", ref), ("distorted", dist)):
+            if not isinstance(t, torch.Tensor):
+                raise InputError(f"{name}: score_tensor takes torch tensors [N, 3, H, W], got "
+                                 f"{type(t).__name__}; use Metric.score for NumPy arrays")
+        if ref.device != dist.device:
+            raise InputError(f"reference frames are on {ref.device} but distorted are on {dist.device}")
+        defer = ref.device.type == "cuda" if defer_checks is None else bool(defer_checks)
+        r = _as_nchw("reference", ref, self.max_pixels, dr, check_values=not defer)
+        d = _as_nchw("distorted", dist, self.max_pixels, dr, check_values=not defer)
+        if tuple(r.shape) != tuple(d.shape):
+            raise InputError(f"reference frames are {tuple(r.shape)} (N, 3, H, W) but distorted are "
+                             f"{tuple(d.shape)}; sizes and counts must match")
+        ok = None
+        if defer and (r.is_floating_point() or d.is_floating_point()):
+            ok = torch.ones(r.shape[0], dtype=torch.bool, device=r.device)
+            for t in (r, d):
+                if t.is_floating_point():
+                    ok &= value_flags(t, dr == DATA_RANGE_8BIT)
+            keep = ok.view(-1, 1, 1, 1)
+            r, d = (torch.where(keep, t, 0) if t.is_floating_point() else t for t in (r, d))
+        with ops.deferred_finite_check() if defer else contextlib.nullcontext():
+            qk = self._qk_checked(r, d).to(device=ref.device, dtype=torch.float64)
+        if ok is not None:
+            qk = torch.where(ok.to(qk.device)[:, None], qk, math.nan)
+        elif not defer and (qk.shape[1] == 0 or not bool(torch.isfinite(qk).all())):
+            raise InputError(f"the metric produced no finite value (Q_k of shape {tuple(qk.shape)}); "
+                             f"please report this input")
+        return qk.clone() if per_filter else qk.mean(dim=1)
+
     def score_video(self, ref_path: str | os.PathLike, dist_path: str | os.PathLike, *,
                     scale: bool = False, frame_stride: int = 1, max_frames: int | None = None,
                     per_filter: bool = False, progress: bool = False,
-                    ignore_decode_errors: bool = False) -> VideoScore:
+                    ignore_decode_errors: bool = False, hwaccel: str | None = None,
+                    on_batch: Any = None) -> VideoScore:
         """Stream two videos (or images) and score their common frames.
+
+        ref_path: the *reference* (original) file; dist_path: the *distorted* (compressed)
+        file, in that order (swapped, Q is meaningless).
 
         Frames are decoded and scored ``batch_size`` at a time, so memory does not grow
         with the length. Different resolutions raise :class:`InputError` unless
@@ -336,7 +476,9 @@ class Metric:
         recorded in the result. A damaged or truncated file raises
         :class:`~dctqa.errors.VideoError` unless ``ignore_decode_errors=True``: then the
         frames that decode are scored and the damage is counted in ``decode_errors`` /
-        ``missing_frames`` and described in ``warnings``.
+        ``missing_frames`` and described in ``warnings``. Paths may be rtsp/http(s) URLs;
+        ``hwaccel``: decoding (:func:`dctqa.io.iter_frames`). ``on_batch(ref, dist, numbers)``,
+        if given, is called with every scored batch (``B x H x W x 3`` uint8, frame numbers).
         """
         from . import io
 
@@ -358,7 +500,7 @@ class Metric:
                                  f"pass scale=True (--scale) to resize the distorted frames to the reference")
             size = (ri.height, ri.width)
         pairs = io.FramePairs(ref_path, dist_path, self.batch_size, stride=frame_stride, size=size,
-                              max_frames=max_frames, ignore_decode_errors=ignore_decode_errors)
+                              max_frames=max_frames, ignore_decode_errors=ignore_decode_errors, hwaccel=hwaccel)
         total = None if ri.frames is None or di.frames is None else min(ri.frames, di.frames)
         if total is not None and max_frames is not None:
             total = min(total, max_frames)
@@ -366,6 +508,8 @@ class Metric:
         with _progress.progress(total, "scoring", unit="frame", enabled=progress) as bar:
             for ref, dist, batch_numbers in pairs:
                 qs.append(self.score(ref, dist, per_filter=True))
+                if on_batch is not None:
+                    on_batch(ref, dist, batch_numbers)
                 numbers.append(batch_numbers)
                 bar.update(len(batch_numbers) * frame_stride)
         qk = np.concatenate(qs) if qs else np.zeros((0, self.backbone.num_filters))
@@ -385,7 +529,7 @@ def backends(metric: Metric | None = None) -> dict:
     ``hits``, ``misses``, ``max_bytes``), or ``None`` without the extension.
     """
     info = dict(ops.available())
-    info["spectra_cache"] = ops.spectra_cache_info()
+    info["spectra_cache"] = ops.tuning.spectra_cache_info()
     if metric is not None:
         info["metric"] = repr(metric)
         info["implementation"] = metric.implementation

@@ -3,7 +3,7 @@
 Slow on purpose: every step is written as the definition states it (symmetric
 extension to 2H x 2W, circular cross-correlation, 2-D DFT, crop, ratio, lower median,
 mean). It shares no numerical code with the fast paths, so tests comparing the two
-mean something. About 20 s per 768x576 pair with K = 64; use small frames in tests.
+mean something. Slow (its time per pair: benchmarks/RESULTS.md); use small frames in tests.
 """
 from __future__ import annotations
 
@@ -131,7 +131,10 @@ def ratio_reduce(ao: np.ndarray, ac: np.ndarray, epsilon: float = EPSILON) -> np
     for k in range(ao.shape[0]):
         m = np.sort(ao[k])[(n - 1) // 2]  # lower median
         eps = epsilon * m + ABS_FLOOR
-        q[k] = np.mean((ao[k] + eps) / (ac[k] + eps))
+        # mean((ao + eps) / (ac + eps)) written as 1 + mean(r - 1), r - 1 = (ao - ac) / (ac + eps):
+        # the same number, and exactly 1 for identical frames (every term is 0), as in
+        # every implementation of dctqa.
+        q[k] = 1.0 + np.mean((ao[k] - ac[k]) / (ac[k] + eps))
     return q
 
 

@@ -8,7 +8,8 @@ Callers (the CLI's ``info``, the study's tables) read them with :func:`metric_in
 How each is called (``metric_info(name).kind``):
 
 * full-reference (``"FR"``) -- ``dctqa``, ``dctqa_feature``, ``dctqa_pixel``, ``psnr``,
-  ``ssim``: ``m.score(ref, dist)``;
+  ``ssim``: ``m.score(ref, dist)``, the reference (original) first, the distorted
+  (compressed) second: swapped, the numbers are meaningless;
 * no-reference (``"NR"``) -- ``blockiness``, ``blur``, ``noise``, ``contrast``, and
   ``dctqa_nr`` (the no-reference wing's predictor, ``model=CHECKPOINT``):
   ``m.score(dist)``, the distorted frames only.
@@ -119,7 +120,8 @@ def list_metrics() -> list[MetricInfo]:
 def create_metric(name: str, **kwargs: Any) -> Any:
     """A ready metric object for ``name`` (see :func:`list_metrics`); kwargs go to its constructor.
 
-    The object has ``name`` (= ``name``), ``lower_better``, and ``score(ref, dist)`` (FR)
+    The object has ``name`` (= ``name``), ``lower_better``, and ``score(ref, dist)`` (FR:
+    ref = the reference/original frames, dist = the distorted/compressed ones, in that order)
     or ``score(dist)`` (NR); see the module docstring for which is which. The ``dctqa*``
     metrics default to the Faster R-CNN backbone and raise :class:`~dctqa.errors.WeightsError`
     (saying how to pass ``backbone="onnx:PATH"`` or ``weights=FILE``) when its weights

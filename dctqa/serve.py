@@ -14,8 +14,9 @@ Scorer protocol (what the wrapped object must offer), chosen in this order:
 * ``predict(frames) -> (B,)`` — no reference (submit with ``ref=None``);
 * any callable ``fn(ref, dist) -> (B,)`` (``ref`` is ``None`` with ``reference=False``).
 
-The scorer receives ``[B, 3, H, W]`` RGB torch tensors (uint8, or float in 0..255, as
-submitted) on the scorer's device (its ``device`` attribute, else the ``device`` argument,
+The scorer receives ``[B, 3, H, W]`` RGB torch tensors (uint8, or float in ``0..data_range``
+as submitted: the scorer's ``data_range`` attribute, e.g. :class:`dctqa.Metric`'s, else 255)
+on the scorer's device (its ``device`` attribute, else the ``device`` argument,
 else the CPU) and returns ``B`` finite numbers (NumPy array, tensor or sequence). It is only
 ever called from the worker thread. Frames that come from the host while the device is a GPU
 are gathered into a pinned (page-locked) host buffer and copied asynchronously; frames that
@@ -26,12 +27,19 @@ dist of different sizes) fails only its own future (:class:`~dctqa.errors.InputE
 does a pair the scorer rejects (a failed batch is retried pair by pair). Pairs that are not
 scored fail with a :class:`~dctqa.errors.ServeError` subclass: :class:`DroppedError`,
 :class:`ScorerClosedError`, :class:`ScoringError` (the scorer raised a non-dctqa error).
+
+Observability: :meth:`StreamScorer.stats` (counters; latency, queue-wait and compute-time
+percentiles from fixed histograms), :meth:`StreamScorer.healthy` (for a liveness probe), and
+the ``dctqa.serve`` logger (start and close at INFO; drops, retried batches and a stuck worker
+at WARNING, repeated ones at counts 1, 10, 100, ...; a failed worker thread at ERROR).
 """
 from __future__ import annotations
 
 import asyncio
 import collections
 import concurrent.futures as cf
+import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,11 +50,55 @@ import torch
 
 from .errors import (DctqaError, DroppedError, InputError, QueueFullError, ScorerClosedError,
                      ScoringError)
-from .metric import _as_nchw
+from .metric import DATA_RANGE_8BIT, _as_nchw
 from .values import is_int, is_real
+
+_log = logging.getLogger(__name__)
 
 #: Policies of a full queue.
 WHEN_FULL = ("block", "drop_oldest")
+
+#: Latency histograms: log-spaced buckets, :data:`HIST_PER_OCTAVE` per doubling from
+#: :data:`HIST_LOW_S` up to ``HIST_LOW_S * 2**HIST_OCTAVES`` (10 us .. 168 s), plus one bucket
+#: below and one above. Each bucket spans a factor ``2**(1/8)`` (about 1.0905).
+HIST_LOW_S = 1e-5
+HIST_PER_OCTAVE = 8
+HIST_OCTAVES = 24
+HIST_BUCKETS = HIST_PER_OCTAVE * HIST_OCTAVES + 2
+#: The value reported for each bucket (ms): its upper edge; the lowest bucket reports 0.01 ms,
+#: the highest (above 168 s) its lower edge.
+_BUCKET_MS = np.array([HIST_LOW_S * 2.0 ** (min(i, HIST_BUCKETS - 2) / HIST_PER_OCTAVE) * 1000.0
+                       for i in range(HIST_BUCKETS)])
+#: What the three histograms of a stream measure (see :class:`StreamStats`).
+_LATENCY, _QUEUE, _COMPUTE = 0, 1, 2
+_WHAT = [_LATENCY, _QUEUE, _COMPUTE]
+#: Largest ``latency_window``: the int32 histograms hold up to two windows of pairs.
+MAX_WINDOW = 2 ** 30
+_PERCENTILES = np.array([0.50, 0.95, 0.99])
+
+
+def _bucket(seconds: float) -> int:
+    """Histogram bucket of a duration: 0 for <= 10 us, ``ceil(8 log2(s / 10 us))`` up to the top one."""
+    if seconds <= HIST_LOW_S:
+        return 0
+    return min(HIST_BUCKETS - 1, max(1, math.ceil(math.log2(seconds / HIST_LOW_S) * HIST_PER_OCTAVE)))
+
+
+def _hist_percentiles(h: np.ndarray) -> np.ndarray:
+    """``h``: ``[..., HIST_BUCKETS]`` counts -> ``[..., 3]`` p50/p95/p99 in ms (NaN where empty):
+    the reported value of the bucket that holds the rank ``ceil(p * n)`` pair."""
+    cum = h.cumsum(axis=-1, dtype=np.int64)
+    n = cum[..., -1:]
+    need = np.maximum(1, np.ceil(n * _PERCENTILES))
+    idx = (cum[..., None, :] >= need[..., :, None]).argmax(axis=-1)
+    out = _BUCKET_MS[idx]
+    out[n[..., 0] == 0] = np.nan
+    return out
+
+
+def _power_of_ten(n: int) -> bool:
+    """1, 10, 100, ...: when a repeated event is logged again (not once per pair)."""
+    return n > 0 and str(n).rstrip("0") == "1"
 
 BatchFn = Callable[[Optional[torch.Tensor], torch.Tensor], Any]
 
@@ -95,9 +147,20 @@ def stage(frames: list[torch.Tensor], device: torch.device, pin: bool) -> torch.
 
 @dataclass(frozen=True)
 class StreamStats:
-    """Counters of one stream (or of all of them). Latencies in milliseconds from the ``submit``
-    call (time blocked on a full queue included) to the score, over the last ``latency_window``
-    scored pairs; ``None`` before the first scored pair.
+    """Counters of one stream (or of all of them), and percentiles of three durations of its
+    scored pairs, in milliseconds (``None`` before the first scored pair):
+
+    * ``p50_ms``/``p95_ms``/``p99_ms``: latency, from the ``submit`` call (time blocked on a
+      full queue included) to the score being set;
+    * ``queue_p*_ms``: queue wait, from ``submit`` to the start of the scorer call that scored
+      the pair (batching wait and backlog);
+    * ``compute_p*_ms``: from the start to the end of that scorer call (staging the batch on
+      the device included; the whole batch's time, as each pair of it waits for all).
+
+    Percentiles come from fixed log-spaced histograms (8 buckets per doubling, 10 us to 168 s):
+    each is the upper edge of the bucket holding it, so it is never below the exact value and
+    at most 9.05 % above (0.01 ms for durations under 10 us). They cover the last
+    ``latency_window`` to ``2 * latency_window`` scored pairs (two generations of histograms).
 
     submitted: accepted by ``submit``; pairs: scored; dropped: failed with :class:`DroppedError`;
     failed: failed for another reason (bad input, scorer error, closed); cancelled: cancelled by
@@ -113,6 +176,12 @@ class StreamStats:
     p50_ms: float | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
+    queue_p50_ms: float | None = None
+    queue_p95_ms: float | None = None
+    queue_p99_ms: float | None = None
+    compute_p50_ms: float | None = None
+    compute_p95_ms: float | None = None
+    compute_p99_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +216,8 @@ class _Item:
     future: cf.Future
     t_submit: float
     done: bool = False
+    t_start: float = 0.0  # start of the scorer call that scored it (perf_counter seconds)
+    t_end: float = 0.0    # end of that call
 
 
 @dataclass(eq=False)
@@ -156,30 +227,73 @@ class _Stream:
     next_out: int = 0
     outcomes: dict = field(default_factory=dict)     # seq -> (item, kind, value), waiting for earlier seqs
     unresolved: dict = field(default_factory=dict)   # seq -> item
-    counts: collections.Counter = field(default_factory=collections.Counter)
-    latencies: collections.deque = field(default=None)
-
-    def __post_init__(self) -> None:
-        self.latencies = collections.deque(maxlen=self.window)
+    row: int = 0          # its row of the _Table (0: the total)
+    in_current: int = 0   # scored pairs in the current histogram generation
 
 
-def _percentiles(lat: list[float]) -> tuple[float | None, float | None, float | None]:
-    if not lat:
-        return None, None, None
-    p = np.percentile(np.asarray(lat) * 1000.0, [50, 95, 99])
-    return float(p[0]), float(p[1]), float(p[2])
+#: The counters of a stream, in the order of :class:`StreamStats` (columns of ``_Table.counts``).
+_COUNTS = {"submitted": 0, "pairs": 1, "dropped": 2, "failed": 3, "cancelled": 4}
 
 
-def _stats_of(counts: collections.Counter, pending: int, lat: list[float]) -> StreamStats:
-    return StreamStats(counts["submitted"], counts["pairs"], counts["dropped"], counts["failed"],
-                       counts["cancelled"], pending, *_percentiles(lat))
+class _Table:
+    """Counters and histograms of every stream, one row each (row 0: the total), in arrays, so
+    that :meth:`StreamScorer.stats` copies them with two slices. Used with the lock held.
+
+    counts: ``[rows, 5]``. Histograms ``[rows, what (_LATENCY, _QUEUE, _COMPUTE), bucket]``:
+    ``current`` counts the pairs of the current generation (fewer than ``window``), ``hist``
+    those of the previous generation plus the current one (what the percentiles read)."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.counts = np.zeros((16, len(_COUNTS)), dtype=np.int64)
+        self.hist = np.zeros((16, 3, HIST_BUCKETS), dtype=np.int32)  # counts <= 2 * MAX_WINDOW < 2**31
+        self.current = np.zeros_like(self.hist)
+        self.used = 1
+        self.free: list[int] = []
+
+    def new_row(self) -> int:
+        if self.free:
+            row = self.free.pop()
+        else:
+            if self.used == len(self.counts):  # amortised O(1): the arrays double
+                self.counts = np.concatenate([self.counts, np.zeros_like(self.counts)])
+                self.hist = np.concatenate([self.hist, np.zeros_like(self.hist)])
+                self.current = np.concatenate([self.current, np.zeros_like(self.current)])
+            row, self.used = self.used, self.used + 1
+        self.counts[row] = 0
+        self.hist[row] = 0
+        self.current[row] = 0
+        return row
+
+    def count(self, row: int, what: str) -> None:
+        col = _COUNTS[what]
+        self.counts[row, col] += 1
+        self.counts[0, col] += 1
+
+    def record(self, st: _Stream, total: _Stream, buckets: tuple[int, int, int]) -> None:
+        """Count one scored pair (its three bucket indices) in its stream's row and the total;
+        O(1), plus O(buckets) once per ``window`` pairs when a generation turns over."""
+        for s in (st, total):
+            if s.in_current >= self.window:  # the current generation becomes the previous one
+                self.hist[s.row] = self.current[s.row]
+                self.current[s.row] = 0
+                s.in_current = 0
+            self.hist[s.row, _WHAT, buckets] += 1
+            self.current[s.row, _WHAT, buckets] += 1
+            s.in_current += 1
 
 
-def _frame(name: str, x: Any) -> torch.Tensor:
-    """One frame (``H x W x 3`` array or ``[1,] 3 x H x W`` tensor) -> ``[3, H, W]`` view, validated."""
+def _stats_of(counts: list[int], pending: int, pct: list[float]) -> StreamStats:
+    """``pct``: 9 values in ms (latency, queue, compute x p50, p95, p99), NaN when nothing was scored."""
+    return StreamStats(*counts, pending, *(None if v != v else v for v in pct))
+
+
+def _frame(name: str, x: Any, data_range: float = DATA_RANGE_8BIT) -> torch.Tensor:
+    """One frame (``H x W x 3`` array or ``[1,] 3 x H x W`` tensor) -> ``[3, H, W]`` view, validated
+    (float pixels against ``data_range``, returned unscaled)."""
     if isinstance(x, np.ndarray) and not x.flags.writeable:
         x = x.copy()  # e.g. np.frombuffer of a request body; torch cannot wrap read-only memory
-    t = _as_nchw(name, x)
+    t = _as_nchw(name, x, data_range=data_range, scale=False)
     if t.shape[0] != 1:
         raise InputError(f"{name}: submit takes one frame (H x W x 3 or 3 x H x W), got a batch of "
                          f"{t.shape[0]}; submit the frames one at a time")
@@ -202,12 +316,13 @@ class StreamScorer:
         device: where frames are batched; default the scorer's ``device`` attribute, else CPU.
         reference: whether the scorer needs the reference frame (default: yes for ``score``
             and callables, no for ``predict``).
-        latency_window: scored pairs per stream (and in total) kept for the percentiles.
+        latency_window: scored pairs per stream (and in total) that the percentiles of
+            :meth:`stats` cover (between one and two windows: see :class:`StreamStats`).
 
     Futures resolve to a ``float`` (the pair's score, ``Q`` for a Metric), per stream in
     submission order. Done-callbacks run on the worker thread (or the thread that dropped
     or failed the pair): keep them short and do not block in them. Use as a context manager,
-    or call :meth:`close`.
+    or call :meth:`close`. :meth:`healthy` tells a liveness probe whether it can make progress.
     """
 
     def __init__(self, scorer: Any, *, max_batch: int = 8, max_wait_ms: float = 10.0, max_queue: int = 64,
@@ -221,9 +336,9 @@ class StreamScorer:
             raise InputError(f"max_queue must be an integer >= max_batch ({max_batch}), got {max_queue!r}")
         if not is_real(max_wait_ms) or max_wait_ms < 0:
             raise InputError(f"max_wait_ms must be a finite number of milliseconds >= 0, got {max_wait_ms!r}")
-        if not is_int(latency_window) or latency_window < 1:
-            raise InputError(f"latency_window must be an integer >= 1 (scored pairs kept for the percentiles), "
-                             f"got {latency_window!r}")
+        if not is_int(latency_window) or not 1 <= latency_window <= MAX_WINDOW:
+            raise InputError(f"latency_window must be an integer from 1 to {MAX_WINDOW} (scored pairs the "
+                             f"percentiles cover), got {latency_window!r}")
         if reference is not None and not isinstance(reference, (bool, np.bool_)):
             raise InputError(f"reference must be True, False or None (decided by the scorer), got {reference!r}")
         from .metric import check_device
@@ -232,6 +347,8 @@ class StreamScorer:
         self._fn, self.reference = as_batch_fn(scorer, reference)
         self.scorer = scorer
         self.device = device
+        dr = getattr(scorer, "data_range", DATA_RANGE_8BIT)  # float frames are checked against the scorer's
+        self._data_range = float(dr) if is_real(dr) and dr > 0 else DATA_RANGE_8BIT
         self.max_batch, self.max_queue, self.when_full = max_batch, max_queue, when_full
         self.max_wait = max_wait_ms / 1000.0
         self._window = int(latency_window)
@@ -243,19 +360,26 @@ class StreamScorer:
         self._keys: collections.Counter = collections.Counter()
         self._ready: collections.deque = collections.deque()
         self._streams: dict[Hashable, _Stream] = {}
-        self._total = _Stream(self._window)
+        self._table = _Table(self._window)
+        self._total = _Stream(self._window, row=0)
         self._batch_sizes: collections.Counter = collections.Counter()
         self._retried = 0
         self._closed = self._abandoned = False
+        self._busy_since: float | None = None  # start of the scorer call running now (worker-written)
+        self._last_progress = time.perf_counter()  # the worker last took or finished a batch
         self._thread = threading.Thread(target=self._worker, name="dctqa-StreamScorer", daemon=True)
         self._thread.start()
+        _log.info("StreamScorer started: %s on %s, max_batch %d, max_wait_ms %g, max_queue %d, when_full %s",
+                  type(scorer).__name__, device, max_batch, max_wait_ms, max_queue, when_full)
 
     # ------------------------------------------------------------------ submitting
     def submit(self, stream_id: Hashable, ref: Any, dist: Any, timeout: float | None = None) -> cf.Future:
         """Queue one frame pair of ``stream_id``; returns a future of its score (``float``).
 
-        ref, dist: ``H x W x 3`` uint8 (or float 0..255) RGB arrays, or ``[1,] 3 x H x W``
-        tensors (CPU or CUDA), same size; ``ref=None`` for a no-reference scorer.
+        ref: the *reference* (original) frame, dist: the *distorted* (compressed) frame, in
+        that order (swapped, Q is meaningless). ``H x W x 3`` uint8 (or float in
+        ``0..data_range`` of the scorer, 0..255 by default) RGB arrays, or ``[1,] 3 x H x W`` tensors (CPU or CUDA), same size; ``ref=None`` for a
+        no-reference scorer.
         A malformed pair does not raise here: its future fails with :class:`InputError`.
         timeout: seconds to wait for room with ``when_full="block"`` (``None``: no limit).
         Raises :class:`ScorerClosedError` after :meth:`close`, :class:`QueueFullError` when
@@ -289,12 +413,17 @@ class StreamScorer:
             self._record([(dropped, "dropped", DroppedError(
                 f"stream {dropped.stream!r} pair #{dropped.seq} dropped: the queue was full "
                 f"({self.max_queue} pairs) and when_full='drop_oldest'"))])
+            n = int(self._table.counts[0, _COUNTS["dropped"]])
+            if _power_of_ten(n):
+                _log.warning("StreamScorer: %d pair(s) dropped so far (queue full at %d pairs, when_full="
+                             "'drop_oldest'); the scorer is behind the submitted load", n, self.max_queue)
         if error is not None:
             self._record([(item, "failed", error)])
         return fut
 
     async def asubmit(self, stream_id: Hashable, ref: Any, dist: Any, timeout: float | None = None) -> float:
-        """``await`` form of :meth:`submit` for asyncio code: returns the score.
+        """``await`` form of :meth:`submit` for asyncio code: returns the score. ref = the
+        *reference* (original) frame, dist = the *distorted* (compressed) frame, in that order.
 
         When the queue is full (``when_full="block"``) the wait happens in a helper thread,
         never on the event loop. Cancelling the awaiting task cancels the pair if it has not
@@ -309,14 +438,14 @@ class StreamScorer:
         return await asyncio.wrap_future(fut)
 
     def _validate(self, ref: Any, dist: Any) -> tuple[torch.Tensor | None, torch.Tensor, tuple]:
-        d = _frame("distorted", dist)
+        d = _frame("distorted", dist, self._data_range)
         if not self.reference:
             if ref is not None:
                 raise InputError("this scorer is no-reference: submit(stream_id, None, frame)")
             return None, d, (tuple(d.shape), d.dtype, d.device, None)
         if ref is None:
             raise InputError("reference frame is None; this scorer needs the reference (original) frame")
-        r = _frame("reference", ref)
+        r = _frame("reference", ref, self._data_range)
         if r.shape != d.shape:
             raise InputError(f"reference frame is {tuple(r.shape)} (3, H, W) but distorted is {tuple(d.shape)}; "
                              f"sizes must match")
@@ -358,12 +487,11 @@ class StreamScorer:
     def _stream(self, stream_id: Hashable) -> _Stream:
         st = self._streams.get(stream_id)
         if st is None:
-            st = self._streams[stream_id] = _Stream(self._window)
+            st = self._streams[stream_id] = _Stream(self._window, row=self._table.new_row())
         return st
 
     def _count(self, st: _Stream, what: str) -> None:
-        st.counts[what] += 1
-        self._total.counts[what] += 1
+        self._table.count(st.row, what)
 
     # ------------------------------------------------------------------ the worker
     def _worker(self) -> None:
@@ -376,6 +504,7 @@ class StreamScorer:
                 if batch:
                     self._record(self._run(batch))
         except BaseException as exc:  # a bug here must not leave futures waiting forever
+            _log.error("StreamScorer: the worker thread failed; failing every unresolved pair", exc_info=True)
             self._fail_unresolved(f"the scorer's worker thread failed ({type(exc).__name__}: {exc})")
             raise
 
@@ -403,6 +532,9 @@ class StreamScorer:
             else:
                 rest.append(it)
         self._queue = rest
+        now = self._last_progress = time.perf_counter()
+        for it in batch:
+            it.t_start = now
         self._release_keys(key, len(batch) + len(cancelled))
         self._not_full.notify_all()
         if cancelled:
@@ -411,17 +543,35 @@ class StreamScorer:
 
     def _run(self, batch: list[_Item]) -> list[tuple[_Item, str, Any]]:
         """Score a batch; if it fails, score its pairs one by one so a bad pair fails alone."""
+        self._busy_since = time.perf_counter()
         try:
-            return [(it, "pairs", v) for it, v in zip(batch, self._call(batch))]
+            return self._run_batch(batch)
+        finally:
+            self._busy_since = None
+            self._last_progress = time.perf_counter()
+
+    def _run_batch(self, batch: list[_Item]) -> list[tuple[_Item, str, Any]]:
+        try:
+            values = self._call(batch)
+            end = time.perf_counter()
+            for it in batch:
+                it.t_end = end
+            return [(it, "pairs", v) for it, v in zip(batch, values)]
         except Exception as exc:  # noqa: BLE001 - every failure goes to a future
             if len(batch) == 1:
                 return [(batch[0], "failed", self._wrap(exc, batch[0]))]
+            error = exc
         with self._lock:
             self._retried += 1
+            retried = self._retried
+        if _power_of_ten(retried):
+            _log.warning("StreamScorer: %d batch(es) failed and were retried pair by pair so far (last: %s: %s)",
+                         retried, type(error).__name__, error)
         out = []
         for it in batch:
             try:
                 out.append((it, "pairs", self._call([it])[0]))
+                it.t_end = self._last_progress = time.perf_counter()
             except Exception as exc:  # noqa: BLE001
                 out.append((it, "failed", self._wrap(exc, it)))
         return out
@@ -470,8 +620,9 @@ class StreamScorer:
             st = self._streams[it.stream]
             self._count(st, kind)
             if kind == "pairs":
-                st.latencies.append(now - it.t_submit)
-                self._total.latencies.append(now - it.t_submit)
+                start = it.t_start or now
+                b = (_bucket(now - it.t_submit), _bucket(start - it.t_submit), _bucket((it.t_end or now) - start))
+                self._table.record(st, self._total, b)
             st.outcomes[it.seq] = (it, kind, value)
             touched[it.stream] = st
         for st in touched.values():
@@ -513,15 +664,45 @@ class StreamScorer:
 
     # ------------------------------------------------------------------ counters, shutdown
     def stats(self) -> ServeStats:
-        """Counters now (cheap; safe from any thread at any time)."""
+        """Counters and percentiles now (safe from any thread at any time).
+
+        Under the submit lock it copies only fixed-size histograms (``3 x 194`` counts per
+        stream, one array copy for all streams) and the counters; the percentiles are computed
+        afterwards, for every stream at once. Resolution: see :class:`StreamStats`.
+        """
         with self._lock:
-            rows = {sid: (collections.Counter(st.counts), len(st.unresolved), list(st.latencies))
-                    for sid, st in self._streams.items()}
-            total = (collections.Counter(self._total.counts), sum(r[1] for r in rows.values()),
-                     list(self._total.latencies))
+            ids = list(self._streams)
+            rows = [st.row for st in self._streams.values()]
+            pending = [len(st.unresolved) for st in self._streams.values()]
+            t = self._table
+            counts, hist = t.counts[:t.used].copy(), t.hist[:t.used].copy()
             sizes, retried, queued = dict(self._batch_sizes), self._retried, len(self._queue)
-        return ServeStats(total=_stats_of(*total), streams={k: _stats_of(*v) for k, v in rows.items()},
-                          batches=sum(sizes.values()), batch_sizes=sizes, retried=retried, queued=queued)
+        counts = counts.tolist()
+        pct = _hist_percentiles(hist).reshape(len(counts), 9).tolist()  # rows x (what x p)
+        streams = {sid: _stats_of(counts[r], n, pct[r]) for sid, r, n in zip(ids, rows, pending)}
+        total = _stats_of(counts[0], sum(pending), pct[0])
+        return ServeStats(total=total, streams=streams, batches=sum(sizes.values()), batch_sizes=sizes,
+                          retried=retried, queued=queued)
+
+    def healthy(self, stall_s: float = 30.0) -> bool:
+        """Whether this scorer can make progress now: ``False`` when it is closed, when its worker
+        thread is not alive, or when it is stuck, that is: work has been waiting (a pair in the
+        queue, or a scorer call running) for more than ``stall_s`` seconds during which the
+        worker made no progress (took no batch and finished no scorer call). Choose ``stall_s``
+        above ``max_wait_ms`` and the slowest batch. Cheap (no copy); safe from any thread.
+        """
+        if not is_real(stall_s) or stall_s <= 0:
+            raise InputError(f"stall_s must be a finite number of seconds > 0, got {stall_s!r}")
+        if self._closed or not self._thread.is_alive():
+            return False
+        now = time.perf_counter()
+        with self._lock:
+            waiting = [t for t in (self._queue[0].t_submit if self._queue else None, self._busy_since)
+                       if t is not None]
+            last = self._last_progress
+        if not waiting:
+            return True
+        return now - max(min(waiting), last) <= stall_s
 
     @property
     def closed(self) -> bool:
@@ -538,7 +719,7 @@ class StreamScorer:
         Blocked ``submit`` calls raise :class:`ScorerClosedError`.
         """
         with self._lock:
-            self._closed = True
+            was_closed, self._closed = self._closed, True
             queued = list(self._queue) if cancel_pending else []
             if cancel_pending:
                 self._queue.clear()
@@ -549,10 +730,15 @@ class StreamScorer:
             self._record([(it, "failed", ScorerClosedError(
                 f"stream {it.stream!r} pair #{it.seq}: the scorer was closed before it was scored"))
                 for it in queued])
+        if not was_closed:
+            _log.info("StreamScorer closing (cancel_pending=%s): %d queued pair(s) cancelled", cancel_pending,
+                      len(queued))
         if threading.current_thread() is self._thread:
             return
         self._thread.join(timeout)
         if self._thread.is_alive():
+            _log.warning("StreamScorer: the worker did not finish within %s s of close(); its unresolved pairs "
+                         "fail and the worker is abandoned", timeout)
             self._fail_unresolved(f"the scorer was closed and its worker did not finish within {timeout} s")
 
     def _fail_unresolved(self, why: str) -> None:
@@ -575,7 +761,9 @@ class StreamScorer:
             st = self._streams.get(stream_id)
             if st is not None and st.unresolved:
                 raise InputError(f"stream {stream_id!r} still has {len(st.unresolved)} unresolved pairs")
-            self._streams.pop(stream_id, None)
+            st = self._streams.pop(stream_id, None)
+            if st is not None:
+                self._table.free.append(st.row)
 
     def __enter__(self) -> "StreamScorer":
         return self

@@ -1,25 +1,30 @@
 """Every ``DCTQA_*`` environment variable the Python code reads, read and checked here only.
 
-:data:`ENV` lists them all (name, kind, default, meaning; the README's table is the same
-list plus the build-time variables of ``setup.py``). Every variable is parsed when it is
-used (not at import), so a bad value gives a :class:`~dctqa.errors.ConfigError` naming
-the variable and what is expected, never a crash on import or a silently replaced value.
+:data:`ENV` lists them all (name, kind, default, meaning; ``docs/configuration.md`` is
+generated from it by :mod:`dctqa.configdoc`, with the build-time variables of ``setup.py``).
+Every variable is parsed when it is used (not at import), so a bad value gives a
+:class:`~dctqa.errors.ConfigError` naming the variable and what is expected, never a crash
+on import or a silently replaced value.
 
 Accessors, one per question the code asks:
 
 - :func:`env_number` (the numeric variables), :func:`max_pixels`, :func:`spectra_cache_bytes`
 - :func:`ops_disabled` (``DCTQA_DISABLE_OPS``), :func:`env_flag` (``DCTQA_DISABLE_FUSED``)
 - :func:`shared_dir` (``DCTQA_SHARED``), :func:`cache_root` (``DCTQA_CACHE_DIR``)
-- :func:`check_op_env`: the compiled ops read ``DCTQA_CPU_CHUNK_MB``,
-  ``DCTQA_CUDA_WORKSPACE_MB``, ``DCTQA_SPECTRA_CACHE_MB`` and ``DCTQA_FULL_SPECTRA``
-  themselves (``csrc/common/checks.h``, with the same rules); this validates them first, so
-  a bad value never reaches the C++ side in the normal path.
+- :func:`kernel_settings`: the variables of the compiled ops (``DCTQA_CPU_CHUNK_MB``,
+  ``DCTQA_CUDA_WORKSPACE_MB``, ``DCTQA_SPECTRA_CACHE_MB``, ``DCTQA_FULL_SPECTRA``), read
+  once per process (at the first op call) and handed to the extension in one call
+  (``dctqa._C.configure``, by :mod:`dctqa.ops.dispatch`); the C++ side never reads the
+  environment. :func:`reload` (alias :func:`check_op_env`) reads them again and hands the
+  new values over (tests, or a process that changes its environment).
 """
 from __future__ import annotations
 
 import math
 import os
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +53,8 @@ class EnvVar:
 ENV: dict[str, EnvVar] = {v.name: v for v in (
     EnvVar("DCTQA_MAX_PIXELS", "number", str(1 << 25), "largest frame, in pixels (H x W), the metric accepts",
            1, 1 << 40),
-    EnvVar("DCTQA_SPECTRA_CACHE_MB", "number", "1024", "MiB of filter spectra the torch path caches", 0, _MAX_MB),
+    EnvVar("DCTQA_SPECTRA_CACHE_MB", "number", "1024",
+           "MiB of filter spectra the compiled CPU ops cache (dctqa's one spectra cache)", 0, _MAX_MB),
     EnvVar("DCTQA_CPU_CHUNK_MB", "number", "64", "MiB of magnitude buffers per thread in the CPU op", 1, _MAX_MB),
     EnvVar("DCTQA_CUDA_WORKSPACE_MB", "number", "256", "MiB of stored magnitudes in the CUDA op", 1, _MAX_MB),
     EnvVar("DCTQA_DISABLE_OPS", "flag", "0", "force the torch path even where the compiled ops are built"),
@@ -65,9 +71,8 @@ ENV: dict[str, EnvVar] = {v.name: v for v in (
     EnvVar("DCTQA_BENCH_FUSED_QUICK", "flag", "0", "run only the small cases of the fused benchmark"),
 )}
 
-#: Variables the compiled ops read in C++ (csrc/common/checks.h): whole MiB >= 1 (the
-#: budgets), MiB from 0 to 2^30 with fractions (the spectra cache, as the torch path reads
-#: it), on/off (DCTQA_FULL_SPECTRA, unset = on).
+#: Variables of the compiled ops, read by :func:`kernel_settings` (whole MiB >= 1 for the
+#: budgets; MiB from 0 to 2^30 with fractions for the spectra cache; on/off, unset = on).
 OP_ENV = ("DCTQA_CPU_CHUNK_MB", "DCTQA_CUDA_WORKSPACE_MB")
 OP_ENV_BOUNDS = ("DCTQA_SPECTRA_CACHE_MB",)
 OP_ENV_FLAGS = ("DCTQA_FULL_SPECTRA",)
@@ -139,7 +144,8 @@ def max_pixels() -> int:
 
 
 def spectra_cache_bytes() -> int:
-    """``DCTQA_SPECTRA_CACHE_MB`` in bytes: the bound of the torch path's filter-spectra cache."""
+    """``DCTQA_SPECTRA_CACHE_MB`` in bytes: the bound of the compiled ops' filter-spectra cache
+    (read now; :func:`kernel_settings` holds the value handed to the extension)."""
     return int(env_number("DCTQA_SPECTRA_CACHE_MB", integer=False) * (1 << 20))
 
 
@@ -164,11 +170,63 @@ def cache_root() -> Path:
     return Path(xdg) / "dctqa"
 
 
+_kernel_lock = threading.Lock()
+_kernel_values: dict | None = None
+_generation = 0  # reloads so far
+_listeners: list[Callable[[dict], None]] = []
+
+
+def _read_kernel_settings() -> dict:
+    """The compiled ops' variables, parsed now (:class:`ConfigError` if one is malformed)."""
+    full = os.environ.get("DCTQA_FULL_SPECTRA", "").strip(_SPACE)
+    return {
+        "cpu_chunk_bytes": int(env_number("DCTQA_CPU_CHUNK_MB")) << 20,
+        "cuda_workspace_bytes": int(env_number("DCTQA_CUDA_WORKSPACE_MB")) << 20,
+        "spectra_cache_bytes": spectra_cache_bytes(),
+        "full_spectra": True if not full else env_flag("DCTQA_FULL_SPECTRA"),
+    }
+
+
+def kernel_settings() -> dict:
+    """The settings of the compiled ops, read from the environment once per process (the
+    first call) and kept: ``{"cpu_chunk_bytes", "cuda_workspace_bytes",
+    "spectra_cache_bytes"}`` (bytes: DCTQA_CPU_CHUNK_MB, DCTQA_CUDA_WORKSPACE_MB,
+    DCTQA_SPECTRA_CACHE_MB MiB x 2^20) and ``"full_spectra"`` (DCTQA_FULL_SPECTRA, unset = on).
+    Raises :class:`ConfigError` for a malformed value (and reads again on the next call)."""
+    global _kernel_values
+    with _kernel_lock:
+        if _kernel_values is None:
+            _kernel_values = _read_kernel_settings()
+        return dict(_kernel_values)
+
+
+def kernel_generation() -> int:
+    """How many times :func:`reload` has run (a holder of handed-over values compares it)."""
+    return _generation
+
+
+def on_kernel_settings(listener: Callable[[dict], None]) -> None:
+    """Call ``listener(values)`` whenever :func:`reload` reads new kernel settings
+    (:mod:`dctqa.ops.dispatch` hands them to the loaded extension this way)."""
+    _listeners.append(listener)
+
+
+def reload() -> dict:
+    """Read the compiled ops' variables again now and hand them to every listener (the
+    loaded extension). Raises :class:`ConfigError` if one is malformed; the old values are
+    then dropped, so the next op call reads (and refuses) them again."""
+    global _kernel_values, _generation
+    with _kernel_lock:
+        _kernel_values = None
+        _generation += 1
+        _kernel_values = _read_kernel_settings()
+        values = dict(_kernel_values)
+    for listener in list(_listeners):
+        listener(values)
+    return values
+
+
 def check_op_env() -> None:
-    """Raise :class:`ConfigError` if a variable read by the compiled ops is malformed."""
-    for name in OP_ENV:
-        env_number(name, integer=True)
-    for name in OP_ENV_BOUNDS:
-        env_number(name, integer=False)
-    for name in OP_ENV_FLAGS:
-        env_flag(name)
+    """Raise :class:`ConfigError` if a variable of the compiled ops is malformed; otherwise
+    the values read are handed over (:func:`reload`)."""
+    reload()

@@ -1,6 +1,6 @@
 """The hand-written x86 paths of the CPU kernels against their portable versions.
 
-``ops.set_cpu_intrinsics("avx2")`` makes the kernels take the code of a CPU with AVX2 + FMA
+``tuning.set_cpu_intrinsics("avx2")`` makes the kernels take the code of a CPU with AVX2 + FMA
 but no AVX-512 (DCT lines in AVX2 vectors, 12-bit estimates, the portable bracket pass), and
 ``"none"`` the code of a CPU without either (DCT lines in SSE2 vectors, true square roots and
 divisions), so every side of each hand-made dispatch is checked on a machine that has them
@@ -14,6 +14,7 @@ import torch
 
 import dctqa
 from dctqa import ops, reference
+from dctqa.ops import tuning
 
 _AVAIL = ops.available()
 pytestmark = pytest.mark.skipif(not _AVAIL["cpp_fused"], reason=f"compiled ops not built: {_AVAIL['extension_error']}")
@@ -21,13 +22,13 @@ pytestmark = pytest.mark.skipif(not _AVAIL["cpp_fused"], reason=f"compiled ops n
 
 @pytest.fixture
 def intrinsics():
-    """``ops.set_cpu_intrinsics`` for one test; back on afterwards."""
-    yield ops.set_cpu_intrinsics
-    ops.set_cpu_intrinsics(True)
+    """``tuning.set_cpu_intrinsics`` for one test; back on afterwards."""
+    yield tuning.set_cpu_intrinsics
+    tuning.set_cpu_intrinsics(True)
 
 
 def _needs_vector_paths() -> None:
-    info = ops.cpu_kernel_info()
+    info = tuning.cpu_kernel_info()
     if not (info["avx512"] or info["avx2_fma"]):
         pytest.skip("this CPU has neither AVX-512F nor AVX2+FMA: only the portable paths exist here "
                     "(they are what every other test runs)")
@@ -43,17 +44,17 @@ def _levels(m: dctqa.Metric, ref, dist, intrinsics) -> dict[str, np.ndarray]:
 
 def test_switch_is_reported(intrinsics):
     intrinsics(True)
-    has = ops.cpu_kernel_info()  # what this CPU has
+    has = tuning.cpu_kernel_info()  # what this CPU has
     assert has["intrinsics"] == "all"
     intrinsics("avx2")
-    info = ops.cpu_kernel_info()
+    info = tuning.cpu_kernel_info()
     assert info["intrinsics"] == "avx2" and info["avx512"] is False and info["avx2_fma"] is has["avx2_fma"]
     intrinsics(False)
-    info = ops.cpu_kernel_info()
+    info = tuning.cpu_kernel_info()
     assert info["intrinsics"] == "none" and info["avx512"] is False and info["avx2_fma"] is False
     for bad in (1, "avx512", None):
         with pytest.raises(dctqa.InputError, match="True, False or one of none, avx2, all"):
-            ops.set_cpu_intrinsics(bad)
+            tuning.set_cpu_intrinsics(bad)
 
 
 @pytest.mark.parametrize("backbone", ["yolox", "pixel"])

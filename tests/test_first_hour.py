@@ -113,8 +113,10 @@ def test_study_encode_stage_names_itself_and_how_far(tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(dctqa.io, "probe", lambda path: SimpleNamespace(frames=4))
     monkeypatch.setattr(pipeline, "encode_sweep", fake_sweep)
+    for later in ("score_stage", "detect_ap_stage", "tables_and_report_stage"):  # the stages after encode: none
+        monkeypatch.setattr(pipeline, later, lambda run: None)
     with using_mode("log"):
-        pipeline.encode_stage(cfg, pipeline.StageCache(cfg.out / "cache"))
+        pipeline.run_study(cfg)
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "study: stage 1/4 encode v.mp4 (4 frames, 1 video(s) in the study)"
     assert any(e.startswith("study: encode v.mp4: done, ") and "frame" in e for e in err), err
@@ -129,12 +131,19 @@ def test_study_stages_name_themselves_and_how_far(tmp_path, monkeypatch, capsys)
 
     cfg, video = _tiny_study(tmp_path)
     vs = [SimpleNamespace(name=f"crf{c}", path=video) for c in (23, 35, 47)]
-    monkeypatch.setattr(pipeline, "encode_stage", lambda cfg, cache, add_time: ({"v": vs}, {"v": video}, {"v": "0"}))
-    monkeypatch.setattr(pipeline, "_score_job", lambda args: {"frame_indices": np.arange(2)})
+
+    def fake_encode(run):
+        run.variants, run.refs, run.hashes = {"v": vs}, {"v": video}, {"v": "0"}
+
+    def fake_report(run):
+        run.result = "result"
+
+    monkeypatch.setattr(pipeline, "encode_stage", fake_encode)
+    monkeypatch.setattr(pipeline, "score_pair", lambda *args: ({"frame_indices": np.arange(2)}, None))
     monkeypatch.setattr(pipeline, "_ap_stage", lambda *a: ({"windows": [], "detect_s": 0.0, "ap_s": 0.0},
                                                            {"cached": False}))
-    monkeypatch.setattr(pipeline, "tables_stage", lambda *a: ("analysis", []))
-    monkeypatch.setattr(pipeline, "report_stage", lambda *a: "result")
+    monkeypatch.setattr(pipeline, "tables_stage", lambda run: None)
+    monkeypatch.setattr(pipeline, "report_stage", fake_report)
     with using_mode("log"):
         assert pipeline.run_study(cfg) == "result"
     err = capsys.readouterr().err.splitlines()

@@ -20,6 +20,7 @@ import torch
 
 import dctqa
 from dctqa import ops
+from dctqa.ops import tuning
 from dctqa import reference as R
 from dctqa.backbones import get_backbone
 from dctqa.errors import InputError
@@ -157,13 +158,13 @@ def test_spectra_cache_hits_bound_and_eviction(rng):
     ref, dist = _pair(rng, 2, 30, 40)
     r, d = _nchw(ref), _nchw(dist)
     p = get_backbone("pixel").preprocess
-    ops.spectra_cache_clear()
-    before = ops.spectra_cache_info()
+    tuning.spectra_cache_clear()
+    before = tuning.spectra_cache_info()
     assert before["entries"] == 0 and before["bytes"] == 0 and before["hits"] == 0
     try:
         q1 = ops.spectral_qk_frames(r, d, f1, p, 0.01)
         q1b = ops.spectral_qk_frames(r, d, f1, p, 0.01)
-        info = ops.spectra_cache_info()
+        info = tuning.spectra_cache_info()
         assert (info["entries"], info["misses"], info["hits"]) == (1, 1, 1)
         one = info["bytes"]
         # float32: factors K x 3 x kh x Wp complex (Wp = 48), phases, the bank itself, and
@@ -171,21 +172,21 @@ def test_spectra_cache_hits_bound_and_eviction(rng):
         assert one == 4 * (2 * 6 * 3 * 5 * 48 + 2 * 30 * 5 + 6 * 3 * 5 * 5 + 2 * 6 * 30 * 3 * 48)
         q2 = ops.spectral_qk_frames(r, d, f2, p, 0.01)
         assert not torch.equal(q1, q2)
-        assert ops.spectra_cache_info()["entries"] == 2
+        assert tuning.spectra_cache_info()["entries"] == 2
         ops.spectral_qk_frames(r[:, :, :20], d[:, :, :20], f1, p, 0.01)  # another size: another entry
-        assert ops.spectra_cache_info()["entries"] == 3
-        ops.spectra_cache_set_max_bytes(one + one // 2)  # room for one entry of this size
-        info = ops.spectra_cache_info()
+        assert tuning.spectra_cache_info()["entries"] == 3
+        tuning.spectra_cache_set_max_bytes(one + one // 2)  # room for one entry of this size
+        info = tuning.spectra_cache_info()
         assert info["bytes"] <= info["max_bytes"] == one + one // 2 and info["entries"] == 1
-        ops.spectra_cache_set_max_bytes(0)  # nothing kept, results unchanged
+        tuning.spectra_cache_set_max_bytes(0)  # nothing kept, results unchanged
         torch.testing.assert_close(ops.spectral_qk_frames(r, d, f1, p, 0.01), q1, rtol=0, atol=0)
-        assert ops.spectra_cache_info()["entries"] == 0
+        assert tuning.spectra_cache_info()["entries"] == 0
         torch.testing.assert_close(q1b, q1, rtol=0, atol=0)
     finally:
-        ops.spectra_cache_set_max_bytes(before["max_bytes"])
-        ops.spectra_cache_clear()
+        tuning.spectra_cache_set_max_bytes(before["max_bytes"])
+        tuning.spectra_cache_clear()
     with pytest.raises(InputError, match="max_bytes"):
-        ops.spectra_cache_set_max_bytes(-1)
+        tuning.spectra_cache_set_max_bytes(-1)
 
 
 @needs_fused
@@ -193,7 +194,7 @@ def test_fused_op_is_thread_safe(rng, yolox_backbone):
     """Several threads on one Metric, cache cold: same Q_k as sequential calls."""
     m = dctqa.Metric(yolox_backbone)
     pairs = [_pair(np.random.default_rng(s), 2, 37 + s % 2, 53) for s in range(6)]
-    ops.spectra_cache_clear()
+    tuning.spectra_cache_clear()
     got: dict[int, np.ndarray] = {}
 
     def work(i):
@@ -206,7 +207,7 @@ def test_fused_op_is_thread_safe(rng, yolox_backbone):
     assert not errors
     for i, (r, d) in enumerate(pairs):
         np.testing.assert_array_equal(got[i], m.score(r, d, per_filter=True))
-    info = ops.spectra_cache_info()
+    info = tuning.spectra_cache_info()
     assert info["entries"] == 2 and info["hits"] > 0  # two heights, shared by all threads
 
 
@@ -284,11 +285,11 @@ def test_wrapper_raises_input_error(ref, dist, filters, match) -> None:
 def test_cache_does_not_grow_with_frames(rng, yolox_backbone):
     """Scoring 1 or 40 frame pairs of one size leaves one cache entry of one size."""
     m = dctqa.Metric(yolox_backbone, batch_size=64)
-    ops.spectra_cache_clear()
+    tuning.spectra_cache_clear()
     ref, dist = _pair(rng, 40, 24, 35)
     m.score(ref[:1], dist[:1])
-    one = ops.spectra_cache_info()
+    one = tuning.spectra_cache_info()
     q = m.score(ref, dist)
-    many = ops.spectra_cache_info()
+    many = tuning.spectra_cache_info()
     assert (many["entries"], many["bytes"]) == (one["entries"], one["bytes"]) == (1, one["bytes"])
     assert many["hits"] == one["hits"] + 1 and q.shape == (40,) and np.isfinite(q).all()

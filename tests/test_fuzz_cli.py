@@ -366,7 +366,7 @@ def test_json_writer_refuses_nan():
 
 @pytest.mark.parametrize("args,message", [
     (["--max-frames", "0"], "--max-frames: must be an integer >= 1, got 0"),
-    (["--frame-stride", "-1"], "--frame-stride: must be an integer >= 1, got -1"),
+    (["--frame-stride", "-1"], "--frame-stride: must be an integer in 1..2147483647, got -1"),
     (["--batch-size", "x"], "--batch-size: expected an integer in 1..4096, got 'x'"),
     (["--batch-size", "99999999999999999999"], "--batch-size: must be an integer in 1..4096, got 99999999999999999999"),
 ])

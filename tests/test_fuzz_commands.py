@@ -170,7 +170,11 @@ BAD = {
               ["score", "v.mp4", "v.mp4", "--backbone", "bogus"],
               ["score", "v.mp4", "v.mp4", "--backbone", "pixel", "--device", "bogus"],
               ["score", "v.mp4", "v.mp4", "--backbone", "pixel", "--frame-stride", "0"],
-              ["score", "v.mp4", "v.mp4", "--backbone", "pixel", "--csv", "file/x.csv"]],
+              ["score", "v.mp4", "v.mp4", "--backbone", "pixel", "--csv", "file/x.csv"],
+              ["score", "v.mp4", "v.mp4", "--backbone", "pixel", "--metrics", "psnr,vmaf"],
+              ["score", "v.mp4", "v.mp4", "--backbone", "pixel", "--hwaccel", "bogus"],
+              ["score", "http://127.0.0.1:1/v.mp4", "v.mp4", "--backbone", "pixel"],
+              ["score", "v.mp4", "v.mp4", "--backbone", "pixel", "--json", "http://127.0.0.1:1/o.json"]],
     "info": [["info", "--json", "fifo"], ["info", "--json", "file/x.json"], ["info", "--json", "data"]],
     "demo": [["demo", "--out", "file"], ["demo", "--out", "d", "--frames", "0"], ["demo", "--out", "file/d"]],
     "encode": [["encode", "v.mp4", "--out", "e", "--cap-kbps", "inf"],
@@ -278,7 +282,7 @@ def test_damaged_data_folders_fail_cleanly(kind, command, here, capsys) -> None:
 
 VALID = {
     "score": ["score", "v.mp4", "src/crf45.mp4", "--backbone", "pixel", "--quiet", "--json", "o.json",
-              "--frame-stride", "2"],
+              "--frame-stride", "2", "--metrics", "psnr,ssim", "--hwaccel", "auto"],
     "info": ["info", "--json"],
     "demo": ["demo", "--out", "d", "--frames", "0"],  # the real demo takes minutes: its checks only
     "encode": ["encode", "v.mp4", "--out", "e", "--crf", "45", "--cap-kbps", "20", "--preset", "ultrafast",

@@ -141,3 +141,21 @@ def test_frame_pairs_resize_and_bad_batch(tmp_path, rng):
     for bad in (0, True, 1.5):
         with pytest.raises(InputError, match="batch_size"):
             io.FramePairs(tmp_path / "a.mkv", tmp_path / "b.mkv", bad)
+
+
+def test_a_stream_without_decoder_parameters_is_a_clean_error(tmp_path):
+    """An mp4 cut inside its moov box can open with a video stream that has no codec context."""
+    rng = np.random.default_rng(0)
+    frames = np.clip(rng.integers(0, 256, (1, 32, 32, 3)) + np.arange(16)[:, None, None, None] * 4, 0,
+                     255).astype(np.uint8)
+    make_video(tmp_path / "v.mp4", frames, crf=25, g=4)
+    data = (tmp_path / "v.mp4").read_bytes()
+    messages = []
+    for i, cut in enumerate(np.linspace(0.5, 0.99, 50)):
+        path = tmp_path / f"c{i}.mp4"
+        path.write_bytes(data[: int(len(data) * cut)])
+        try:
+            io.probe(path)
+        except VideoError as exc:  # never an AttributeError from PyAV
+            messages.append(str(exc))
+    assert any("no decoder parameters" in m for m in messages)

@@ -32,3 +32,20 @@ def test_harmonic_mean_near_the_float64_limit_is_finite():
     assert log.pooled([big])["harmonic_mean"] == big
     assert log.pooled([big, 1e308])["harmonic_mean"] == pytest.approx(2 / (1 / big + 1 / 1e308), rel=1e-12)
     assert log.json_text(log.build_log(np.array([big]), [0], {}))  # strictly valid JSON
+
+
+def test_extra_metrics_are_logged_and_pooled_beside_the_main_one():
+    q = np.array([1.5, 2.0, 2.5])
+    extra = {"psnr": np.array([40.0, np.nan, 30.0]), "blur": np.full(3, np.nan)}
+    got = log.build_log(q, [0, 2, 4], {}, extra=extra)
+    assert got["frames"][1]["metrics"] == {"dctqa": 2.0, "psnr": None, "blur": None}
+    assert got["pooled_metrics"]["psnr"]["mean"] == 35.0 and got["pooled_metrics"]["psnr"]["undefined_frames"] == 1
+    assert got["pooled_metrics"]["blur"]["mean"] is None and got["pooled_metrics"]["blur"]["undefined_frames"] == 3
+    assert log.json_text(got)  # strictly valid JSON
+    rows = log.log_to_rows(got)
+    assert rows[0] == {"frame": 0, "dctqa": 1.5, "psnr": 40.0, "blur": None}
+    assert log.csv_text(rows).splitlines()[0] == "frame,dctqa,psnr,blur"
+    with pytest.raises(InputError, match="3 per-frame values"):
+        log.build_log(q, [0, 2, 4], {}, extra={"psnr": np.zeros(2)})
+    filt = log.build_log(q, [0, 2, 4], {}, q_filters=np.ones((3, 2)))
+    assert log.log_to_rows(filt)[0] == {"frame": 0, "dctqa": 1.5}  # per-filter lists stay in JSON

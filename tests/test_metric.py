@@ -158,3 +158,51 @@ def test_backends_and_registry():
     assert m.lower_better is True and m.domain_name == "pixel"
     with pytest.raises(InputError, match="unknown metric"):
         dctqa.create_metric("vmaf")
+
+
+def test_float_frames_in_0_1_refused_unless_data_range_1(rng):
+    ref, dist = _pairs(rng, 12, 16)
+    m = dctqa.Metric("pixel")
+    want = m.score(ref, dist)
+    as_t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2)  # noqa: E731
+    for r, d in ((ref / 255.0, dist / 255.0), (as_t(ref).float() / 255, as_t(dist).float() / 255)):
+        with pytest.raises(InputError, match="float frames in 0..1 .*pass data_range=1.0"):
+            m.score(r, d)
+    unit = dctqa.Metric("pixel", data_range=1.0)
+    np.testing.assert_allclose(unit.score(ref / 255.0, dist / 255.0), want, rtol=1e-9)
+    np.testing.assert_allclose(unit.score(as_t(ref).float() / 255, as_t(dist).float() / 255), want, rtol=1e-5)
+    np.testing.assert_array_equal(unit.score(ref, dist), want)   # uint8 ignores data_range
+    with pytest.raises(InputError, match=r"expected values in 0..1 \(data_range=1;"):
+        unit.score(ref.astype(np.float32), dist.astype(np.float32))  # 0..255 floats under data_range=1
+    np.testing.assert_allclose(m.score(ref.astype(np.float64), dist.astype(np.float64)), want, rtol=1e-9)
+
+
+def test_black_and_nearly_black_float_frames():
+    """All-zero floats are black in both ranges (accepted); a float batch whose largest pixel is
+    in (0, 1] is ambiguous and refused, with the way out (uint8) in the message."""
+    z = np.zeros((2, 8, 8, 3))
+    m = dctqa.Metric("pixel")
+    np.testing.assert_array_equal(m.score(z, z), 1.0)
+    dark = z.copy()
+    dark[:, 0, 0, 0] = 1.0
+    with pytest.raises(InputError, match="pass it as uint8"):
+        m.score(dark, dark)
+    np.testing.assert_array_equal(m.score(dark.astype(np.uint8), dark.astype(np.uint8)), 1.0)
+    bright = z.copy()
+    bright[:, 0, 0, 0] = 1.5                            # above 1: plainly 0..255
+    np.testing.assert_array_equal(m.score(bright, bright), 1.0)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "1", None])
+def test_bad_data_range(bad):
+    with pytest.raises(InputError, match="data_range must be a finite number > 0"):
+        dctqa.Metric("pixel", data_range=bad)
+
+
+def test_frames_requiring_grad_are_detached(rng):
+    ref, dist = _pairs(rng, 10, 12)
+    r = (torch.from_numpy(ref).permute(0, 3, 1, 2).double()).requires_grad_()
+    m = dctqa.Metric("pixel")
+    np.testing.assert_allclose(m.score(r, dist), m.score(ref, dist), rtol=1e-9)
+    q = m.score_tensor(r, torch.from_numpy(dist).permute(0, 3, 1, 2))
+    assert not q.requires_grad and r.grad is None

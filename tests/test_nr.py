@@ -211,3 +211,61 @@ def test_cli_bad_options(trained, tiny_data, capsys) -> None:
     assert exc.value.code == 2 and "--patches" in capsys.readouterr().err
     assert main(["train-nr", str(tiny_data), "--split", "unseen", "--fold", "gamma", "--out", "x.pt"]) == 2
     assert "--fold" in capsys.readouterr().err
+
+
+def test_checkpoint_stores_its_target_column_and_window(trained, tmp_path) -> None:
+    """train-nr writes the target column and the content window into the provenance; a
+    checkpoint from before (neither stored, or the old placeholder target) gets its backbone's
+    spectral column and its split's window; one whose backbone names no column is refused."""
+    from dctqa.nr.model import read_provenance
+
+    out, _ = trained
+    ck = torch.load(out, weights_only=True)
+    assert ck["provenance"]["target"] == "dctqa_spectral_test" and ck["provenance"]["window"] == 10
+    for legacy in ({"target": "dctqa_spectral"}, {}):
+        old = dict(ck, provenance={k: v for k, v in ck["provenance"].items() if k not in ("target", "window")})
+        old["provenance"].update(legacy)
+        torch.save(old, tmp_path / "old.pt")
+        prov = read_provenance(tmp_path / "old.pt")
+        assert (prov.target, prov.window) == ("dctqa_spectral_test", 10)
+        assert NRModel.load(tmp_path / "old.pt").prov.target == "dctqa_spectral_test"
+    for bad, msg in (({"target": None, "backbone": ""}, "names no target column"),
+                     ({"window": 0}, "provenance window is 0"), ({"target": 3}, "provenance target is 3")):
+        torch.save(dict(ck, provenance={**ck["provenance"], **bad}), tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=msg):
+            NRModel.load(tmp_path / "bad.pt")
+
+
+def _study_windows(path, column: str) -> None:
+    """A study windows.csv over tiny_data's variants: 10-frame windows, AP falling with the CRF,
+    the full-reference column ``column`` rising with it."""
+    rows = [{"video": v, "variant": f"crf{c}", "window_start": s, "window_end": s + 10, "ap": 0.9 - c / 100 - s / 1000,
+             "ap50": 0.95 - c / 100 - s / 1000, "psnr": 50 - c / 2, column: 1 + c / 10 + s / 1000}
+            for v in ("alpha", "beta") for c in CRFS for s in range(0, FRAMES, 10)]
+    write_csv(path, rows)
+
+
+def test_eval_windows_use_the_checkpoint_target_and_the_study_windows(trained, tiny_data, tmp_path) -> None:
+    """The window table reads the checkpoint's target column (not a fixed YOLOX-Nano name) and
+    pools each held-out frame into the study window holding it (not a fixed 100 frames)."""
+    from dctqa.errors import InputError
+    from dctqa.nr.evaluate import evaluate
+
+    out, _ = trained
+    kw = dict(frame_step=2, ablation_step=4, n_boot=20, ablations=False)
+    _study_windows(tmp_path / "w.csv", "dctqa_spectral_test")
+    t = evaluate([out], tiny_data, tmp_path / "ev", windows_csv=tmp_path / "w.csv", **kw)
+    fr = {r["score"]: r for r in t["windows"] if r["target"] == "ap50"}
+    assert set(fr) == {"dctqa_nr", "ridge", "full_reference_q", "psnr"}
+    assert fr["full_reference_q"]["windows"] == 4  # held-out window 30..39 of 2 videos x 2 variants
+    assert fr["full_reference_q"]["srocc"] > 0.7  # -Q against AP: both fall with the CRF
+    _study_windows(tmp_path / "w2.csv", "dctqa_spectral_yolox_nano")
+    with pytest.raises(InputError, match="dctqa_spectral_test"):
+        evaluate([out], tiny_data, tmp_path / "ev2", windows_csv=tmp_path / "w2.csv", **kw)
+    other = tmp_path / "other_data"
+    other.mkdir()
+    (other / "labels.csv").write_bytes((tiny_data / "labels.csv").read_bytes())
+    meta = json.loads((tiny_data / "dataset.json").read_text())
+    (other / "dataset.json").write_text(json.dumps(dict(meta, target="dctqa_spectral_other")))
+    with pytest.raises(InputError, match="was trained on targets 'dctqa_spectral_test'"):
+        evaluate([out], other, tmp_path / "ev3", **kw)

@@ -500,3 +500,62 @@ def test_non_finite_inputs_raise_instead_of_a_nan_score(monkeypatch, impl) -> No
     bad_frames[0, 0, 1, 1] = float("nan")
     with pytest.raises(InputError, match="spectral_qk_frames|spectral_qk:"):
         ops.spectral_qk_frames(bad_frames, frames, f, IMAGENET, EPSILON)
+
+
+_FALLBACK_LOG = """
+import logging, sys, torch
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append((record.name, record.levelname, record.getMessage()))
+logging.getLogger("dctqa").addHandler(Keep())
+logging.getLogger("dctqa").setLevel(logging.DEBUG)
+if {broken}:
+    sys.modules["dctqa._C"] = None  # the extension cannot be imported (as when it is not built)
+from dctqa import ops
+co = torch.rand(1, 3, 16, 16)
+for _ in range(3):
+    ops.available()
+    q = ops.spectral_qk(co, co, torch.rand(2, 3, 3, 3), 0.01)
+print("IMPL", ops.implementation_for("cpu"), "Q", q.tolist())
+for r in records:
+    print("LOG", *r, sep="|")
+"""
+
+
+def test_extension_load_failure_warns_once_with_the_reason():
+    """A failed load of dctqa._C is said once per process on the "dctqa.ops" logger, with its
+    reason, and every op then takes the torch path (simulated in a subprocess)."""
+    out = _run_py(_FALLBACK_LOG.format(broken=True), {"DCTQA_DISABLE_OPS": "0"})
+    logs = [line.split("|")[1:] for line in out.splitlines() if line.startswith("LOG")]
+    assert len(logs) == 1, out
+    name, level, message = logs[0]
+    assert name == "dctqa.ops" and level == "WARNING"
+    assert message.startswith("dctqa: the C++ extension did not load (ModuleNotFoundError: ")
+    assert "dctqa._C" in message and message.endswith("); using the slow torch fallback")
+    assert "IMPL torch Q [[1.0, 1.0]]" in out
+
+
+def test_no_warning_when_the_extension_loads():
+    if not ops.available()["cpp"]:
+        pytest.skip("the compiled extension is not built here (the warning is then expected)")
+    out = _run_py(_FALLBACK_LOG.format(broken=False), {"DCTQA_DISABLE_OPS": "0"})
+    assert "LOG" not in out and "IMPL cpp-op Q [[1.0, 1.0]]" in out
+
+
+def test_availability_is_reported_by_the_extension():
+    """dispatch asks the extension which kernels it holds (dctqa._C.kernels()), not torch."""
+    if not ops.available()["cpp"]:
+        pytest.skip("the compiled extension is not built here")
+    import dctqa._C as ext
+
+    kernels = ext.kernels()
+    assert set(kernels) == {"spectral_qk", "ratio_qk", "spectral_qk_frames", "sample_patches"}
+    assert all("CPU" in keys for keys in kernels.values())
+    av = ops.available()
+    assert av["cuda"] == ("CUDA" in kernels["spectral_qk"] and "CUDA" in kernels["ratio_qk"])
+    import inspect
+
+    from dctqa.ops import dispatch
+
+    assert "_dispatch_has_kernel" not in inspect.getsource(dispatch)

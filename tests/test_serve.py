@@ -435,3 +435,116 @@ def test_forget_finished_stream() -> None:
         s.forget("never-seen")
         st = s.stats()
     assert "old" not in st.streams and st.total.pairs == 1
+
+
+def test_histogram_percentiles_bound_the_exact_ones() -> None:
+    """Each reported percentile is the upper edge of its bucket: >= the exact (inverted-CDF)
+    percentile and at most 2**(1/8) above it."""
+    from dctqa.serve import HIST_BUCKETS, _bucket, _hist_percentiles
+
+    rng = np.random.default_rng(3)
+    for scale in (1e-4, 2e-3, 0.05, 3.0):
+        x = rng.lognormal(np.log(scale), 1.0, 5000)
+        h = np.zeros(HIST_BUCKETS, np.int64)
+        for v in x:
+            h[_bucket(float(v))] += 1
+        got = _hist_percentiles(h[None])[0]
+        exact = np.percentile(x * 1000.0, [50, 95, 99], method="inverted_cdf")
+        assert (got >= exact * (1 - 1e-9)).all() and (got <= exact * 2 ** (1 / 8) * (1 + 1e-9)).all(), (got, exact)
+    assert np.isnan(_hist_percentiles(np.zeros((1, HIST_BUCKETS), np.int64))).all()
+    assert _bucket(0.0) == 0 and _bucket(1e9) == HIST_BUCKETS - 1
+
+
+def test_queue_wait_and_compute_time_reported_apart() -> None:
+    """Pair 1 runs 0.3 s in the scorer; pair 2 waits behind it in the queue for about as long."""
+    gate = Gate()
+    with StreamScorer(gate, max_batch=1, max_wait_ms=0) as s:
+        a = s.submit("a", marked(1), marked(1))
+        assert gate.entered.wait(10)
+        b = s.submit("b", marked(2), marked(2))
+        threading.Timer(0.3, gate.release.set).start()
+        a.result(timeout=10), b.result(timeout=10)
+        wait_until(lambda: s.stats().total.pending == 0)
+        st = s.stats()
+    sa, sb = st.streams["a"], st.streams["b"]
+    assert sa.compute_p50_ms >= 250 and sa.queue_p50_ms < 100
+    assert sb.queue_p50_ms >= 200 and sb.compute_p50_ms < 100
+    assert sa.p50_ms >= sa.compute_p50_ms and sb.p50_ms >= sb.queue_p50_ms
+    assert st.total.queue_p99_ms >= sb.queue_p50_ms and st.total.compute_p99_ms >= sa.compute_p50_ms
+
+
+def test_percentile_window_is_bounded() -> None:
+    """The histograms cover the last latency_window .. 2 x latency_window pairs."""
+    with StreamScorer(lambda r, d: d[:, 0, 0, 0].double(), max_batch=4, max_wait_ms=0, latency_window=4) as s:
+        [f.result(timeout=10) for f in [s.submit("s", marked(1), marked(1)) for _ in range(21)]]
+        wait_until(lambda: s.stats().total.pairs == 21)
+        kept = int(s._table.hist[0, 0].sum())
+        per_stream = int(s._table.hist[s._streams["s"].row, 0].sum())
+    assert 4 <= kept <= 8 and 4 <= per_stream <= 8
+
+
+def test_healthy_idle_busy_stuck_closed() -> None:
+    gate = Gate()
+    s = StreamScorer(gate, max_batch=1, max_wait_ms=0)
+    try:
+        assert s.healthy() and s.healthy(stall_s=0.01)  # idle: nothing waits
+        f = s.submit("s", marked(1), marked(1))
+        assert gate.entered.wait(10)
+        assert s.healthy(stall_s=10)                   # busy for less than the bound
+        time.sleep(0.15)
+        assert not s.healthy(stall_s=0.1)              # one call running 0.15 s without progress
+        gate.release.set()
+        f.result(timeout=10)
+        wait_until(lambda: s.healthy(stall_s=0.1))
+        with pytest.raises(InputError, match="stall_s"):
+            s.healthy(stall_s=0)
+    finally:
+        gate.release.set()
+        s.close()
+    assert not s.healthy()                             # closed
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_healthy_false_when_worker_died() -> None:
+    s = StreamScorer(Gate(open_=True), max_batch=1, max_wait_ms=0)
+
+    def broken(batch):
+        raise RuntimeError("bug in the worker")
+
+    s._run = broken
+    f = s.submit("s", marked(1), marked(1))
+    with pytest.raises(ScorerClosedError):
+        f.result(timeout=10)
+    s._thread.join(10)
+    assert not s.healthy()
+    s.close(timeout=5)
+
+
+def test_logging_start_drop_close(caplog) -> None:
+    import logging
+
+    gate = Gate()
+    with caplog.at_level(logging.INFO, logger="dctqa"):
+        with StreamScorer(gate, max_batch=1, max_wait_ms=0, max_queue=1, when_full="drop_oldest") as s:
+            fs = [s.submit("s", marked(1), marked(1))]
+            assert gate.entered.wait(10)
+            fs += [s.submit("s", marked(v), marked(v)) for v in (2, 3)]  # the second drops the first queued
+            gate.release.set()
+    msgs = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert any(n == "dctqa.serve" and "started" in m for n, _, m in msgs)
+    assert any(lvl == "WARNING" and "1 pair(s) dropped" in m for _, lvl, m in msgs)
+    assert any("closing" in m for _, _, m in msgs)
+
+
+def test_float_frames_checked_against_the_scorers_data_range(rng) -> None:
+    ref, dist = pairs(rng, 2)
+    want = dctqa.Metric(domain="pixel").score(ref, dist)
+    unit = dctqa.Metric(domain="pixel", data_range=1.0)
+    with StreamScorer(unit, max_batch=2, max_wait_ms=20) as s:
+        fs = [s.submit("s", ref[i] / 255.0, dist[i] / 255.0) for i in range(2)]
+        np.testing.assert_allclose([f.result(timeout=10) for f in fs], want, rtol=1e-9)
+        with pytest.raises(InputError, match="expected values in 0..1"):
+            s.submit("s", ref[0].astype(np.float64), dist[0].astype(np.float64)).result(timeout=10)
+    with StreamScorer(dctqa.Metric(domain="pixel"), max_batch=2, max_wait_ms=20) as s:
+        with pytest.raises(InputError, match="pass data_range=1.0"):
+            s.submit("s", ref[0] / 255.0, dist[0] / 255.0).result(timeout=10)

@@ -13,6 +13,7 @@ import torch
 
 import dctqa
 from dctqa import ops
+from dctqa.ops import tuning
 from dctqa.backbones import get_backbone
 from dctqa.errors import InputError
 
@@ -23,12 +24,12 @@ pytestmark = pytest.mark.skipif(not _AVAIL["cpp_fused"], reason=f"compiled ops n
 @pytest.fixture
 def kernel_mode():
     """Set the CPU kernel mode for one test; back to "auto" afterwards."""
-    yield ops.set_cpu_kernel_mode
-    ops.set_cpu_kernel_mode("auto")
+    yield tuning.set_cpu_kernel_mode
+    tuning.set_cpu_kernel_mode("auto")
 
 
 def _counts() -> tuple[int, int, int]:
-    info = ops.cpu_kernel_info()
+    info = tuning.cpu_kernel_info()
     return info["streamed"], info["fallbacks"], info["missed"]
 
 
@@ -101,14 +102,14 @@ def test_stream_keeps_no_whole_filter_spectrum(rng, yolox_backbone):
     complex, row phases, the bank), not the whole G (K x H x 3 x Wp complex, 42 MB here)."""
     bb = get_backbone(yolox_backbone)
     ref = rng.integers(0, 256, (1, 288, 384, 3), dtype=np.uint8)
-    ops.spectra_cache_clear()
+    tuning.spectra_cache_clear()
     try:
         dctqa.Metric(bb).score(ref, ref)
         k, _, kh, kw = np.asarray(bb.filters).shape
         wp = 384  # the padded width (a multiple of 16)
-        assert ops.spectra_cache_info()["bytes"] == 4 * (2 * k * 3 * kh * wp + 2 * 288 * kh + k * 3 * kh * kw)
+        assert tuning.spectra_cache_info()["bytes"] == 4 * (2 * k * 3 * kh * wp + 2 * 288 * kh + k * 3 * kh * kw)
     finally:
-        ops.spectra_cache_clear()
+        tuning.spectra_cache_clear()
 
 
 def test_identical_frames_stream_to_one(vtest_frames, yolox_backbone):
@@ -118,8 +119,8 @@ def test_identical_frames_stream_to_one(vtest_frames, yolox_backbone):
 
 def test_kernel_mode_rejects_unknown_names():
     with pytest.raises(InputError, match="stream-check"):
-        ops.set_cpu_kernel_mode("fast")
-    assert ops.cpu_kernel_info()["mode"] == "auto"
+        tuning.set_cpu_kernel_mode("fast")
+    assert tuning.cpu_kernel_info()["mode"] == "auto"
 
 
 def test_far_trial_floor_falls_back_exactly(rng, kernel_mode):
@@ -155,11 +156,11 @@ def test_gather_overflow_falls_back_exactly(rng, kernel_mode, level, channels):
     cc = (co * rng.uniform(0.8, 1.2, co.shape)).astype(np.float32)
     filters = torch.from_numpy(rng.uniform(0.5, 1.5, (3, channels, 1, 1)).astype(np.float32))
     co_t, cc_t = torch.from_numpy(co), torch.from_numpy(cc)
-    ops.set_cpu_intrinsics(level)
+    tuning.set_cpu_intrinsics(level)
     try:
         q_planes, q_stream, (_, fallbacks, missed) = _planes_then(
             "stream", kernel_mode, lambda: ops.spectral_qk(co_t, cc_t, filters, 0.01))
     finally:
-        ops.set_cpu_intrinsics("all")
+        tuning.set_cpu_intrinsics("all")
     assert fallbacks == missed == q_stream.numel()
     torch.testing.assert_close(q_stream, q_planes, rtol=0, atol=0)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import av
@@ -227,3 +228,105 @@ def test_vtest_study(vtest_path, yolox_path, tmp_path):
         assert hi["dctqa_spectral_yolox_nano"] > lo["dctqa_spectral_yolox_nano"]
         assert hi["psnr"] < lo["psnr"]
         assert lo["n_gt"] > 0
+
+
+# ----------------------------------------------------------------------------- the study-run seam (issue 20)
+
+def test_column_names_come_from_one_function():
+    """Every dctqa column, the NR target included, is built by scoring.column_name."""
+    from dctqa.nr.data import target_column
+    from dctqa.study.scoring import backbone_label, column_name, metric_specs
+
+    assert column_name("spectral", "onnx:/x/models/yolox_nano.onnx") == "dctqa_spectral_yolox_nano"
+    assert column_name("feature", "fasterrcnn_resnet50_fpn") == "dctqa_feature_fasterrcnn_resnet50_fpn"
+    assert column_name("pixel", "anything") == "dctqa_pixel"
+    assert backbone_label("onnx:m/YOLOX-nano v2.onnx") == "YOLOX_nano_v2"
+    assert target_column("onnx:/x/resnet.onnx") == "dctqa_spectral_resnet"
+    cfg = SimpleNamespace(backbones=["onnx:a/yolox_nano.onnx", "resnet50"], domains=("spectral", "feature"), pixel=True)
+    assert [s.column for s in metric_specs(cfg)] == ["dctqa_spectral_yolox_nano", "dctqa_feature_yolox_nano",
+                                                     "dctqa_spectral_resnet50", "dctqa_feature_resnet50", "dctqa_pixel"]
+    with pytest.raises(InputError, match="same column name"):
+        metric_specs(SimpleNamespace(backbones=["onnx:a/m.onnx", "onnx:b/m.onnx"], domains=("spectral",), pixel=False))
+
+
+def _stage_lines(tmp_path, monkeypatch, capsys, nr: bool) -> list[str]:
+    """The stage lines of run_study with every stage's work replaced (three variants of one
+    video; with ``nr``, a no-reference model)."""
+    from dctqa.progress import using_mode
+    from dctqa.study import pipeline
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"never decoded")
+    cfg = StudyConfig(videos=[video], out=tmp_path / "out", backbones=[], baselines=(), progress=True,
+                      detector=object(), n_boot=200, sensitivity_gt=(), sensitivity_pred=())
+    vs = [SimpleNamespace(name=f"crf{c}", path=video) for c in (23, 35, 47)]
+
+    def fake_encode(run):
+        run.variants, run.refs, run.hashes = {"v": vs}, {"v": video}, {"v": "0"}
+
+    monkeypatch.setattr(pipeline, "_load_nr_model", lambda cfg: object() if nr else None)
+    monkeypatch.setattr(pipeline, "encode_stage", fake_encode)
+    monkeypatch.setattr(pipeline, "score_pair", lambda *args: ({"frame_indices": np.arange(2)}, {"decode": 0.5}))
+    monkeypatch.setattr(pipeline, "nr_stage", lambda run, on_step: None)
+    monkeypatch.setattr(pipeline, "_ap_stage", lambda *a: ({"windows": [], "detect_s": 0.0, "ap_s": 0.0},
+                                                           {"cached": False}))
+    monkeypatch.setattr(pipeline, "tables_stage", lambda run: None)
+    monkeypatch.setattr(pipeline, "report_stage", lambda run: setattr(run, "result", run))
+    with using_mode("log"):
+        run = pipeline.run_study(cfg)
+    assert run.cache_root == cfg.out / "cache" and set(run.frames["v"]) == {"crf23", "crf35", "crf47"}
+    # the score stage's timings (0.5 s per variant, computed once, then cached) are in the meta, not an array
+    assert run.timings["decode"]["computed_s"] == pytest.approx(1.5)
+    assert all(not k.startswith("__") for k in run.frames["v"]["crf23"])
+    return [e for e in capsys.readouterr().err.splitlines() if e.startswith("study: stage ")]
+
+
+@pytest.mark.parametrize("nr", [False, True])
+def test_each_stage_has_its_own_number(tmp_path, monkeypatch, capsys, nr):
+    """The pipeline's stage tuple numbers the stage lines: 1..N once each, N = 5 with the
+    no-reference stage (before issue 20 it and the score stage both said "stage 2/4")."""
+    lines = _stage_lines(tmp_path, monkeypatch, capsys, nr)
+    n = 5 if nr else 4
+    assert [e.split()[2] for e in lines] == [f"{i}/{n}" for i in range(2, n + 1)]  # encode replaced: no line
+    assert lines[0] == f"study: stage 2/{n} score every metric on 3 variants"
+    if nr:
+        assert lines[1].startswith("study: stage 3/5 no-reference prediction (dctqa_nr, 2 activation patches")
+    assert lines[-1].startswith(f"study: stage {n}/{n} correlations")
+
+
+def test_stage_cache_keeps_timings_out_of_the_arrays(tmp_path):
+    """timed_arrays stores a compute's timings in the meta; the arrays hold only arrays, and a
+    hit returns the same timings."""
+    from dctqa.study.stages import StageCache
+
+    cache = StageCache(tmp_path)
+    arrs, meta = cache.timed_arrays("s", {"k": 1}, lambda: ({"a": np.arange(3)}, {"decode": 1.5}))
+    again, meta2 = StageCache(tmp_path).timed_arrays("s", {"k": 1}, lambda: pytest.fail("recomputed"))
+    assert list(again) == ["a"] and np.array_equal(again["a"], np.arange(3))
+    assert meta["timings"] == meta2["timings"] == {"decode": 1.5} and meta2["cached"] and not meta["cached"]
+    plain, pmeta = cache.arrays("s", {"k": 2}, lambda: {"b": np.zeros(1)})
+    assert list(plain) == ["b"] and "timings" not in pmeta
+
+
+def test_study_run_subset_shares_the_results(tmp_path):
+    """A stage run on run.subset(...) sees only those videos and adds its results to the run."""
+    from dctqa.study.run import StudyRun, run_stages
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    cfg = StudyConfig(videos=[video], out=tmp_path / "out", backbones=[], baselines=("psnr",), pixel=False)
+    run = StudyRun.start(cfg)
+    run.variants = {"a": [SimpleNamespace(name="x")], "b": [SimpleNamespace(name="y")]}
+    run.refs, run.hashes = {"a": video, "b": video}, {"a": "1", "b": "2"}
+
+    seen = []
+
+    def stage(r):
+        for stem, v in r.pairs():
+            r.frames.setdefault(stem, {})[v.name] = r.step
+            r.add_time("t", 1.0, 0.5)
+        seen.append({k: dict(v) for k, v in run.frames.items()})
+
+    run_stages(run, (lambda r: stage(r.subset({"b"})), stage))
+    assert seen == [{"b": {"y": "stage 1/2"}}, {"b": {"y": "stage 2/2"}, "a": {"x": "stage 2/2"}}]
+    assert run.timings["t"] == {"computed_s": 3.0, "this_run_s": 1.5} and run.step == ""

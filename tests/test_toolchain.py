@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,61 @@ def test_non_gnu_compiler_and_missing_compiler_fail(tc, tmp_path, monkeypatch) -
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-g++"))
     with pytest.raises(SystemExit, match="not found"):
         tc["_choose_toolchain"](False)
+
+
+def _setup_function(name: str) -> dict:
+    """One function (or constant) of setup.py, loaded by itself, as the fixture above does."""
+    tree = ast.parse(SETUP.read_text())
+    body = [n for n in tree.body if (isinstance(n, ast.FunctionDef) and n.name == name) or
+            (isinstance(n, ast.Assign) and any(getattr(t, "id", None) == name for t in n.targets))]
+    assert len(body) == 1, name
+    ns: dict = {"os": os, "glob": __import__("glob")}
+    exec(compile(ast.Module(body=body, type_ignores=[]), str(SETUP), "exec"), ns)
+    return ns
+
+
+def test_sources_are_collected_recursively(tmp_path, monkeypatch) -> None:
+    """New source folders (e.g. csrc/<op>/cpu/x86/) are built without editing setup.py; every
+    .cu file and everything under a cuda/ folder is left out of the CPU-only build."""
+    files = ["csrc/module.cpp", "csrc/common/cpu_features.cpp", "csrc/common/x86/reduce_avx2.cpp",
+             "csrc/op/op.cpp", "csrc/op/cpu/op_cpu.cpp", "csrc/op/cpu/x86/op_avx512.cpp",
+             "csrc/op/cuda/op_cuda.cpp", "csrc/op/cuda/op_kernels.cu", "csrc/op/cuda/sub/more.cpp",
+             "csrc/op/cpu/lines.inc", "csrc/op/op.h", "csrc/common/util.cuh"]
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("")
+    monkeypatch.chdir(tmp_path)
+    sources = _setup_function("_sources")["_sources"]
+    cuda = {"csrc/op/cuda/op_cuda.cpp", "csrc/op/cuda/op_kernels.cu", "csrc/op/cuda/sub/more.cpp"}
+    cpu = {f for f in files if f.endswith(".cpp")} - cuda
+    assert sources(False) == sorted(cpu)
+    assert sources(True) == sorted(cpu | cuda)
+
+
+def test_real_sources_are_all_built(monkeypatch) -> None:
+    """Every .cpp/.cu under csrc/ is in the CUDA build; the CPU build has the same minus CUDA."""
+    monkeypatch.chdir(SETUP.parent)
+    sources = _setup_function("_sources")["_sources"]
+    on_disk = sorted(p.relative_to(SETUP.parent).as_posix() for p in (SETUP.parent / "csrc").rglob("*")
+                     if p.suffix in (".cpp", ".cu"))
+    assert sources(True) == on_disk and "csrc/module.cpp" in sources(False)
+    assert not [s for s in sources(False) if s.endswith(".cu") or "/cuda/" in s]
+
+
+def test_default_cuda_archs_cover_common_server_gpus() -> None:
+    """T4 7.5, A100 8.0, A10 8.6, L4 8.9, H100/H200 9.0 natively, plus PTX for newer GPUs; one
+    default (setup.py), which the Makefile does not override."""
+    archs = _setup_function("DEFAULT_CUDA_ARCH_LIST")["DEFAULT_CUDA_ARCH_LIST"].split(";")
+    assert archs == ["7.5", "8.0", "8.6", "8.9", "9.0+PTX"]
+    makefile = (SETUP.parent / "Makefile").read_text()
+    assert not re.search(r"^\s*(export\s+)?TORCH_CUDA_ARCH_LIST\s*[:?+]?=", makefile, re.M)
+
+
+def test_nvcc_supports_the_default_archs() -> None:
+    nvcc = os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "nvcc")
+    if not os.path.exists(nvcc):
+        pytest.skip(f"no CUDA toolkit ({nvcc} not found): the arch list is checked where one is installed")
+    listed = set(subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True, timeout=60).stdout.split())
+    archs = _setup_function("DEFAULT_CUDA_ARCH_LIST")["DEFAULT_CUDA_ARCH_LIST"].split(";")
+    wanted = {"compute_" + a.split("+")[0].replace(".", "") for a in archs}
+    assert wanted <= listed, f"{nvcc} lacks {sorted(wanted - listed)} (has {sorted(listed)})"

@@ -1,6 +1,7 @@
 // The reduction shared by the CPU kernels of every op (ratio sum, exact rank selection for
 // the lower median). Plain loops written for the auto-vectoriser, cloned per ISA
-// (common/cpu_clones.h).
+// (common/cpu_clones.h); the hand-written x86 bracket passes are in cpu_reduce_x86.cpp,
+// reached through the table of common/cpu_features.h.
 #include "common/cpu_reduce.h"
 
 #include <cmath>
@@ -9,44 +10,18 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(_M_X64))
-#include <immintrin.h>
-#define DCTQA_HAVE_AVX512_PATH 1
-#endif
-
 #include "common/cpu_clones.h"
+#include "common/cpu_features.h"
 
 namespace dctqa {
 namespace cpu {
 
-namespace {
-std::atomic<int> g_intrinsics{2};
-
-struct CpuHas {
-  bool avx512 = false, avx2_fma = false;
-  CpuHas() {
-#ifdef DCTQA_HAVE_AVX512_PATH
-    __builtin_cpu_init();  // this library may be loaded before libgcc's init ran for it
-    avx512 = __builtin_cpu_supports("avx512f") != 0;
-    avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-  }
-};
-const CpuHas& cpu_has() {
-  static const CpuHas has;
-  return has;
-}
-}  // namespace
-
-void set_intrinsics_level(int level) { g_intrinsics.store(std::min(2, std::max(0, level))); }
-int intrinsics_level() { return g_intrinsics.load(std::memory_order_relaxed); }
-bool use_avx512() { return intrinsics_level() >= 2 && cpu_has().avx512; }
-bool use_avx2_fma() { return intrinsics_level() >= 1 && cpu_has().avx2_fma; }
-
 DCTQA_CLONES
-double ratio_sum(const float* ao, const float* ac, std::size_t n, float eps) {
+double ratio_excess_sum(const float* ao, const float* ac, std::size_t n, float eps) {
   // 16 independent float lanes (vectorisable without reassociation), each summing at
-  // most 64 terms before the lanes are added into a double: relative error ~1e-7.
+  // most 64 terms before the lanes are added into a double. Each term is r_j - 1 =
+  // (ao - ac) / (ac + eps), exactly 0 where ao == ac (so identical frames give Q = 1
+  // exactly, whatever the rounding of the division or of the mean).
   constexpr std::size_t L = 16, B = 64 * L;
   const float* __restrict a = ao;
   const float* __restrict b = ac;
@@ -56,12 +31,12 @@ double ratio_sum(const float* ao, const float* ac, std::size_t n, float eps) {
     float lane[L] = {};
     for (std::size_t q = 0; q < B; q += L)
       for (std::size_t t = 0; t < L; ++t)
-        lane[t] += (a[j0 + q + t] + eps) / (b[j0 + q + t] + eps);
+        lane[t] += (a[j0 + q + t] - b[j0 + q + t]) / (b[j0 + q + t] + eps);
     double s = 0.0;
     for (std::size_t t = 0; t < L; ++t) s += lane[t];
     total += s;
   }
-  for (; j0 < n; ++j0) total += (double)((a[j0] + eps) / (b[j0] + eps));
+  for (; j0 < n; ++j0) total += (double)((a[j0] - b[j0]) / (b[j0] + eps));
   return total;
 }
 
@@ -123,16 +98,16 @@ float select_rank_radix(const float* x, std::size_t n, std::size_t r) {
   return key_value((prefix << 8) | b3);
 }
 
-namespace {
 // below = #{x < lo}; buf[0..cnt) = the x with lo <= x <= hi. buf holds cap + 16 floats.
 // Returns false when more than cap elements fall inside (the caller falls back).
 // Portable form, in blocks of 16 values. First, for a stretch of blocks, a pass without
 // branches counts the values below lo per block (it vectorises) and lists the blocks with a
 // value inside; then only the listed blocks (about a third in the streaming kernel) run the
 // branch-free compaction. A branch per block, taken at random, would cost more than it saves.
+// (The x86 forms: cpu_reduce_x86.cpp; the table in force: cpu_features.h.)
 DCTQA_CLONES
-bool bracket_pass_scalar(const float* x, std::size_t n, float lo, float hi, float* buf,
-                         std::size_t cap, std::size_t* below_out, std::size_t* cnt_out) {
+bool portable::bracket_pass(const float* x, std::size_t n, float lo, float hi, float* buf,
+                            std::size_t cap, std::size_t* below_out, std::size_t* cnt_out) {
   constexpr std::size_t B = 16, kBlocks = 256;
   const float* __restrict v = x;
   std::size_t below = 0, cnt = 0, j0 = 0;
@@ -173,94 +148,11 @@ bool bracket_pass_scalar(const float* x, std::size_t n, float lo, float hi, floa
   return true;
 }
 
-#ifdef DCTQA_HAVE_AVX512_PATH
-// The same with AVX2: 8 values per step, the ones inside moved to the front of the vector by
-// a permutation looked up from their mask, then one plain store (as the AVX-512 form).
-struct CompressTable {
-  alignas(32) std::int32_t idx[256][8];
-  CompressTable() {
-    for (int m = 0; m < 256; ++m) {
-      int k = 0;
-      for (int b = 0; b < 8; ++b)
-        if (m & (1 << b)) idx[m][k++] = b;
-      for (; k < 8; ++k) idx[m][k] = 0;
-    }
-  }
-};
-
-__attribute__((target("avx2,fma"))) bool bracket_pass_avx2(const float* x, std::size_t n, float lo, float hi,
-                                                          float* buf, std::size_t cap, std::size_t* below_out,
-                                                          std::size_t* cnt_out) {
-  static const CompressTable table;
-  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
-  std::size_t below = 0, cnt = 0, j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256 v = _mm256_loadu_ps(x + j);
-    const unsigned lt = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, vlo, _CMP_LT_OQ));
-    const unsigned in = (unsigned)_mm256_movemask_ps(
-        _mm256_and_ps(_mm256_cmp_ps(v, vlo, _CMP_GE_OQ), _mm256_cmp_ps(v, vhi, _CMP_LE_OQ)));
-    below += (std::size_t)__builtin_popcount(lt);
-    const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(table.idx[in]));
-    _mm256_storeu_ps(buf + cnt, _mm256_permutevar8x32_ps(v, perm));  // cnt <= cap here
-    cnt += (std::size_t)__builtin_popcount(in);
-    if (cnt > cap) return false;
-  }
-  std::size_t b = 0, c = 0;
-  if (!bracket_pass_scalar(x + j, n - j, lo, hi, buf + cnt, cap - cnt, &b, &c)) return false;
-  *below_out = below + b;
-  *cnt_out = cnt + c;
-  return true;
-}
-#endif
-
-#ifdef DCTQA_HAVE_AVX512_PATH
-// The same with AVX-512 masks; compress into a register, then a plain store (a
-// compressing store to memory is slow on some cores). The store is unconditional: a branch
-// on "any value inside" is taken by about a third of the vectors at random and its
-// mispredictions cost more than the stores. buf + cnt stays within the cap + 16 floats.
-__attribute__((target("avx512f"))) bool bracket_pass_avx512(
-    const float* x, std::size_t n, float lo, float hi, float* buf, std::size_t cap,
-    std::size_t* below_out, std::size_t* cnt_out) {
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-  std::size_t below = 0, cnt = 0, j = 0;
-  for (; j + 16 <= n; j += 16) {
-    const __m512 v = _mm512_loadu_ps(x + j);
-    const __mmask16 lt = _mm512_cmp_ps_mask(v, vlo, _CMP_LT_OQ);
-    const __mmask16 in = _mm512_cmp_ps_mask(v, vlo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(v, vhi, _CMP_LE_OQ);
-    below += (std::size_t)__builtin_popcount((unsigned)lt);
-    _mm512_storeu_ps(buf + cnt, _mm512_maskz_compress_ps(in, v));  // cnt <= cap here
-    cnt += (std::size_t)__builtin_popcount((unsigned)in);
-    if (cnt > cap) return false;
-  }
-  for (; j < n; ++j) {
-    const float v = x[j];
-    below += (v < lo);
-    if (v >= lo && v <= hi) {
-      if (cnt == cap) return false;
-      buf[cnt++] = v;
-    }
-  }
-  *below_out = below;
-  *cnt_out = cnt;
-  return true;
-}
-#endif
-
-bool bracket_pass(const float* x, std::size_t n, float lo, float hi, float* buf, std::size_t cap,
-                  std::size_t* below, std::size_t* cnt) {
-#ifdef DCTQA_HAVE_AVX512_PATH
-  if (use_avx512()) return bracket_pass_avx512(x, n, lo, hi, buf, cap, below, cnt);
-  if (use_avx2_fma()) return bracket_pass_avx2(x, n, lo, hi, buf, cap, below, cnt);
-#endif
-  return bracket_pass_scalar(x, n, lo, hi, buf, cap, below, cnt);
-}
-}  // namespace
-
 bool bracket_count_gather(const float* x, std::size_t n, float lo, float hi, float* buf,
                           std::size_t cap, std::size_t* below, std::size_t* cnt) {
   if (*cnt >= cap) return false;
   std::size_t b = 0, c = 0;
-  if (!bracket_pass(x, n, lo, hi, buf + *cnt, cap - *cnt, &b, &c)) return false;
+  if (!cpu_kernels().bracket_pass(x, n, lo, hi, buf + *cnt, cap - *cnt, &b, &c)) return false;
   *below += b;
   *cnt += c;
   return true;
@@ -373,7 +265,7 @@ float select_rank_sampled(const float* x, std::size_t n, std::size_t r, float* s
       (std::size_t)(3.0 * (double)(hi_i - lo_i + 1) * (double)n / (double)s) + 256;
   std::vector<float> inside(cap + 16);
   std::size_t below = 0, cnt = 0;
-  const bool overflow = !bracket_pass(x, n, lo_eff, hi_eff, inside.data(), cap, &below, &cnt);
+  const bool overflow = !cpu_kernels().bracket_pass(x, n, lo_eff, hi_eff, inside.data(), cap, &below, &cnt);
   if (!overflow && below <= r && r < below + cnt) {
     const std::size_t k = r - below;
     float v;

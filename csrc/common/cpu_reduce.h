@@ -7,8 +7,10 @@
 namespace dctqa {
 namespace cpu {
 
-// sum_j (ao[j] + eps) / (ac[j] + eps), accumulated in double.
-double ratio_sum(const float* ao, const float* ac, std::size_t n, float eps);
+// sum_j (ao[j] - ac[j]) / (ac[j] + eps), accumulated in double: the sum of r_j - 1 for
+// METRIC.md's ratio r_j = (ao[j] + eps) / (ac[j] + eps), so Q_k = 1 + sum / n. Every term
+// is exactly 0 where ao[j] == ac[j]: identical frames give Q_k = 1 exactly.
+double ratio_excess_sum(const float* ao, const float* ac, std::size_t n, float eps);
 
 // Value of 0-based rank r (ascending) among x[0..n), as torch.kthvalue(k=r+1).
 // Copy and select_ranks for small n; else a bracket from a strided sample, one counting
@@ -36,16 +38,6 @@ void select_ranks(const float* x, std::size_t n, const std::size_t* r, int m, fl
 // more than cap values would be gathered in all.
 bool bracket_count_gather(const float* x, std::size_t n, float lo, float hi, float* buf,
                           std::size_t cap, std::size_t* below, std::size_t* cnt);
-
-// The hand-written x86 paths (AVX2 + FMA: DCT lines, reciprocal estimates; AVX-512:
-// reciprocal estimates, bracket pass, the one-pass row reduction) run where the CPU has
-// them, up to a level set for the whole process: 2 all (default), 1 AVX2 + FMA at most,
-// 0 none (the portable versions; the tests compare all three). The functions cloned per
-// ISA by the compiler (DCTQA_CLONES) are not affected.
-void set_intrinsics_level(int level);
-int intrinsics_level();
-bool use_avx512();    // level 2 and the CPU has AVX-512F
-bool use_avx2_fma();  // level >= 1 and the CPU has AVX2 and FMA
 
 // Lower median: rank floor((n-1)/2).
 inline float lower_median(const float* x, std::size_t n) {

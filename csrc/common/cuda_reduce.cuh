@@ -121,7 +121,9 @@ __device__ __forceinline__ double block_sum(float v, double* smem /* >= 32 doubl
   return s;
 }
 
-// out[n*K + k0 + kk] = sum of partials[p][0..nparts) * inv_count, with p = n*kc + kk.
+// out[n*K + k0 + kk] = 1 + sum of partials[p][0..nparts) * inv_count, with p = n*kc + kk:
+// the partials are sums of r - 1 = (A^o - A^c) / (A^c + eps), so identical frames give
+// exactly 1 (every term 0) whatever the rounding of the divisions or of inv_count.
 // Grid: one block per plane, deterministic order.
 static __global__ void final_mean_kernel(const double* __restrict__ partials, int64_t nparts,
                                          int64_t kc, int64_t K, int64_t k0, double inv_count,
@@ -138,7 +140,7 @@ static __global__ void final_mean_kernel(const double* __restrict__ partials, in
   }
   if (threadIdx.x == 0) {
     const int64_t n = p / kc, kk = p % kc;
-    out[n * K + k0 + kk] = sm[0] * inv_count;
+    out[n * K + k0 + kk] = 1.0 + sm[0] * inv_count;
   }
 }
 

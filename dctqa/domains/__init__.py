@@ -18,11 +18,37 @@ from ..errors import InputError
 from ..ops.dct import dct2
 from .feature import StemModule, feature_magnitudes_torch
 
+#: Bytes of the largest intermediate tensor (of one frame, float32) that one CPU computation
+#: of the torch/op path may hold per frame pair in a chunk; a batch is split into chunks
+#: that stay within it. Why: glibc's malloc serves an allocation above its mmap threshold
+#: (dynamic, at most 32 MiB) by a fresh ``mmap`` and returns a freed heap top above twice
+#: the threshold to the system, so a call whose tensors are larger page-faults all of its
+#: memory anew on every call, and batch 8 of 768x576 frames in the feature domain ran slower
+#: per pair than batch 1. 8 MiB is the measured frontier below which chunks ran without page
+#: faults in steady state (benchmarks/test_bench_metric.py, figures in benchmarks/RESULTS.md).
+CPU_CHUNK_BYTES = 8 << 20
+
 
 class Domain:
     name: str = ""
     op: str = ""  # the dctqa.ops entry point this domain calls
     fused: bool = False  # whether qk_frames (dctqa.ops.spectral_qk_frames) serves this domain
+
+    def pair_bytes(self, h: int, w: int) -> int:
+        """Bytes of the largest float32 intermediate one frame pair of ``h x w`` needs on
+        the torch/op path (the preprocessed frame, 3 planes; domains with larger ones override)."""
+        return 3 * h * w * 4
+
+    def chunk_pairs(self, h: int, w: int, device: torch.device, fused: bool) -> int:
+        """Most frame pairs of ``h x w`` to compute at once for speed (>= 1).
+
+        CPU, torch/op path: as many as keep :meth:`pair_bytes` within :data:`CPU_CHUNK_BYTES`,
+        so that a larger batch is never slower per pair. The fused C++ op (``fused``) and
+        CUDA (a caching allocator) take any batch: no limit there.
+        """
+        if fused or device.type != "cpu":
+            return 1 << 30
+        return max(1, CPU_CHUNK_BYTES // max(1, self.pair_bytes(h, w)))
 
     def qk(self, xo: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -84,6 +110,14 @@ class FeatureDomain(Domain):
                              f"a detector backbone (torchvision name or onnx:PATH)")
         self.stem = StemModule(backbone.stem, device)
         self.epsilon = epsilon
+
+    def pair_bytes(self, h: int, w: int) -> int:
+        """The larger of the padded frame (3 planes) and the ``K`` first-layer maps, float32."""
+        s = self.stem.stem
+        oh, ow = s.output_size(h, w)
+        top, bottom, left, right = s.padding
+        padded = 3 * (h + top + bottom + s.pad_to_multiple) * (w + left + right + s.pad_to_multiple)
+        return 4 * max(padded, self.stem.weight.shape[0] * max(oh, 1) * max(ow, 1))
 
     def qk(self, xo: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
         h, w = xo.shape[-2:]

@@ -25,15 +25,15 @@ class StemModule:
         top, bottom, left, right = s.padding
         x = F.pad(x, (left, right + (-w) % m, top, bottom + (-h) % m))
         z = F.conv2d(x, self.weight, stride=s.stride)
-        z = z * self.scale + self.shift
+        z.mul_(self.scale).add_(self.shift)  # in place: no new maps-sized tensor per step
         if s.activation == "relu":
-            return F.relu(z)
+            return F.relu_(z)
         if s.activation == "silu":
-            return F.silu(z)
+            return F.silu(z, inplace=True)
         if s.activation == "hardswish":
-            return F.hardswish(z)
+            return F.hardswish(z, inplace=True)
         if s.activation == "leaky_relu":
-            return F.leaky_relu(z, s.negative_slope)
+            return F.leaky_relu_(z, s.negative_slope)
         return z
 
 

@@ -42,40 +42,24 @@ DATA_FORMAT = 1
 INDICATORS = ("blockiness", "blur", "noise", "contrast")
 SPLITS = ("unseen", "seen", "random")
 EXTRA_PREFIX = "skimage-"  # video name of an extra clip: EXTRA_PREFIX + photograph name
+#: The domain of the study's dctqa column the model learns to predict.
+TARGET_DOMAIN = "spectral"
 
 
 def target_column(backbone: str) -> str:
-    """The study's column holding the spectral-domain Q for ``backbone``."""
-    from ..study.pipeline import _short
+    """The study's column holding the target Q for ``backbone``: dctqa in the spectral domain
+    (:func:`dctqa.study.scoring.column_name`, e.g. ``dctqa_spectral_yolox_nano``)."""
+    from ..study.scoring import column_name
 
-    return f"dctqa_spectral_{_short(backbone)}"
+    return column_name(TARGET_DOMAIN, backbone)
 
 
 def backbone_identity(backbone: str, cache_root: Path | None = None) -> str:
-    """sha256 of an ``onnx:PATH`` backbone's file, else the torchvision name."""
-    from ..study.pipeline import _model_identity
+    """sha256 of an ``onnx:PATH`` backbone's file, else the torchvision name
+    (:func:`dctqa.study.scoring.model_identity`)."""
+    from ..study.scoring import model_identity
 
-    return _model_identity(backbone, cache_root or Path(os.environ.get("TMPDIR", "/tmp")))
-
-
-def _study_labels(cfg, cache, variants, refs, src_sha, column: str, progress: bool) -> dict:
-    """Per (stem, variant) arrays of the score stage (cached, as the study computes them)."""
-    from ..progress import progress as progress_bar
-    from ..study.pipeline import _score_job, _spec_key, metric_specs, score_key
-
-    specs = metric_specs(cfg)
-    keys = [_spec_key(s, cfg.out / "cache", cfg.detector_weights) for s in specs]
-    out = {}
-    todo = [(stem, v) for stem, vs in variants.items() for v in vs]
-    with progress_bar(len(todo), "score", unit="variant", enabled=progress) as bar:
-        for stem, v in todo:
-            key = score_key(cfg, src_sha[stem], v.path, keys, specs, cfg.out / "cache")
-            args = (str(refs[stem]), str(v.path), specs, cfg.baselines, cfg.metric_stride, cfg.device,
-                    cfg.batch_size, cfg.detector_weights)
-            arrs, _ = cache.arrays("score", key, lambda args=args: _score_job(args))
-            out[(stem, v.name)] = {"frame": arrs["frame_indices"], **{k: arrs[k] for k in arrs if k != "frame_indices"}}
-            bar.update(1)
-    return out
+    return model_identity(backbone, cache_root or Path(os.environ.get("TMPDIR", "/tmp")))
 
 
 def _csv_labels(path: Path, variants: dict, column: str) -> dict:
@@ -143,7 +127,7 @@ def build_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathLike, *
     from ..fileio import OutputSet
     from ..log import csv_text
     from ..study.codec import EncodeSettings
-    from ..study.pipeline import StudyConfig, default_model
+    from ..study.config import StudyConfig, default_model
 
     backbone = backbone or default_model()
     check_backbone(backbone)  # before any encode
@@ -165,36 +149,42 @@ def build_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathLike, *
         for name in ("labels.csv", "dataset.json"):
             outputs.add(out / name)
         extra = write_extra_clips(out, list(extra_skimage), extra_frames, extra_size) if extra_skimage else []
-        rows, meta = _build(cfg, backbone, labels_csv, extra, extra_skimage, extra_frames, extra_size, progress)
+        rows, meta = _build(cfg, backbone, labels_csv, extra, extra_skimage, extra_frames, extra_size)
         outputs.write_text(out / "labels.csv", csv_text(rows))
         outputs.write_text(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
     return cfg.out
 
 
-def _build(cfg, backbone: str, labels_csv, extra: list[Path], extra_skimage, extra_frames: int, extra_size,
-           progress: bool) -> tuple[list[dict], dict]:
-    """The label rows and the ``dataset.json`` document (encode and score stages run here)."""
+def _build(cfg, backbone: str, labels_csv, extra: list[Path], extra_skimage, extra_frames: int, extra_size
+           ) -> tuple[list[dict], dict]:
+    """The label rows and the ``dataset.json`` document: the study's encode stage on every
+    video, then the labels: ``labels_csv``'s rows for the videos given, if any, and the
+    study's score stage for the others."""
     from ..constants import METRIC_VERSION
-    from ..study.pipeline import encode_stage
-    from ..study.stages import StageCache
+    from ..study.pipeline import encode_stage, score_stage
+    from ..study.run import StudyRun, run_stages
 
     cfg.videos += extra  # after the checks of the videos given (their stems cannot clash: prefix above)
-    cache = StageCache(cfg.out / "cache")
-    variants, refs, src_sha = encode_stage(cfg, cache)
     column = target_column(backbone)
     extra_stems = {p.stem for p in extra}
-    own = {s: vs for s, vs in variants.items() if s not in extra_stems}
-    if labels_csv is not None:
-        per = _csv_labels(Path(labels_csv), own, column)
-    else:
-        per = _study_labels(cfg, cache, own, refs, src_sha, column, progress)
-    if extra:
-        per.update(_study_labels(cfg, cache, {s: vs for s, vs in variants.items() if s in extra_stems}, refs,
-                                 src_sha, column, progress))
-    rows = _label_rows(variants, per, column, extra_stems)
+    run = StudyRun.start(cfg, label="nr-data")
+    per: dict[tuple[str, str], dict] = {}
+
+    def label_stage(run: StudyRun) -> None:
+        if labels_csv is not None:
+            own = {s: vs for s, vs in run.variants.items() if s not in extra_stems}
+            per.update(_csv_labels(Path(labels_csv), own, column))
+        to_score = run if labels_csv is None else run.subset(extra_stems)
+        if to_score.variants:
+            score_stage(to_score)  # the study's score stage
+        per.update({(stem, name): {"frame": arrs["frame_indices"], **arrs}
+                    for stem, scored in run.frames.items() for name, arrs in scored.items()})
+
+    run_stages(run, (encode_stage, label_stage))
+    rows = _label_rows(run.variants, per, column, extra_stems)
     meta = {"format": DATA_FORMAT, "metric_version": METRIC_VERSION, "backbone": backbone,
-            "backbone_sha256": backbone_identity(backbone, cfg.out / "cache"), "target": column,
-            "metric_stride": cfg.metric_stride, "videos": src_sha, "labels_from": str(labels_csv or "score stage"),
+            "backbone_sha256": backbone_identity(backbone, run.cache_root), "target": column,
+            "metric_stride": cfg.metric_stride, "videos": run.hashes, "labels_from": str(labels_csv or "score stage"),
             "extra": ({"source": "scikit-image", "photos": list(extra_skimage), "frames": extra_frames,
                        "size": list(extra_size), "labels_from": "score stage", "train_only": True}
                       if extra else None),

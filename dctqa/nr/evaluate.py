@@ -8,10 +8,13 @@ test frames. Tables (the layout of the paper's Tables 3 and 4):
 
 * ``metrics.csv``: per video and pooled, LCC, SROCC, KRCC of predicted vs true Q, RMSE and
   MAE (Q units), each with a 95 % percentile bootstrap interval that resamples content
-  windows (video, 100-frame window; all variants of a window move together), not frames;
-  plus the paired NR - ridge SROCC difference over the same resamples.
-* ``windows.csv``: window-level SROCC with AP50 and AP of the window-mean predicted Q
-  (negated: lower Q = better), beside the full-reference Q and PSNR of the same windows.
+  windows (video, window of the checkpoint's split, 100 frames by default; all variants of a
+  window move together), not frames; plus the paired NR - ridge SROCC difference over the
+  same resamples.
+* ``windows.csv`` (with a study's ``windows.csv``): window-level SROCC with AP50 and AP of the
+  predicted Q averaged over each of the study's windows (negated: lower Q = better), beside
+  the full-reference Q (the checkpoint's target column, from its provenance) and PSNR of the
+  same windows.
 * ``ablations.csv``: activation vs uniform vs grid sampling and 1/2/4/8 patches
   (accuracy and frames/s) on every ``ablation_step``-th frame.
 * ``paired.csv`` (with ``paired_with``, an earlier evaluation's ``frames.csv``): for every
@@ -185,43 +188,66 @@ def _metric_rows(res: dict, n_boot: int) -> list[dict]:
     return out
 
 
-def _read_windows(path: Path, target: str) -> dict[tuple[str, str, int], dict]:
-    """Rows of a study's ``windows.csv`` by (video, variant, window_start), with AP, PSNR and
-    the full-reference column ``target`` (the dataset's target Q) as floats (NaN when empty)."""
-    need = ("video", "variant", "window_start", "ap", "ap50", "psnr", target)
-    wins = {}
+def _read_windows(path: Path, targets: Sequence[str]) -> dict[tuple[str, str], list[tuple[int, int, dict]]]:
+    """The windows of a study's ``windows.csv`` per (video, variant), as ``(window_start,
+    window_end, row)`` sorted by start, with AP, PSNR and the full-reference columns
+    ``targets`` (the checkpoints' target Q) as floats (NaN when empty)."""
+    need = ("video", "variant", "window_start", "window_end", "ap", "ap50", "psnr", *dict.fromkeys(targets))
+    wins: dict[tuple[str, str], list[tuple[int, int, dict]]] = {}
     for i, r in enumerate(read_csv_rows(path, "a study's windows.csv", required=need)):
         where = f"{str(path)!r} row {i + 2}"
-        for k in need[3:]:
+        for k in need[4:]:
             r[k] = parse_number(r[k], float, empty=math.nan, where=f"{where}, column {k!r}")
-        r["full_reference_q"] = r[target]
-        wins[(r["video"], r["variant"], parse_number(r["window_start"], int, where=f"{where}, column 'window_start'"))] = r
+        start, end = (parse_number(r[k], int, where=f"{where}, column {k!r}") for k in ("window_start", "window_end"))
+        if end <= start:
+            raise InputError(f"{where}: window_end {end} is not after window_start {start}")
+        wins.setdefault((r["video"], r["variant"]), []).append((start, end, r))
+    for v in wins.values():
+        v.sort(key=lambda w: w[0])
     return wins
 
 
+def _window_of(wins: dict[tuple[str, str], list[tuple[int, int, dict]]], video: str, variant: str,
+               frame: int) -> tuple[int, int, dict] | None:
+    """The study window (start, end, row) holding ``frame`` of (video, variant), or ``None``."""
+    import bisect
+
+    ws = wins.get((video, variant), [])
+    i = bisect.bisect_right([w[0] for w in ws], frame) - 1
+    return ws[i] if i >= 0 and frame < ws[i][1] else None
+
+
 def _window_rows(res: dict, wins: dict | None, n_boot: int) -> list[dict]:
+    """Window-level SROCC of AP50 and AP with the window-mean predicted Q, the ridge's, the
+    full-reference Q (the checkpoint's target column, ``res["target"]``) and PSNR, on the
+    study's own windows (each test frame pooled into the window of ``windows.csv`` holding it)."""
     from ..study.stats import correlations
 
     if wins is None:
         return []
     acc: dict[tuple, list] = {}
+    rows: dict[tuple, dict] = {}
     for r, p, rd in zip(res["test"], res["pred"], res["ridge"]):
-        key = (r["video"], r["variant"], r["frame"] // 100 * 100)
-        acc.setdefault(key, []).append((p, rd))
-    keys = [k for k in sorted(acc) if k in wins  # windows without AP (no ground truth) or scores: left out
-            and all(math.isfinite(wins[k][c]) for c in ("ap", "ap50", "psnr", "full_reference_q"))]
+        w = _window_of(wins, r["video"], r["variant"], r["frame"])
+        if w is not None:  # frames outside every window of the table: left out
+            key = (r["video"], r["variant"], w[0])
+            acc.setdefault(key, []).append((p, rd))
+            rows[key] = w[2]
+    target = res["target"]
+    keys = [k for k in sorted(acc)  # windows without AP (no ground truth) or scores: left out
+            if all(math.isfinite(rows[k][c]) for c in ("ap", "ap50", "psnr", target))]
     if len(keys) < 3:
         return []
     cols = {"dctqa_nr": -np.array([np.mean([a for a, _ in acc[k]]) for k in keys]),
             "ridge": -np.array([np.mean([b for _, b in acc[k]]) for k in keys]),
-            "full_reference_q": -np.array([wins[k]["full_reference_q"] for k in keys]),
-            "psnr": np.array([wins[k]["psnr"] for k in keys])}
+            "full_reference_q": -np.array([rows[k][target] for k in keys]),
+            "psnr": np.array([rows[k]["psnr"] for k in keys])}
     out = []
-    for target in ("ap50", "ap"):
-        y = np.array([wins[k][target] for k in keys])
+    for y_name in ("ap50", "ap"):
+        y = np.array([rows[k][y_name] for k in keys])
         for name, x in cols.items():
             c = correlations(x, y, n_boot=n_boot)
-            out.append({"model": res["name"], "target": target, "score": name, "windows": len(keys),
+            out.append({"model": res["name"], "target": y_name, "score": name, "windows": len(keys),
                         "srocc": round(c["srcc"].r, 4), "lo": round(c["srcc"].lo, 4), "hi": round(c["srcc"].hi, 4)})
     return out
 
@@ -337,15 +363,16 @@ def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: 
         raise InputError(f"windows file {str(windows_csv)!r} does not exist")
     other = _read_frames_csv(Path(paired_with)) if paired_with is not None else None
     rows, meta = load_dataset(data)
+    targets = _checkpoint_targets(models, meta["target"])
     # read before any model runs, so that a bad file fails first
-    wins = _read_windows(Path(windows_csv), meta["target"]) if windows_csv is not None else None
+    wins = _read_windows(Path(windows_csv), list(targets.values())) if windows_csv is not None else None
     inputs = [*models, windows_csv, paired_with, Path(data) / "labels.csv", Path(data) / "dataset.json"]
     with OutputSet(inputs=inputs) as outputs:  # every table or none; never an input
         out = outputs.make_dir(out, keep_work=True)  # keeps finished evaluations in out/cache
         for name in (*TABLES, SUMMARY):
             outputs.add(out / name)
         tables = _evaluate_tables(models, rows, out, frame_step, ablation_step, n_boot, ablations, progress,
-                                  jobs, variant_step, wins, other, paired_with)
+                                  jobs, variant_step, wins, other, paired_with, targets)
         for name, t in tables.items():
             if t:
                 outputs.write_text(out / f"{name}.csv", csv_text(t))
@@ -353,8 +380,22 @@ def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: 
     return tables
 
 
+def _checkpoint_targets(models: Sequence[str | os.PathLike], data_target: str) -> dict[str, str]:
+    """Checkpoint path -> its target column (from its provenance), each checked against the
+    data's (``dataset.json``'s ``target``): a model is evaluated on the Q it was trained for."""
+    from .model import read_provenance
+
+    targets = {}
+    for path in models:
+        targets[str(path)] = read_provenance(path).target
+        if targets[str(path)] != data_target:
+            raise InputError(f"{path} was trained on targets {targets[str(path)]!r}, this data holds "
+                             f"{data_target!r}; evaluate it on data made with its backbone")
+    return targets
+
+
 def _evaluate_tables(models, rows, out: Path, frame_step, ablation_step, n_boot, ablations, progress, jobs,
-                     variant_step, wins, other, paired_with) -> dict[str, list[dict]]:
+                     variant_step, wins, other, paired_with, targets: dict[str, str]) -> dict[str, list[dict]]:
     tables: dict[str, list[dict]] = {"metrics": [], "windows": [], "ablations": [], "frames": [], "paired": []}
     args = [(p, rows, frame_step, ablation_step, n_boot, ablations, progress and jobs == 1, variant_step,
              out / "cache") for p in models]
@@ -365,7 +406,8 @@ def _evaluate_tables(models, rows, out: Path, frame_step, ablation_step, n_boot,
             results = list(ex.map(_evaluate_args, args))
     else:
         results = [cached_evaluation(*a) for a in args]
-    for res in results:
+    for path, res in zip(models, results):
+        res["target"] = targets[str(path)]
         tables["metrics"] += _metric_rows(res, n_boot)
         tables["windows"] += _window_rows(res, wins, n_boot)
         tables["ablations"] += _ablation_rows(res)

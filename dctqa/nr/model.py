@@ -29,6 +29,7 @@ from torch import nn
 
 from ..errors import DctqaError, InputError
 from . import MAX_PATCHES
+from .predict import Prediction, predict_video
 
 CHECKPOINT_FORMAT = 1
 #: Crops go through the net at most this many at a time, so memory is bounded by it, not by
@@ -146,18 +147,29 @@ def normalise_frames(frames: np.ndarray | torch.Tensor, channels_last: bool = Tr
     return local_contrast_normalise(to_unit(frames, channels_last))
 
 
+#: The target column checkpoints held before it was stored (a placeholder, not a study
+#: column): such a checkpoint's target is derived from its backbone on loading.
+LEGACY_TARGET = "dctqa_spectral"
+
+
 @dataclass
 class Provenance:
-    """What the targets were: metric version, backbone (name and sha256), target column and
-    transform (``log``; standardised with ``mean``/``std`` of the training targets), split."""
+    """What the targets were: metric version, backbone (name and sha256), target column (the
+    study's column of the labels, e.g. ``dctqa_spectral_yolox_nano``) and transform (``log``;
+    standardised with ``mean``/``std`` of the training targets), split, and ``window``: the
+    content window of the split in source frames (its test windows, the bootstrap's
+    clusters). Stored at training time; on loading, a checkpoint that lacks ``target`` gets
+    the backbone's spectral column and one that lacks ``window`` its split's window
+    (:func:`read_provenance`)."""
 
     metric_version: int | str
     backbone: str
     backbone_sha256: str
-    target: str = "dctqa_spectral"
+    target: str | None = None
     target_mean: float = 0.0
     target_std: float = 1.0
     split: dict = field(default_factory=dict)
+    window: int | None = None
 
 
 class NRModel:
@@ -243,13 +255,11 @@ class NRModel:
         if height is not None and width is not None and (height < p or width < p):
             raise InputError(f"frames are {width}x{height}; the model needs at least {p}x{p} (no resizing)")
 
-    def predict_video(self, video: str | os.PathLike, **options: Any) -> Any:
+    def predict_video(self, video: str | os.PathLike, **options: Any) -> Prediction:
         """:func:`dctqa.nr.predict.predict_video` with this model (``options``: its keyword
-        arguments) -> its ``Prediction`` (``q``, ``frame_numbers``, ``seconds``). Lets a caller
-        that holds the model from the registry (e.g. ``dctqa study --nr-model``) predict a
-        video without importing the wing."""
-        from .predict import predict_video
-
+        arguments) -> its :class:`~dctqa.nr.predict.Prediction` (``q``, ``frame_numbers``,
+        ``seconds``). Lets a caller that holds the model from the registry (e.g. ``dctqa study
+        --nr-model``) predict a video without importing the wing."""
         return predict_video(self, video, **options)
 
     def predict(self, frames: np.ndarray | Sequence[np.ndarray], *, patches: int = 2, sampling: str = "activation",
@@ -355,7 +365,43 @@ def _checkpoint_provenance(path: str | os.PathLike, value: Any) -> Provenance:
         raise CheckpointError(f"{str(path)!r}: provenance target_std is {prov.target_std!r}, expected > 0")
     if not isinstance(prov.backbone_sha256, str) or not isinstance(prov.backbone, str):
         raise CheckpointError(f"{str(path)!r}: provenance backbone and backbone_sha256 must be strings")
+    if not isinstance(prov.split, dict):
+        raise CheckpointError(f"{str(path)!r}: provenance split is a {type(prov.split).__name__}, expected a mapping")
+    prov.target = _checkpoint_target(path, prov)
+    prov.window = _checkpoint_window(path, prov)
     return prov
+
+
+def _checkpoint_target(path: str | os.PathLike, prov: Provenance) -> str:
+    """The stored target column, or for a checkpoint from before it was stored, the spectral
+    column of its backbone (the only target ``dctqa nr-data`` made then)."""
+    if prov.target not in (None, "", LEGACY_TARGET):
+        if not isinstance(prov.target, str):
+            raise CheckpointError(f"{str(path)!r}: provenance target is {prov.target!r}, expected a column name")
+        return prov.target
+    from .data import target_column
+
+    try:
+        return target_column(prov.backbone)
+    except DctqaError as exc:
+        raise CheckpointError(f"{str(path)!r} names no target column and none follows from its backbone "
+                              f"{prov.backbone!r} ({exc}); retrain it (`dctqa train-nr`)") from None
+
+
+def _checkpoint_window(path: str | os.PathLike, prov: Provenance) -> int | None:
+    """The stored content window, else its split's (``None`` when neither is there: an
+    untrained checkpoint, which ``dctqa eval-nr`` refuses for lack of training settings)."""
+    window = prov.window if prov.window is not None else prov.split.get("window")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise CheckpointError(f"{str(path)!r}: provenance window is {window!r}, expected a whole number of "
+                              "source frames >= 1")
+    return window
+
+
+def read_provenance(path: str | os.PathLike) -> Provenance:
+    """The checked :class:`Provenance` of checkpoint ``path`` (target and window filled in for
+    an older checkpoint), without building the network."""
+    return _checkpoint_provenance(path, read_checkpoint(path)["provenance"])
 
 
 def create(model: str | os.PathLike | NRModel, **kwargs: Any) -> NRModel:

@@ -1,18 +1,34 @@
 """``dctqa predict VIDEO --model model.pt``: per-frame no-reference Q of a compressed video,
-written as the same libvmaf-style log as ``dctqa score`` (metric name ``dctqa_nr``)."""
+written as the same libvmaf-style log as ``dctqa score`` (metric name ``dctqa_nr``).
+
+Imports run one way: :mod:`dctqa.nr.model` imports this module (for
+:meth:`NRModel.predict_video`), never the reverse; what this module needs of a model is the
+:class:`FramePredictor` protocol, which :class:`dctqa.nr.model.NRModel` satisfies.
+"""
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import InputError
 
-if TYPE_CHECKING:  # the model calls predict_video (NRModel.predict_video): no import cycle
-    from .model import NRModel
+
+class FramePredictor(Protocol):
+    """What :func:`predict_video` and :func:`prediction_log` use of a model: ``prov`` (its
+    provenance: ``metric_version``, ``backbone``, ``backbone_sha256``), :meth:`check_options`
+    and :meth:`predict` (as :class:`dctqa.nr.model.NRModel`'s)."""
+
+    prov: Any
+
+    def check_options(self, *, patches: int = 2, sampling: str = "activation", height: int | None = None,
+                      width: int | None = None) -> None: ...
+
+    def predict(self, frames: np.ndarray, *, patches: int = 2, sampling: str = "activation", seed: int = 0,
+                batch_size: int = 8) -> np.ndarray: ...
 
 
 @dataclass
@@ -25,7 +41,7 @@ class Prediction:
     seconds: float
 
 
-def predict_video(model: NRModel, video: str | os.PathLike, *, patches: int = 2, sampling: str = "activation",
+def predict_video(model: FramePredictor, video: str | os.PathLike, *, patches: int = 2, sampling: str = "activation",
                   seed: int = 0, frame_stride: int = 1, max_frames: int | None = None, batch_size: int = 4,
                   progress: bool = False) -> Prediction:
     """Predict every ``frame_stride``-th frame of ``video`` (patch draws seeded per frame)."""
@@ -59,8 +75,8 @@ def predict_video(model: NRModel, video: str | os.PathLike, *, patches: int = 2,
     return Prediction(np.asarray(qs, dtype=np.float64), np.asarray(nums, dtype=np.int64), time.perf_counter() - t0)
 
 
-def prediction_log(model: NRModel, pred: Prediction, video: str, patches: int, sampling: str, seed: int) -> dict:
-    """The libvmaf-style log (``dctqa.report.build_log``) of a prediction."""
+def prediction_log(model: FramePredictor, pred: Prediction, video: str, patches: int, sampling: str, seed: int) -> dict:
+    """The libvmaf-style log (``dctqa.log.build_log``) of a prediction."""
     from ..log import build_log
 
     params = {"metric": "dctqa_nr", "model_metric_version": model.prov.metric_version,

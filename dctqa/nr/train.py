@@ -199,8 +199,8 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig,
     split = {**{k: v for k, v in asdict(cfg).items() if k in ("split", "fold", "window", "gap", "every", "seed")},
              "train_frames": len(train_set), "test_frames": len(test_set),
              "test_windows": sorted({f"{v}:{k}" for v, k in (window_key(r, cfg.window) for r in test_set)})}
-    prov = Provenance(meta["metric_version"], meta["backbone"], meta["backbone_sha256"], meta["target"], mean, std,
-                      split)
+    prov = Provenance(meta["metric_version"], meta["backbone"], meta["backbone_sha256"], target=meta["target"],
+                      target_mean=mean, target_std=std, split=split, window=cfg.window)
     _seed_all(cfg.seed)
     model = NRModel(cfg.model, prov)
     net = model.net

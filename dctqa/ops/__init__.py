@@ -5,9 +5,13 @@ The extension ``dctqa._C`` registers four torch ops (schemas in ``csrc/<op>/<op>
 ``sample_patches``. This package holds
 
 * :mod:`~dctqa.ops.dispatch`: the only module that knows whether the compiled op exists for
-  a device; the checked wrappers :func:`spectral_qk`, :func:`ratio_qk`,
-  :func:`spectral_qk_frames`, :func:`sample_patches` call it or the fallback;
-* the torch fallbacks: :mod:`~dctqa.ops.spectral_torch` (with the filter-spectra cache),
+  a device (as the extension reports it); the checked wrappers :func:`spectral_qk`,
+  :func:`ratio_qk`, :func:`spectral_qk_frames`, :func:`sample_patches` call it or the
+  fallback; it hands the kernel settings (:func:`dctqa.settings.kernel_settings`) to the
+  extension when it loads;
+* :mod:`~dctqa.ops.tuning`: the control plane (kernel mode, intrinsics level,
+  ``cpu_kernel_info``, the one filter-spectra cache's controls, :func:`~dctqa.ops.tuning.configure`);
+* the torch fallbacks: :mod:`~dctqa.ops.spectral_torch`,
   :mod:`~dctqa.ops.ratio_torch`, :mod:`~dctqa.ops.patches_torch`, and the fused op's :mod:`~dctqa.ops.preprocess` and
   :mod:`~dctqa.ops.dct` (the 2-D DCT-II the domains use too);
 * :mod:`~dctqa.ops.fakes`: the fake kernels for ``torch.compile``.
@@ -17,12 +21,10 @@ The ops import nothing above them except :mod:`dctqa.errors`, :mod:`dctqa.consta
 """
 from __future__ import annotations
 
-from .dispatch import (CPU_INTRINSICS, CPU_KERNEL_MODES, CUDA_MAX_CHANNELS, CUDA_MAX_ROWS, FUSED_OP, PATCHES_OP, available,
-                       cpu_kernel_info, implementation_for, ratio_qk, sample_patches, set_cpu_intrinsics,
-                       set_cpu_kernel_mode, spectra_cache_clear, spectra_cache_info, spectra_cache_set_max_bytes,
-                       spectral_qk, spectral_qk_frames)
+from . import tuning
+from .dispatch import (CUDA_MAX_CHANNELS, CUDA_MAX_ROWS, FUSED_OP, PATCHES_OP, available, deferred_finite_check,
+                       implementation_for, ratio_qk, sample_patches, spectral_qk, spectral_qk_frames)
 
-__all__ = ["CPU_INTRINSICS", "CPU_KERNEL_MODES", "CUDA_MAX_CHANNELS", "CUDA_MAX_ROWS", "FUSED_OP", "PATCHES_OP", "available",
-           "cpu_kernel_info", "implementation_for", "ratio_qk", "sample_patches", "set_cpu_intrinsics",
-           "set_cpu_kernel_mode", "spectra_cache_clear", "spectra_cache_info", "spectra_cache_set_max_bytes",
-           "spectral_qk", "spectral_qk_frames"]
+__all__ = ["CUDA_MAX_CHANNELS", "CUDA_MAX_ROWS", "FUSED_OP", "PATCHES_OP", "available", "deferred_finite_check",
+           "implementation_for",
+           "ratio_qk", "sample_patches", "spectral_qk", "spectral_qk_frames", "tuning"]

@@ -1,31 +1,43 @@
 """Dispatch: the one place that knows whether the compiled ops exist for a device.
 
-The extension ``dctqa._C`` registers three torch ops (schemas in ``csrc/*/*.cpp``):
+The extension ``dctqa._C`` registers four torch ops (schemas in ``csrc/*/*.cpp``):
 
 * ``torch.ops.dctqa.spectral_qk(co, cc, filters, epsilon) -> Tensor[N, K] float64``
 * ``torch.ops.dctqa.ratio_qk(ao, ac, epsilon) -> Tensor[N, K] float64``
 * ``torch.ops.dctqa.spectral_qk_frames(ref, dist, filters, channel_index, scale, mean, std,
   epsilon) -> Tensor[N, K] float64``: the whole spectral (and pixel) metric from RGB
   frames, preprocessing and DCTs included ("fused"; CPU kernel only so far)
+* ``torch.ops.dctqa.sample_patches(...)``: the no-reference wing's sampler
 
-with a CPU kernel and, in a CUDA build, a CUDA kernel for the first two; fake (meta)
-kernels are registered on loading (:mod:`dctqa.ops.fakes`) so that they work under
-``torch.compile``. The wrappers below check their arguments, call the op when it has a
-kernel for the tensors' device and fall back to the torch path otherwise (or when
-``DCTQA_DISABLE_OPS=1``): :mod:`dctqa.ops.spectral_torch`, :mod:`dctqa.ops.ratio_torch`, and
-:mod:`dctqa.ops.preprocess` + :mod:`dctqa.ops.dct` for the fused op.
+Which kernels a build holds is reported by the extension itself (``dctqa._C.kernels()``,
+``{op: ["CPU", "CUDA"]}``), read once when it loads. Fake (meta) kernels are registered
+on loading (:mod:`dctqa.ops.fakes`) so that the ops work under ``torch.compile``. On
+loading, the kernel settings (:func:`dctqa.settings.kernel_settings`, read once) are handed
+to the extension in one call (``dctqa._C.configure``), and again on
+:func:`dctqa.settings.reload`. If the extension does not load, one warning goes to the
+``dctqa.ops`` logger and every op takes its torch path.
+
+The wrappers below check their arguments, call the op when it has a kernel for the tensors'
+device and fall back to the torch path otherwise (or when ``DCTQA_DISABLE_OPS=1``):
+:mod:`dctqa.ops.spectral_torch`, :mod:`dctqa.ops.ratio_torch`, and
+:mod:`dctqa.ops.preprocess` + :mod:`dctqa.ops.dct` for the fused op. The tuning controls
+(kernel mode, intrinsics level, spectra cache) are in :mod:`dctqa.ops.tuning`.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
+import logging
 import math
 import threading
 from typing import TYPE_CHECKING
 
 import torch
 
-from ..errors import InputError
-from ..settings import check_op_env, env_flag, ops_disabled
+from .. import settings
+from ..errors import ConfigError, InputError
+from ..settings import env_flag, ops_disabled
 from .dct import dct2
 from .fakes import register_fakes
 from .patches_torch import sample_patches_torch
@@ -39,7 +51,8 @@ if TYPE_CHECKING:  # pragma: no cover
 _OPS = ("spectral_qk", "ratio_qk")
 FUSED_OP = "spectral_qk_frames"
 PATCHES_OP = "sample_patches"  # the no-reference wing's sampler (dctqa.nr.sampling)
-_lock = threading.Lock()
+_log = logging.getLogger("dctqa.ops")
+_lock = threading.RLock()
 _state: dict | None = None
 
 
@@ -51,31 +64,61 @@ def _extension():
 
 
 def _load() -> dict:
-    """Imports ``dctqa._C`` once; returns {"loaded": bool, "error": str | None}."""
+    """Imports ``dctqa._C`` once and hands it the kernel settings; returns ``{"loaded": bool,
+    "error": str | None, "kernels": {op: set of dispatch keys}, "generation": the
+    :func:`dctqa.settings.kernel_generation` handed over, -1 before}``. A failure is logged
+    once (a warning on the ``dctqa.ops`` logger) with its reason."""
     global _state
     with _lock:
         if _state is not None:
             return _state
         try:
-            _extension()  # registers torch.ops.dctqa.*
-        except ImportError as exc:  # extension not built, or built against another torch
-            _state = {"loaded": False, "error": f"{type(exc).__name__}: {exc}"}
-            return _state
-        except OSError as exc:  # e.g. a missing shared library of the CUDA runtime
-            _state = {"loaded": False, "error": f"{type(exc).__name__}: {exc}"}
+            ext = _extension()  # registers torch.ops.dctqa.*
+            kernels = {op: set(keys) for op, keys in ext.kernels().items()}
+        except (ImportError, OSError, AttributeError) as exc:
+            # not built, built against another torch, a missing CUDA runtime library, or an
+            # extension older than this package (no kernels())
+            _state = {"loaded": False, "error": f"{type(exc).__name__}: {exc}", "kernels": {}, "generation": -1}
+            _log.warning("dctqa: the C++ extension did not load (%s); using the slow torch fallback",
+                         _state["error"])
             return _state
         register_fakes()
-        _state = {"loaded": True, "error": None}
+        _state = {"loaded": True, "error": None, "kernels": kernels, "generation": -1}
+        settings.on_kernel_settings(_hand_over)
+        try:
+            _hand_over(settings.kernel_settings())
+        except ConfigError:
+            pass  # a malformed variable: the first op call raises it (_configured)
         return _state
 
 
+def _hand_over(values: dict) -> None:
+    """Give the kernel settings to the loaded extension (one call)."""
+    gen = settings.kernel_generation()
+    _extension().configure(**values)
+    if _state is not None:
+        _state["generation"] = gen
+
+
+def _configured() -> None:
+    """Before every op call, whichever path runs: make sure the kernel settings of the last
+    :func:`dctqa.settings.reload` were read (once; :class:`~dctqa.errors.ConfigError` if one
+    is malformed, so a bad value is never ignored, on the torch path either) and handed to
+    the extension when it is loaded. After the first call this compares one int."""
+    st = _load()
+    if st["generation"] == settings.kernel_generation():
+        return
+    with _lock:
+        gen = settings.kernel_generation()
+        if st["generation"] != gen:
+            values = settings.kernel_settings()
+            if st["loaded"]:
+                _extension().configure(**values)
+            st["generation"] = gen
+
+
 def _has_kernel(op: str, dispatch_key: str) -> bool:
-    if not _load()["loaded"]:
-        return False
-    try:
-        return bool(torch._C._dispatch_has_kernel_for_dispatch_key(f"dctqa::{op}", dispatch_key))
-    except RuntimeError:  # op not registered at all
-        return False
+    return dispatch_key in _load()["kernels"].get(op, ())
 
 
 def available() -> dict:
@@ -83,10 +126,10 @@ def available() -> dict:
 
     Returns ``{"reference": True, "torch": True, "cpp": bool, "cpp_fused": bool, "cuda": bool,
     "cuda_device": bool, "extension_error": str | None}``: ``cpp``/``cuda`` say whether
-    the compiled ops have CPU/CUDA kernels (``cuda`` is about the build, ``cuda_device``
-    about the hardware); ``cpp_fused`` whether the fused frames-to-Q op
-    (``spectral_qk_frames``) has a CPU kernel; ``extension_error`` says why the extension
-    did not load.
+    the compiled ops have CPU/CUDA kernels (as the extension reports them: ``cuda`` is about
+    the build, ``cuda_device`` about the hardware); ``cpp_fused`` whether the fused
+    frames-to-Q op (``spectral_qk_frames``) has a CPU kernel; ``extension_error`` says why
+    the extension did not load.
     ``DCTQA_DISABLE_OPS=1`` does not change this report, only :func:`implementation_for`.
     """
     st = _load()
@@ -150,12 +193,29 @@ def _check_epsilon(epsilon: object) -> None:
         raise InputError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
 
 
+#: While set (by :func:`deferred_finite_check`), the wrappers skip their finiteness check.
+_DEFER_FINITE = contextvars.ContextVar("dctqa_defer_finite", default=False)
+
+
+@contextlib.contextmanager
+def deferred_finite_check():
+    """Within this block the op wrappers return ``Q_k`` without checking it is finite.
+
+    The check reads a device value on the host (a sync on CUDA); a caller that keeps the
+    scores on the device (``Metric.score_tensor``) marks bad pairs itself instead."""
+    token = _DEFER_FINITE.set(True)
+    try:
+        yield
+    finally:
+        _DEFER_FINITE.reset(token)
+
+
 def _finite_result(op: str, q: torch.Tensor, inputs: str) -> torch.Tensor:
     """``q``, or :class:`InputError` when a ``Q_k`` is NaN or infinite: with finite inputs
     of sane size every ``Q_k`` is finite (the floor keeps the ratios finite), so only NaN or
     infinity in the inputs, or filter responses beyond float32 (``|sum_c X_c G_c|`` above
     about 1e19, squared past 3.4e38), give one. Never returns such a score."""
-    if q.numel() and not bool(torch.isfinite(q).all()):
+    if not _DEFER_FINITE.get() and q.numel() and not bool(torch.isfinite(q).all()):
         raise InputError(f"{op}: a Q_k came out NaN or infinite; {inputs} must be finite, and small enough "
                          f"that the filter responses stay within float32 (|response| below about 1e19)")
     return q
@@ -202,11 +262,11 @@ def spectral_qk(co: torch.Tensor, cc: torch.Tensor, filters: torch.Tensor, epsil
         # Nothing to compute (an empty result), or no channel: every magnitude is 0, so
         # Q_k = (0 + eps) / (0 + eps) = 1 exactly, as the CPU op computes it.
         return torch.ones((n, k), dtype=torch.float64, device=co.device)
+    _configured()
     impl = implementation_for(co.device, "spectral_qk")
     if impl == "cuda-op" and (c > CUDA_MAX_CHANNELS or co.shape[2] > CUDA_MAX_ROWS):
         impl = "torch"
     if impl != "torch" and _op_ready(co, cc):
-        check_op_env()
         f = filters.detach().to(device=co.device, dtype=torch.float32).contiguous()
         return _finite_result("spectral_qk", torch.ops.dctqa.spectral_qk(co, cc, f, float(epsilon)),
                               "co, cc and filters")
@@ -235,11 +295,11 @@ def ratio_qk(ao: torch.Tensor, ac: torch.Tensor, epsilon: float) -> torch.Tensor
     _check_epsilon(epsilon)
     n, k = ao.shape[:2]
     m = ao[0, 0].numel() if n * k else 0
+    _configured()
     impl = implementation_for(ao.device, "ratio_qk")
     if impl == "cuda-op" and n * k >= _MAX_PLANE:
         impl = "torch"
     if impl != "torch" and ao.numel() > 0 and m < _MAX_PLANE and _op_ready(ao, ac):
-        check_op_env()
         return _finite_result("ratio_qk", torch.ops.dctqa.ratio_qk(ao.reshape(n, k, -1), ac.reshape(n, k, -1),
                                                                     float(epsilon)), "ao and ac")
     return _finite_result("ratio_qk", ratio_qk_torch(ao, ac, epsilon), "ao and ac")
@@ -271,10 +331,10 @@ def spectral_qk_frames(ref: torch.Tensor, dist: torch.Tensor, filters: torch.Ten
         raise InputError(f"filters must be [K, 3, kh, kw] with kh, kw >= 1, got {tuple(filters.shape)}")
     if ref.shape[2] == 0 or ref.shape[3] == 0:
         raise InputError(f"empty frames: {tuple(ref.shape)}")
+    _configured()
     if implementation_for(ref.device, FUSED_OP) == "cpp-fused" and ref.shape[0] > 0:
         if ref.dtype != dist.dtype or ref.dtype not in (torch.uint8, torch.float32):
             ref, dist = ref.float(), dist.float()
-        check_op_env()
         f = filters.detach().to(device="cpu", dtype=torch.float32)
         p = preprocess
         q = torch.ops.dctqa.spectral_qk_frames(ref, dist, f, list(p.channel_index), float(p.scale),
@@ -313,90 +373,3 @@ def sample_patches(act: torch.Tensor, height: int, width: int, *, stride: int = 
         return sample_patches_torch(act, height, width, stride, offset, patch, num, seed, sigma)
     return torch.ops.dctqa.sample_patches(act.to(torch.float32), int(height), int(width), int(stride),
                                           int(offset), int(patch), int(num), int(seed), float(sigma))
-
-
-def spectra_cache_info() -> dict | None:
-    """The compiled ops' CPU cache of filter spectra: ``{"bytes", "entries", "hits", "misses",
-    "max_bytes"}`` (``max_bytes`` from ``DCTQA_SPECTRA_CACHE_MB``, default 1024 MiB), or
-    ``None`` when the extension is not loaded. Shared by every call and thread in the process."""
-    if not _load()["loaded"]:
-        return None
-    return dict(_extension().spectra_cache_info())
-
-
-def spectra_cache_clear() -> None:
-    """Empty the compiled ops' spectra cache and reset its counters (no-op without the extension)."""
-    if _load()["loaded"]:
-        _extension().spectra_cache_clear()
-
-
-#: Kernels of the CPU spectral ops (:func:`set_cpu_kernel_mode`), in the extension's numbering.
-CPU_KERNEL_MODES = ("auto", "planes", "stream", "stream-check")
-
-
-def cpu_kernel_info() -> dict | None:
-    """The CPU spectral kernel in use and its counters, or ``None`` without the extension:
-    ``{"mode", "intrinsics", "avx512", "avx2_fma", "streamed", "fallbacks", "missed"}``: the
-    mode name (:data:`CPU_KERNEL_MODES`); the level of the hand-written x86 paths
-    (:data:`CPU_INTRINSICS`, :func:`set_cpu_intrinsics`) and which of them run on this CPU at
-    that level (AVX-512F; AVX2 + FMA);
-    then counts of (frame pair, filter) results since the process started: finished by the
-    streaming kernel, finished by its exact plane fallback, and of the latter those whose
-    median bracket missed (the others: a trial floor too far from the exact one)."""
-    if not _load()["loaded"]:
-        return None
-    info = dict(_extension().cpu_kernel_info())
-    info["mode"] = CPU_KERNEL_MODES[info["mode"]]
-    info["intrinsics"] = CPU_INTRINSICS[info["intrinsics"]]
-    return info
-
-
-def set_cpu_kernel_mode(mode: str) -> None:
-    """Choose the CPU spectral kernel for the whole process (tests and benchmarks):
-
-    * ``"auto"`` (default): the streaming kernel for frames of at least 3 072 pixels (64 x 48)
-      (it keeps no magnitude plane; see ``csrc/spectral_qk/cpu/spectral_stream.cpp``), the
-      plane kernel for smaller ones;
-    * ``"planes"``: the plane kernel always (A^o and A^c stored whole, then selection and ratio);
-    * ``"stream"``: the streaming kernel whenever it can run (frames of 4+ rows, 64+ sampled values);
-    * ``"stream-check"``: the streaming kernel, then every result recomputed by its exact fallback.
-
-    The kernels agree to about 1e-8 to 1e-7 of Q (at most a few 1e-6: the streaming kernel's
-    series remainder; METRIC.md allows 1e-4). No-op without the extension."""
-    if mode not in CPU_KERNEL_MODES:
-        raise InputError(f"CPU kernel mode must be one of {', '.join(CPU_KERNEL_MODES)}, got {mode!r}")
-    if _load()["loaded"]:
-        _extension().set_cpu_kernel_mode(CPU_KERNEL_MODES.index(mode))
-
-
-#: Levels of the hand-written x86 paths (:func:`set_cpu_intrinsics`), in the extension's numbering.
-CPU_INTRINSICS = ("none", "avx2", "all")
-
-
-def set_cpu_intrinsics(level: bool | str) -> None:
-    """Limit the hand-written x86 paths of the CPU kernels for the whole process (tests and
-    benchmarks): ``"all"`` or ``True`` (default: whatever the CPU has), ``"avx2"`` (AVX2 + FMA
-    at most, as on a CPU without AVX-512: the streaming kernel's tile 8 columns wide, DCT
-    lines 8 per vector, 12-bit reciprocal (square-root) estimates, the bracket pass's
-    compress by permutation) or ``"none"`` / ``False`` (the portable versions, as on a CPU
-    without either: a 4-column tile and DCT lines in SSE2 vectors, true square roots and
-    divisions, the scalar bracket pass). Each value differs by a few float32 ulp at most;
-    on H.264 frames of the shared videos every level keeps each Q_k within 1.5e-5 of the
-    float64 reference (METRIC.md allows 1e-4). Functions the compiler clones per instruction
-    set (the plane kernel's loops, the uint8 conversion) are not affected. No-op without the
-    extension."""
-    names = {True: "all", False: "none"}
-    name = names.get(level, level) if isinstance(level, bool) else level
-    if name not in CPU_INTRINSICS:
-        raise InputError(f"set_cpu_intrinsics takes True, False or one of {', '.join(CPU_INTRINSICS)}, "
-                         f"got {level!r}")
-    if _load()["loaded"]:
-        _extension().set_cpu_intrinsics(CPU_INTRINSICS.index(name))
-
-
-def spectra_cache_set_max_bytes(max_bytes: int) -> None:
-    """Bound the compiled ops' spectra cache to ``max_bytes`` (>= 0; evicts down to it)."""
-    if not isinstance(max_bytes, int) or max_bytes < 0:
-        raise InputError(f"max_bytes must be an int >= 0, got {max_bytes!r}")
-    if _load()["loaded"]:
-        _extension().spectra_cache_set_max_bytes(max_bytes)

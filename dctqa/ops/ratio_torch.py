@@ -18,12 +18,14 @@ def ratio_qk_torch(ao: torch.Tensor, ac: torch.Tensor, epsilon: float = EPSILON)
 
     ao, ac: ``[N, K, ...]`` magnitudes (>= 0) of reference and distorted frames, any
     float dtype, same shape. Returns ``[N, K]`` float64:
-    ``mean((ao + eps_k) / (ac + eps_k))`` with ``eps_k = epsilon * lower_median(ao_k) + 1e-12``.
+    ``mean((ao + eps_k) / (ac + eps_k))`` with ``eps_k = epsilon * lower_median(ao_k) + 1e-12``,
+    computed as ``1 + mean((ao - ac) / (ac + eps_k))`` (the same number): every term is
+    exactly 0 where ``ao == ac``, so identical frames give exactly 1, as in every implementation.
     """
     if ao.shape != ac.shape:
         raise ValueError(f"magnitude shapes differ: {tuple(ao.shape)} vs {tuple(ac.shape)}")
     n, k = ao.shape[:2]
-    ao = ao.reshape(n, k, -1)
-    ac = ac.reshape(n, k, -1)
+    ao = ao.flatten(2)  # [N, K, M] (flatten, unlike reshape(n, k, -1), takes N or K = 0)
+    ac = ac.flatten(2)
     eps = (epsilon * lower_median(ao).double() + ABS_FLOOR).to(ao.dtype)[..., None]
-    return ((ao + eps) / (ac + eps)).double().mean(dim=-1)
+    return ((ao - ac) / (ac + eps)).double().mean(dim=-1) + 1.0

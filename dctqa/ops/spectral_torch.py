@@ -3,20 +3,17 @@
 ``A_k[u, v] = 4 |sum_c C_c[u, v] conj(G[k, c, u, v])|`` with ``C_c`` the unnormalised
 DCT-II of channel ``c`` and ``G`` the ``2H x 2W`` DFT of the zero-padded filter,
 cropped to ``u < H, v < W``. ``G`` depends only on the filters and the frame size; it
-is built from its separable form (row phases x per-row DFTs of the filters) and kept in
-a process-wide cache bounded in bytes (``DCTQA_SPECTRA_CACHE_MB``, default 1024).
+is built for each call from its separable form (row phases x per-row DFTs of the filters),
+a tile of rows at a time, and not kept: dctqa's one cache of filter spectra is the compiled
+ops' (:mod:`dctqa.ops.tuning`), and this path is the slow fallback.
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import threading
-from collections import OrderedDict
 
 import torch
 
 from ..constants import EPSILON
-from ..settings import spectra_cache_bytes
 from .ratio_torch import ratio_qk_torch
 
 _TILE_BYTES = 128 << 20  # bytes of G (re + im, float32) built or sliced at a time
@@ -52,66 +49,6 @@ def build_spectra(filters: torch.Tensor, h: int, w: int, rows: slice | None = No
     return g.real.float().contiguous(), g.imag.float().contiguous()
 
 
-class SpectraCache:
-    """Thread-safe LRU of full ``G`` tensors keyed by (filters, H, W, device), bounded in bytes."""
-
-    def __init__(self, max_bytes: int | None = None) -> None:
-        self._max_bytes = max_bytes
-        self._items: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @property
-    def max_bytes(self) -> int:
-        """The bound given, else ``DCTQA_SPECTRA_CACHE_MB`` MiB read now (ConfigError if malformed)."""
-        if self._max_bytes is not None:
-            return self._max_bytes
-        return spectra_cache_bytes()
-
-    @property
-    def nbytes(self) -> int:
-        with self._lock:
-            return sum(a.nbytes + b.nbytes for a, b in self._items.values())
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    @staticmethod
-    def key(filters: torch.Tensor, h: int, w: int) -> tuple:
-        digest = hashlib.sha1(filters.detach().double().cpu().numpy().tobytes()).hexdigest()
-        return (digest, tuple(filters.shape), h, w, str(filters.device))
-
-    def get(self, filters: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Full ``G`` from the cache, building it if it fits the bound; ``None`` if it never fits."""
-        k, c = filters.shape[:2]
-        size = 2 * 4 * k * c * h * w
-        max_bytes = self.max_bytes
-        if size > max_bytes:
-            return None
-        key = self.key(filters, h, w)
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-                return hit
-        value = build_spectra(filters, h, w)
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            total = sum(a.nbytes + b.nbytes for a, b in self._items.values())
-            while total > max_bytes and len(self._items) > 1:
-                _, (a, b) = self._items.popitem(last=False)
-                total -= a.nbytes + b.nbytes
-        return value
-
-
-SPECTRA_CACHE = SpectraCache()  # bound: DCTQA_SPECTRA_CACHE_MB, read on each use
-
-
 def _combine(gr: torch.Tensor, gi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``4 |sum_c x_c conj(G_kc)|`` for x ``[B, 3, r, W]`` and G tile ``[K, 3, r, W]`` -> ``[B, K, r, W]``.
 
@@ -127,21 +64,22 @@ def _combine(gr: torch.Tensor, gi: torch.Tensor, x: torch.Tensor) -> torch.Tenso
     return torch.hypot(re, im).mul_(4.0)
 
 
-def spectral_magnitudes_torch(c: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
-    """``A`` for DCT coefficients ``c`` ``[B, 3, H, W]`` -> ``[B, K, H, W]`` (same dtype as ``c``)."""
-    b, _, h, w = c.shape
+def spectral_magnitudes_torch(*frames: torch.Tensor, filters: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``A`` for each DCT batch in ``frames`` (each ``[B, 3, H, W]``) -> ``[B, K, H, W]`` (same
+    dtype), every tile of ``G`` built once for all of them."""
+    b, _, h, w = frames[0].shape
     k = filters.shape[0]
-    full = SPECTRA_CACHE.get(filters.to(c.device), h, w)
+    dev, dtype = frames[0].device, frames[0].dtype
     rows = max(1, min(h, _TILE_BYTES // max(1, 2 * 4 * k * 3 * w)))
-    out = torch.empty((b, k, h, w), dtype=c.dtype, device=c.device)
+    outs = tuple(torch.empty((b, k, h, w), dtype=dtype, device=dev) for _ in frames)
+    f = filters.to(dev)
     for u0 in range(0, h, rows):
         sl = slice(u0, min(h, u0 + rows))
-        if full is not None:
-            gr, gi = full[0][:, :, sl], full[1][:, :, sl]
-        else:
-            gr, gi = build_spectra(filters.to(c.device), h, w, sl)
-        out[:, :, sl] = _combine(gr.to(c.dtype), gi.to(c.dtype), c[:, :, sl])
-    return out
+        gr, gi = build_spectra(f, h, w, sl)
+        gr, gi = gr.to(dtype), gi.to(dtype)
+        for x, out in zip(frames, outs):
+            out[:, :, sl] = _combine(gr, gi, x[:, :, sl])
+    return outs
 
 
 def spectral_qk_torch(co: torch.Tensor, cc: torch.Tensor, filters: torch.Tensor,
@@ -150,7 +88,8 @@ def spectral_qk_torch(co: torch.Tensor, cc: torch.Tensor, filters: torch.Tensor,
 
     co, cc: ``[N, 3, H, W]`` float32 unnormalised DCT-II of the preprocessed reference and
     distorted frames; filters: ``K x 3 x kh x kw`` (METRIC.md's cross-correlation convention).
-    Frames are processed in chunks so that magnitudes stay under about 512 MB.
+    Frames are processed in chunks so that magnitudes stay under about 512 MB; ``G`` is
+    built once per chunk for both frames (never cached).
     """
     n, _, h, w = co.shape
     k = filters.shape[0]
@@ -158,7 +97,6 @@ def spectral_qk_torch(co: torch.Tensor, cc: torch.Tensor, filters: torch.Tensor,
     step = max(1, _CHUNK_BYTES // per_frame)
     out = torch.empty((n, k), dtype=torch.float64, device=co.device)
     for i in range(0, n, step):
-        ao = spectral_magnitudes_torch(co[i:i + step], filters)
-        ac = spectral_magnitudes_torch(cc[i:i + step], filters)
+        ao, ac = spectral_magnitudes_torch(co[i:i + step], cc[i:i + step], filters=filters)
         out[i:i + step] = ratio_qk_torch(ao, ac, epsilon)
     return out

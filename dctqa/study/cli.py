@@ -1,8 +1,9 @@
 """``dctqa encode`` and ``dctqa study`` subcommands (plugged into ``dctqa.cli`` via :func:`register`).
 
 Progress of ``dctqa study``: :func:`dctqa.study.pipeline.run_study`'s stages print a line
-each ("study: stage i/N ...") and report through :func:`dctqa.progress.progress` (bar on a
-terminal, lines with elapsed time and ETA elsewhere, nothing with ``--quiet``).
+each ("study: stage i/N ...", numbered by :func:`dctqa.study.pipeline.study_stages`) and
+report through :func:`dctqa.progress.progress` (bar on a terminal, lines with elapsed time
+and ETA elsewhere, nothing with ``--quiet``).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ..errors import InputError
 from ..fileio import OutputSet, check_output_dir
 from ..progress import progress, stage
 from .codec import DEFAULT_CAP_BPP, DEFAULT_CRFS, PRESETS, EncodeSettings, parse_floats
-from .pipeline import DEFAULT_SENSITIVITY_GT, DEFAULT_SENSITIVITY_PRED
+from .config import DEFAULT_SENSITIVITY_GT, DEFAULT_SENSITIVITY_PRED
 
 #: ``dctqa study --quick``: a preset of existing options for trying the pipeline (each applies
 #: only where the option was left at its default). The first 150 frames of each video,
@@ -101,7 +102,8 @@ def _apply_quick(args: argparse.Namespace) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from .pipeline import StudyConfig, default_model, run_study
+    from .config import StudyConfig, default_model
+    from .pipeline import run_study
 
     if args.quick:
         _apply_quick(args)

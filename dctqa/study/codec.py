@@ -82,7 +82,7 @@ class EncodeSettings:
     bufsize_s: VBV buffer = ``bufsize_s * maxrate``. threads: x264 threads per encoder
     (0 = x264's automatic choice; with it, VBV-capped variants differ slightly from run to
     run, x264's rate control depending on thread timing; ``threads=1`` makes every variant
-    bit-reproducible, at about half the speed on two cores). max_frames: encode only the
+    bit-reproducible, more slowly: benchmarks/RESULTS.md). max_frames: encode only the
     first frames (tests).
     """
 

@@ -15,7 +15,6 @@ frames) are those of ``dctqa predict``, so the per-frame values equal
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,10 +22,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import DctqaError, InputError, VideoError
-from .stages import StageCache
+from .run import StudyRun
+from .scoring import NR_COLUMN
 
-#: The column's (and the registry metric's) name.
-NR_COLUMN = "dctqa_nr"
 NR_FORMAT = 1
 #: Seed of the patch draws and frames per prediction batch: ``dctqa predict``'s defaults
 #: (each batch's draws are seeded by ``NR_SEED`` + its first frame number).
@@ -68,9 +66,11 @@ def nr_key(dist_sha256: str, model_sha256: str, patches: int, sampling: str, str
             "stride": int(stride)}
 
 
-def predict_variant(model: Any, path: Path, patches: int, sampling: str, stride: int) -> dict[str, np.ndarray]:
+def predict_variant(model: Any, path: Path, patches: int, sampling: str, stride: int
+                    ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Per-frame predicted Q of one compressed variant on frames ``0, stride, ...``:
-    ``frame_indices`` (F,) int64, ``dctqa_nr`` (F,) float64 (> 0, finite) and ``__timings__``."""
+    (``{"frame_indices": (F,) int64, "dctqa_nr": (F,) float64 (> 0, finite)}``,
+    ``{"nr": seconds}``)."""
     pred = model.predict_video(path, patches=patches, sampling=sampling, seed=NR_SEED, frame_stride=stride,
                                batch_size=NR_BATCH)
     q = np.asarray(pred.q, dtype=np.float64)
@@ -79,31 +79,33 @@ def predict_variant(model: Any, path: Path, patches: int, sampling: str, stride:
     if not np.isfinite(q).all():
         raise InputError(f"the no-reference model predicted non-finite values on {str(path)!r} "
                          f"({int((~np.isfinite(q)).sum())} of {q.size} frames); check the checkpoint")
-    return {"frame_indices": np.asarray(pred.frame_numbers, dtype=np.int64), NR_COLUMN: q,
-            "__timings__": np.array(json.dumps({"nr": float(pred.seconds)}))}
+    return ({"frame_indices": np.asarray(pred.frame_numbers, dtype=np.int64), NR_COLUMN: q},
+            {"nr": float(pred.seconds)})
 
 
-def nr_stage(cache: StageCache, model: Any, model_sha256: str, jobs: Sequence[tuple[str, Any]],
-             frames: dict[str, dict[str, dict[str, np.ndarray]]], *, patches: int, sampling: str, stride: int,
-             memo_dir: Path, add_time: Callable[[str, float, float], None] | None = None,
-             on_step: Callable[[int], None] | None = None) -> None:
-    """Add the ``dctqa_nr`` array to ``frames[stem][variant]`` for every (stem, variant) of
-    ``jobs`` (cached per variant). Raises :class:`VideoError` when the predicted frames are
-    not the frames the score stage scored."""
+def nr_stage(run: StudyRun, on_step: Callable[[int], None] | None = None) -> None:
+    """Add the ``dctqa_nr`` array of ``run.nr_model`` (checkpoint ``run.cfg.nr_model``) to
+    ``run.frames[stem][variant]`` for every variant of the run (cached per variant), with
+    ``cfg.nr_patches`` patches placed by ``cfg.nr_sampling`` on every ``cfg.metric_stride``-th
+    frame. Raises :class:`VideoError` when the predicted frames are not the frames the score
+    stage scored."""
     import time
 
     from ..fileio import file_sha256
 
-    for stem, v in jobs:
+    cfg, memo = run.cfg, run.cache_root
+    patches, sampling, stride = cfg.nr_patches, cfg.nr_sampling, cfg.metric_stride
+    model_sha256 = file_sha256(cfg.nr_model, memo_dir=memo)
+    for stem, v in run.pairs():
         t0 = time.perf_counter()
-        key = nr_key(file_sha256(v.path, memo_dir=memo_dir), model_sha256, patches, sampling, stride)
-        arrs, meta = cache.arrays("nr", key, lambda v=v: predict_variant(model, v.path, patches, sampling, stride))
-        scored = frames[stem][v.name]
+        key = nr_key(file_sha256(v.path, memo_dir=memo), model_sha256, patches, sampling, stride)
+        arrs, meta = run.cache.timed_arrays(
+            "nr", key, lambda v=v: predict_variant(run.nr_model, v.path, patches, sampling, stride))
+        scored = run.frames[stem][v.name]
         if not np.array_equal(arrs["frame_indices"], scored["frame_indices"]):
             raise VideoError(f"{v.path.name}: no-reference prediction on {len(arrs['frame_indices'])} frames, "
                              f"the score stage scored {len(scored['frame_indices'])}")
         scored[NR_COLUMN] = arrs[NR_COLUMN]
-        if add_time is not None:
-            add_time("nr", float(meta["seconds"]), 0.0 if meta["cached"] else time.perf_counter() - t0)
+        run.add_time("nr", float(meta["seconds"]), 0.0 if meta["cached"] else time.perf_counter() - t0)
         if on_step is not None:
             on_step(1)

@@ -57,16 +57,23 @@ class StageCache:
                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Cached ``compute()`` -> (arrays, meta); meta holds ``seconds`` (of the first computation)
         and ``cached`` (whether this call reused it)."""
+        return self.timed_arrays(stage, key, lambda: (compute(), None))
+
+    def timed_arrays(self, stage: str, key: dict,
+                     compute: Callable[[], tuple[dict[str, np.ndarray], dict[str, float] | None]]
+                     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """:meth:`arrays` of a ``compute()`` that returns ``(arrays, timings)``: ``timings`` (seconds
+        per part of its own work, or ``None``) is stored as meta ``timings`` beside ``seconds``."""
         hit = self.cached_arrays(stage, key)
         if hit is not None:
             return hit
         path = self._path(stage, key, "npz")
         want = json.dumps(key, sort_keys=True, default=str)
         t0 = time.perf_counter()
-        out = compute()
-        meta = {"seconds": time.perf_counter() - t0}
-        if "__timings__" in out:  # compute() may report a breakdown of its own time
-            meta["timings"] = json.loads(str(out.pop("__timings__")))
+        out, timings = compute()
+        meta: dict[str, Any] = {"seconds": time.perf_counter() - t0}
+        if timings is not None:
+            meta["timings"] = dict(timings)
         buf = io.BytesIO()
         np.savez(buf, __key__=np.array(want), __meta__=np.array(json.dumps(meta)), **out)
         atomic_write_bytes(path, buf.getvalue())

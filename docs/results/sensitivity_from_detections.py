@@ -28,7 +28,7 @@ from dctqa.study.detect.groundtruth import pseudo_ground_truth
 from dctqa.settings import shared_dir
 from dctqa.io import probe
 from dctqa.study.analysis import AnalysisSettings, headline, load_windows_csv, metric_columns_of
-from dctqa.study.pipeline import DEFAULT_SENSITIVITY_GT, DEFAULT_SENSITIVITY_PRED, default_model
+from dctqa.study.config import DEFAULT_SENSITIVITY_GT, DEFAULT_SENSITIVITY_PRED, default_model
 from dctqa.study.report import rows_to_csv
 
 SOURCES = {"vtest": "vtest.avi", "car-detection": "car-detection.mp4", "bottle-detection": "bottle-detection.mp4"}

@@ -5,6 +5,8 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "common/control.h"
+
 #include "common/constants.h"
 #include "common/cpu_reduce.h"
 #include "ratio_qk/ratio_qk_checks.h"
@@ -27,7 +29,7 @@ at::Tensor ratio_qk_cpu(const at::Tensor& ao_in, const at::Tensor& ac_in, double
       const float* a = pa + r * M;
       const double m = (double)cpu::lower_median(a, (size_t)M);
       const float eps = (float)(epsilon * m + kAbsFloor);
-      po[r] = cpu::ratio_sum(a, pc + r * M, (size_t)M, eps) / (double)M;
+      po[r] = 1.0 + cpu::ratio_excess_sum(a, pc + r * M, (size_t)M, eps) / (double)M;
     }
   });
   return out;
@@ -35,6 +37,6 @@ at::Tensor ratio_qk_cpu(const at::Tensor& ao_in, const at::Tensor& ac_in, double
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dctqa, CPU, m) { m.impl("ratio_qk", &ratio_qk_cpu); }
+DCTQA_KERNEL(CPU, "ratio_qk", &ratio_qk_cpu)
 
 }  // namespace dctqa

@@ -6,6 +6,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/control.h"
+
 #include "ratio_qk/ratio_qk_checks.h"
 #include "ratio_qk/cuda/ratio_qk_cuda.h"
 
@@ -33,6 +35,6 @@ at::Tensor ratio_qk_cuda(const at::Tensor& ao_in, const at::Tensor& ac_in, doubl
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dctqa, CUDA, m) { m.impl("ratio_qk", &ratio_qk_cuda); }
+DCTQA_KERNEL(CUDA, "ratio_qk", &ratio_qk_cuda)
 
 }  // namespace dctqa

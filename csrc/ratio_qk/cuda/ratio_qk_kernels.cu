@@ -1,6 +1,6 @@
 // CUDA kernels of dctqa::ratio_qk: exact radix selection of the lower median of every
-// (frame, filter) plane of ao, then the ratio mean with per-block partial sums reduced
-// in a fixed order (deterministic), all on one stream.
+// (frame, filter) plane of ao, then the ratio mean (as 1 + the mean of r - 1) with
+// per-block partial sums reduced in a fixed order (deterministic), all on one stream.
 #include "ratio_qk/cuda/ratio_qk_cuda.h"
 #include "common/cuda_reduce.cuh"
 
@@ -21,7 +21,7 @@ __global__ void ratio_partial_kernel(const float* __restrict__ ao, const float* 
   float s = 0.f;
   const int64_t stride = (int64_t)gridDim.y * blockDim.x;
   for (int64_t j = (int64_t)blockIdx.y * blockDim.x + threadIdx.x; j < M; j += stride)
-    s += (a[j] + e) / (c[j] + e);
+    s += (a[j] - c[j]) / (c[j] + e);  // r - 1: exactly 0 where a == c (fast-math division too)
   const double t = block_sum(s, smem);
   if (threadIdx.x == 0) partials[p * gridDim.y + blockIdx.y] = t;
 }

@@ -13,6 +13,8 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include "common/control.h"
+
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -284,6 +286,6 @@ std::tuple<at::Tensor, at::Tensor> sample_patches_cpu(const at::Tensor& act_in, 
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dctqa, CPU, m) { m.impl("sample_patches", &sample_patches_cpu); }
+DCTQA_KERNEL(CPU, "sample_patches", &sample_patches_cpu)
 
 }  // namespace dctqa

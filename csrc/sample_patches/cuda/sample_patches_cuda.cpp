@@ -8,6 +8,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/control.h"
+
 #include <tuple>
 #include <vector>
 
@@ -73,6 +75,6 @@ std::tuple<at::Tensor, at::Tensor> sample_patches_cuda(const at::Tensor& act_in,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dctqa, CUDA, m) { m.impl("sample_patches", &sample_patches_cuda); }
+DCTQA_KERNEL(CUDA, "sample_patches", &sample_patches_cuda)
 
 }  // namespace dctqa

@@ -19,7 +19,7 @@
 #include <list>
 #include <mutex>
 
-#include "common/checks.h"
+#include "common/control.h"
 #include "common/constants.h"
 #include "common/cpu_reduce.h"
 #include "spectral_qk/cpu/spectral_rows.h"
@@ -129,12 +129,13 @@ std::shared_ptr<FilterSpectra> build_spectra(const float* h, int64_t K, int64_t 
 }
 
 // LRU of spectra keyed by (filter bank, H, W), bounded in bytes (DCTQA_SPECTRA_CACHE_MB,
-// default 1024 MiB). Lookups compare the bank itself, not a hash of it.
+// default 1024 MiB, handed over by dctqa.settings through _C.configure). The one cache of
+// filter spectra in dctqa. Lookups compare the bank itself, not a hash of it.
 struct SpectraCache {
   std::mutex mu;
   std::list<std::shared_ptr<const FilterSpectra>> items;  // most recent first
   int64_t bytes = 0, hits = 0, misses = 0;
-  int64_t max_bytes = env_bound_bytes("DCTQA_SPECTRA_CACHE_MB", 1024);
+  int64_t max_bytes = int64_t(1024) << 20;
 
   void evict_to(int64_t bound) {  // caller holds mu
     while (bytes > bound && !items.empty()) {
@@ -172,7 +173,7 @@ std::shared_ptr<const FilterSpectra> filter_spectra(const float* h, int64_t K, i
     ++sc.misses;
   }
   // Built outside the lock (two threads may build the same entry; one is kept).
-  static const bool full_allowed = env_flag("DCTQA_FULL_SPECTRA", true);
+  const bool full_allowed = kernel_config().full_spectra;
   const int64_t full_bytes = (int64_t)sizeof(float) * K * H * 2 * C * padded_width((int)W);
   int64_t max_bytes;
   {
@@ -212,10 +213,7 @@ void spectra_cache_set_max_bytes(int64_t max_bytes) {
   sc.evict_to(sc.max_bytes);
 }
 
-int64_t chunk_budget_bytes() {
-  static const int64_t bytes = env_budget_bytes("DCTQA_CPU_CHUNK_MB", 64);
-  return bytes;
-}
+int64_t chunk_budget_bytes() { return kernel_config().cpu_chunk_bytes; }
 
 namespace {
 
@@ -356,7 +354,7 @@ void spectral_qk_planes_exact(const float* pco, const float* pcc, int64_t N, con
               (size_t)(H * spr));
           const float eps = (float)(epsilon * m + kAbsFloor);
           pout[(n0 + t) * K + k0 + q] =
-              ratio_sum(a, ac + (t * kb + q) * HW, (size_t)HW, eps) / (double)HW;
+              1.0 + ratio_excess_sum(a, ac + (t * kb + q) * HW, (size_t)HW, eps) / (double)HW;
         }
       }
     }

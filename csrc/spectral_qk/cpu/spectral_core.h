@@ -31,11 +31,11 @@ struct FilterSpectra {
 // the cache when present; built (in parallel) and inserted otherwise. Thread-safe. The
 // returned object stays valid while held even if the cache evicts it. The whole G is
 // included when it takes at most a quarter of the cache's bound and a kernel will read
-// it (not the streaming kernel for C = 3); DCTQA_FULL_SPECTRA=0 turns that off.
+// it (not the streaming kernel for C = 3); DCTQA_FULL_SPECTRA=0 (KernelConfig) turns that off.
 std::shared_ptr<const FilterSpectra> filter_spectra(const float* filters, int64_t K, int64_t C,
                                                     int64_t kh, int64_t kw, int64_t H, int64_t W);
 
-// DCTQA_CPU_CHUNK_MB (default 64 MiB), read once per process: the byte budget of a call's
+// DCTQA_CPU_CHUNK_MB (default 64 MiB, common/control.h): the byte budget of a call's
 // channel DCTs and of each worker's kernel state (the plane kernel's planes, or one frame
 // pair's when larger; the streaming kernel's row samples and median brackets).
 int64_t chunk_budget_bytes();

@@ -4,6 +4,8 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "common/control.h"
+
 #include "spectral_qk/spectral_qk_checks.h"
 #include "spectral_qk/cpu/spectral_core.h"
 
@@ -31,6 +33,6 @@ at::Tensor spectral_qk_cpu(const at::Tensor& co_in, const at::Tensor& cc_in,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dctqa, CPU, m) { m.impl("spectral_qk", &spectral_qk_cpu); }
+DCTQA_KERNEL(CPU, "spectral_qk", &spectral_qk_cpu)
 
 }  // namespace dctqa

@@ -13,6 +13,8 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "common/control.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -116,6 +118,6 @@ at::Tensor spectral_qk_frames_cpu(const at::Tensor& ref, const at::Tensor& dist,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dctqa, CPU, m) { m.impl("spectral_qk_frames", &spectral_qk_frames_cpu); }
+DCTQA_KERNEL(CPU, "spectral_qk_frames", &spectral_qk_frames_cpu)
 
 }  // namespace dctqa

@@ -45,8 +45,8 @@ void fused_pair_magnitudes(const float* hre, const float* him, const float* pre,
                            std::ptrdiff_t cstride, bool pair, bool take_sqrt, float* ao_u,
                            float* ac_u, float* ao_m, float* ac_m);
 
-// o[v] = 4 sqrt(o[v]) for v < n: (A / 4)^2 to A. With AVX-512 or AVX2 + FMA (see
-// set_intrinsics_level) by the 14- or 12-bit reciprocal square root and one Newton step (a
+// o[v] = 4 sqrt(o[v]) for v < n: (A / 4)^2 to A. With AVX-512 or AVX2 + FMA (the table of
+// common/cpu_features.h) by the 14- or 12-bit reciprocal square root and one Newton step (a
 // few ulp; values below FLT_MIN give at most ~1e-19), else by sqrt.
 void four_sqrt(float* o, int n);
 
@@ -73,9 +73,10 @@ constexpr int kMomentLanes = (kMomentTerms + 1) * kRowPad;
 
 // For x = ao, y = ac (n values each, n <= kLaneTerms * kRowPad) and a trial floor e > 0,
 // adds to the lanes of m[0..kMomentTerms]:
-//   m[0] += sum r_j,   m[n] += sum (r_j - 1) z_j^n   (n = 1..kMomentTerms)
-// with r_j = (x_j + e) / (y_j + e) and z_j = e / (y_j + e) in (0, 1]. For the true floor
-// e' = e (1 + d), sum (x_j + e') / (y_j + e') = m[0] + sum_n (-d)^n m[n] + R with
+//   m[n] += sum (r_j - 1) z_j^n   (n = 0..kMomentTerms)
+// with r_j - 1 = (x_j - y_j) / (y_j + e) (exactly 0 where x_j == y_j, so identical frames
+// give Q = 1 exactly) and z_j = e / (y_j + e) in (0, 1]. For the true floor e' = e (1 + d),
+// sum (x_j + e') / (y_j + e') = n + sum_k (-d)^k m[k] + R with
 // |R| <= sum_j |r_j - 1| |d|^(kMomentTerms+1) / (1 - |d|) (a geometric series in d z_j).
 // With AVX-512 or AVX2 + FMA the divisions are reciprocal estimates and one Newton step.
 void ratio_moments(const float* x, const float* y, std::size_t n, float e, float* lanes);

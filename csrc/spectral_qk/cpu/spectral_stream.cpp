@@ -14,7 +14,8 @@
 //     the moments and the bracket (squared_moments_bracket).
 //  3. The exact lower median follows from the count and select_ranks on the gathered
 //     values; the ratio sum for the exact floor e' = e (1 + d) is the moments' series
-//     in d, whose remainder is below |d|^5 / (1 - |d|) of sum |r - 1| (below 3.6e-6 of
+//     in d (the moments sum r - 1, not r: Q = 1 + their series / HW, exactly 1 for
+//     identical frames), whose remainder is below |d|^5 / (1 - |d|) of sum |r - 1| (below 3.6e-6 of
 //     it at the accepted |d| <= 0.08; a typical d is below 0.02, remainder 3e-9).
 // Whenever the bracket misses the median, the gather buffer overflows or |d| > 0.08,
 // that (frame, filter) is computed again by the plane method (exact_one): the bound
@@ -188,7 +189,7 @@ double exact_one(const float* xo, const float* xc, const FilterSpectra& fs, int6
   }
   const double m = (double)select_rank(ao.data(), (size_t)HW, (size_t)(HW - 1) / 2);
   const float eps = (float)(epsilon * m + kAbsFloor);
-  return ratio_sum(ao.data(), ac.data(), (size_t)HW, eps) / (double)HW;
+  return 1.0 + ratio_excess_sum(ao.data(), ac.data(), (size_t)HW, eps) / (double)HW;
 }
 
 // Q_k from a finished accumulator, or NaN when it cannot give the exact value.
@@ -210,12 +211,12 @@ double finish_acc(Acc& a, const Geometry& g, double epsilon) {
   double mk[kMomentTerms + 1] = {};
   for (int k = 0; k <= kMomentTerms; ++k)
     for (int t = 0; t < kRowPad; ++t) mk[k] += a.m[k * kRowPad + t];
-  double sum = mk[0], p = 1.0;
+  double excess = mk[0], p = 1.0;  // sum of r - 1 with the exact floor (0 for identical frames)
   for (int n = 1; n <= kMomentTerms; ++n) {
     p *= -d;
-    sum += p * mk[n];
+    excess += p * mk[n];
   }
-  return sum / (double)g.HW;
+  return 1.0 + excess / (double)g.HW;
 }
 
 // Adds rows to an accumulator, moments and bracket: A^o, A^c (n values each) or, when

@@ -6,6 +6,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/control.h"
+
 #include <cstdlib>
 
 #include "spectral_qk/spectral_qk_checks.h"
@@ -14,11 +16,8 @@
 namespace dctqa {
 namespace {
 
-// Byte budget of the stored reference magnitudes (env DCTQA_CUDA_WORKSPACE_MB).
-int64_t magnitude_budget_bytes() {
-  static const int64_t bytes = env_budget_bytes("DCTQA_CUDA_WORKSPACE_MB", 256);
-  return bytes;
-}
+// Byte budget of the stored reference magnitudes (DCTQA_CUDA_WORKSPACE_MB, common/control.h).
+int64_t magnitude_budget_bytes() { return kernel_config().cuda_workspace_bytes; }
 
 at::Tensor spectral_qk_cuda(const at::Tensor& co_in, const at::Tensor& cc_in,
                             const at::Tensor& filters_in, double epsilon) {
@@ -53,6 +52,6 @@ at::Tensor spectral_qk_cuda(const at::Tensor& co_in, const at::Tensor& cc_in,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dctqa, CUDA, m) { m.impl("spectral_qk", &spectral_qk_cuda); }
+DCTQA_KERNEL(CUDA, "spectral_qk", &spectral_qk_cuda)
 
 }  // namespace dctqa

@@ -9,8 +9,11 @@
 //        A^o[n, k, u, v] = 4 |sum_c C^o_c conj(G_c)| for every frame n;
 //     b. exact lower median of every A^o plane by radix selection (4 x 8-bit passes);
 //     c. ratio kernel: rebuilds G, computes A^c on the fly, reads A^o, sums
-//        (A^o + eps)/(A^c + eps) into per-block partials (double);
-//     d. final kernel: fixed-order sum of the partials / (H W) -> out[n, k].
+//        r - 1 = (A^o - A^c)/(A^c + eps) into per-block partials (double);
+//     d. final kernel: 1 + fixed-order sum of the partials / (H W) -> out[n, k].
+// A^o (magnitude kernel) and A^c (ratio kernel) come from the same device functions with
+// explicitly rounded operations (no contraction left to the compiler), so identical frames
+// give bitwise identical magnitudes, every r - 1 is 0 and Q_k = 1 exactly.
 // Only A^o of one chunk is stored (frames_per_pass x filters_per_pass x H x W floats,
 // bounded by a byte budget), never K x H x W for the whole batch.
 #include "spectral_qk/cuda/spectral_qk_cuda.h"
@@ -64,8 +67,8 @@ __device__ __forceinline__ void filter_spectrum(const float2* __restrict__ hv,
       for (int64_t i = 0; i < kh; ++i) {
         const float2 p = __ldg(prow + i);
         const float2 b = __ldg(hrow + i * W);
-        gr += p.x * b.x - p.y * b.y;
-        gi += p.x * b.y + p.y * b.x;
+        gr = __fmaf_rn(p.x, b.x, __fmaf_rn(-p.y, b.y, gr));
+        gi = __fmaf_rn(p.x, b.y, __fmaf_rn(p.y, b.x, gi));
       }
     }
     g[c] = make_float2(gr, gi);
@@ -79,11 +82,11 @@ __device__ __forceinline__ float magnitude(const float* __restrict__ x, int64_t 
   for (int c = 0; c < kMaxChannels; ++c) {
     if (c < C) {
       const float xc = __ldg(x + c * cstride);
-      sr += xc * g[c].x;
-      si += xc * g[c].y;
+      sr = __fmaf_rn(xc, g[c].x, sr);
+      si = __fmaf_rn(xc, g[c].y, si);
     }
   }
-  return 4.f * sqrtf(sr * sr + si * si);
+  return __fmul_rn(4.f, __fsqrt_rn(__fmaf_rn(sr, sr, __fmul_rn(si, si))));
 }
 
 // Grid: x = v tiles, y = row u, z = filter kk of the chunk. Frames n0..n0+nb.
@@ -125,7 +128,7 @@ __global__ void ratio_kernel(const float* __restrict__ cc, int64_t C, int64_t H,
       const float e = eps[plane];
       const float a = ao[plane * HW + u * W + v];
       const float c = magnitude(cc + ((n0 + t) * C) * HW + u * W + v, HW, C, g);
-      term = (a + e) / (c + e);
+      term = (a - c) / (c + e);  // r - 1: exactly 0 where a == c
     }
     const double s = block_sum(term, smem);  // every thread of the block takes part
     if (threadIdx.x == 0) partials[plane * nparts + part] = s;

@@ -22,7 +22,7 @@ class FasterRCNNDetector(Detector):
     state_dict of the full detector (``torch.save(model.state_dict(), FILE)``).
     ``min_size``/``max_size`` are torchvision's resize bounds (800/1333 as trained);
     frames are fed as RGB floats in [0, 1], the model normalises and resizes itself and
-    returns boxes in frame pixels. About 6 s per 768x576 frame on 2 CPU cores.
+    returns boxes in frame pixels. Slow on a CPU (time per frame: benchmarks/RESULTS.md).
     """
 
     name = NAME
