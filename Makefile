@@ -20,8 +20,9 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 PINS_FILE  := $(VENV)/torch-pins.txt
 WRITE_PINS := printf '%s\n' $(TORCH_PINS) > $(PINS_FILE)
 BUILD_TOOLS := "setuptools>=77" ninja
-# The extras of pyproject.toml that `make` installs (all but [ray]).
-EXTRAS ?= study,nr,test,torchmetrics
+# The extras of pyproject.toml that `make` installs (all of them: [ray] too, so that `make test`
+# runs the Ray engine's tests; `make ... EXTRAS=study,nr,test,torchmetrics` leaves Ray out).
+EXTRAS ?= study,nr,test,torchmetrics,ray
 # setuptools' "Editable installation ... !!" banner on every editable build (noise, not progress)
 export PYTHONWARNINGS := ignore:Editable installation
 

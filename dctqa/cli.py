@@ -1,4 +1,5 @@
-"""Command line: ``dctqa score | info | demo`` (plus ``encode`` and ``study`` when installed).
+"""Command line: ``dctqa score | info | demo``, plus the wings' subcommands (``encode``, ``study``,
+``study-tables``; the no-reference commands; ``score-many``) loaded from :data:`PLUGINS`.
 
 Thin: parses arguments, calls the library, formats output. Expected failures
 (:class:`~dctqa.errors.DctqaError`, file-system errors, out of memory) print ``error: ...``
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 import signal
 import threading
@@ -20,10 +20,11 @@ from typing import Sequence
 from .argtypes import add_progress_options, bounded_int, name_list, positive_int, progress_mode
 from .constants import DEFAULT_BACKBONE, DOMAINS, METRIC_VERSION
 from .errors import DctqaError, InputError
+from .registry import NORMALISED_METRICS
 from . import settings
 
 # Modules that add subcommands through ``register(subparsers)``.
-PLUGINS = ("dctqa.study.cli", "dctqa.nr.cli")
+PLUGINS = ("dctqa.study.cli", "dctqa.nr.cli", "dctqa.scale.cli")
 
 
 def _progress_wanted(args: argparse.Namespace) -> bool:
@@ -108,7 +109,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             if path is not None:
                 outputs.add(path)
         metric = Metric(backbone=args.backbone, domain=args.domain, device=args.device, weights=args.weights,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, normalise=args.normalise)
         baselines = _Baselines(args.metrics, str(metric.device))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # recorded in the result and printed below
@@ -138,7 +139,8 @@ def _print_score(metric, res, log: dict) -> None:
 
     pool = log["pooled_metrics"]["dctqa"]
     worst = int(res.frame_numbers[np.nanargmax(np.where(np.isfinite(res.q), res.q, np.nan))])
-    print(f"dctqa v{METRIC_VERSION}  backbone={metric.backbone.name}  domain={metric.domain_name}  "
+    variant = "" if metric.normalise == "mean" else f"  variant={metric.name}"
+    print(f"dctqa v{METRIC_VERSION}{variant}  backbone={metric.backbone.name}  domain={metric.domain_name}  "
           f"implementation={metric.implementation}")
     print(f"frames scored: {len(res.q)}  Q mean {pool['mean']:.4f}  min {pool['min']:.4f}  "
           f"max {pool['max']:.4f} (frame {worst})  [1 = identical; higher = worse for detection]")
@@ -161,7 +163,9 @@ def cmd_info(args: argparse.Namespace) -> int:
                          "description": m.description} for m in list_metrics()],
             "metric_version": METRIC_VERSION}
     if args.json:
-        print(json.dumps(info, indent=2))
+        from .fileio import strict_json
+
+        print(strict_json(info, indent=2))
         return 0
     b = info["backends"]
     print("implementations:")
@@ -231,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score the frames that decode from a damaged or truncated file (the log counts the "
                         "errors and missing frames); default: such a file is an error")
     p.add_argument("--per-filter", action="store_true", help="also log Q_k of every filter")
+    p.add_argument("--normalise", default="mean", choices=("mean", *NORMALISED_METRICS),
+                   help="mean: metric version 1, the paper's (default); weighted: the reference-weighted "
+                        "variant dctqa_weighted (docs/metric.md; spectral domain, torch path)")
     p.add_argument("--batch-size", type=bounded_int(1, 4096), default=8, help="frame pairs per batch (default 8)")
     add_progress_options(p)
     p.set_defaults(func=cmd_score)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 import signal
 import stat
@@ -426,9 +428,28 @@ def file_sha256(path: str | os.PathLike, memo_dir: str | os.PathLike | None = No
     with _lock:
         _memo[key] = digest
     if memo_file is not None:
-        atomic_write_text(memo_file, json.dumps({"path": key[0], "size": key[1], "mtime_ns": key[2],
-                                                 "sha256": digest}))
+        atomic_write_text(memo_file, strict_json({"path": key[0], "size": key[1], "mtime_ns": key[2],
+                                                  "sha256": digest}))
     return digest
+
+
+def json_safe(obj: object) -> object:
+    """``obj`` with every undefined number (NaN, +-inf; Python or NumPy floats) replaced by
+    ``None``, through dicts, lists and tuples (tuples become lists); anything else as is."""
+    if isinstance(obj, numbers.Real) and not isinstance(obj, numbers.Integral):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def strict_json(obj: object, **options) -> str:
+    """The one JSON writer for files dctqa writes: ``json.dumps`` of :func:`json_safe` (``obj``)
+    with ``allow_nan=False``, so no ``NaN``/``Infinity`` token is ever written (undefined numbers
+    become ``null``). ``options``: ``json.dumps``'s (``indent``, ``sort_keys``, ``default``)."""
+    return json.dumps(json_safe(obj), allow_nan=False, **options)
 
 
 def _regular_input(path: str | os.PathLike, what: str) -> Path:

@@ -24,7 +24,7 @@ from .constants import DEFAULT_BACKBONE, DOMAINS, EPSILON, METRIC_VERSION
 from .domains import make_domain
 from .errors import InputError, ResourceError
 from .ops.preprocess import _copy_is_async, preprocess_torch  # noqa: F401  (_copy_is_async: tests)
-from .registry import DCTQA_METRICS, metric_info
+from .registry import DCTQA_METRICS, NORMALISED_METRICS, metric_info
 from . import settings
 from .values import is_int
 
@@ -258,6 +258,8 @@ class Metric:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         weights: detector weights file for torchvision backbones (else torchvision's cache).
         epsilon: relative floor of the ratio (METRIC.md: 0.01).
+        normalise: ``"mean"`` (default: metric version 1, the paper's) or ``"weighted"``, the
+            named variant ``dctqa_weighted`` (spectral domain only; docs/metric.md, issue 25).
         batch_size: frame pairs computed together (bounds memory).
         max_pixels: largest frame (H x W pixels) accepted; larger frames raise
             :class:`~dctqa.errors.ResourceError` before anything is allocated. ``None``:
@@ -283,7 +285,10 @@ class Metric:
 
     @property
     def name(self) -> str:
-        """Registry name of this metric: ``dctqa``, ``dctqa_feature`` or ``dctqa_pixel`` (by domain)."""
+        """Registry name of this metric: ``dctqa``, ``dctqa_feature`` or ``dctqa_pixel`` (by domain),
+        or the named variant of ``normalise`` (``dctqa_weighted``)."""
+        if self.normalise != "mean":
+            return NORMALISED_METRICS[self.normalise]
         return DCTQA_METRICS[self.domain_name]
 
     @property
@@ -294,9 +299,13 @@ class Metric:
     def __init__(self, backbone: str | Backbone = DEFAULT_BACKBONE, domain: str = "spectral",
                  device: str | torch.device = "cpu", weights: str | os.PathLike | None = None,
                  epsilon: float = EPSILON, batch_size: int = 8, max_pixels: int | None = None,
-                 data_range: float = DATA_RANGE_8BIT) -> None:
+                 data_range: float = DATA_RANGE_8BIT, normalise: str = "mean") -> None:
         if domain not in DOMAINS:
             raise InputError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
+        if normalise != "mean" and normalise not in NORMALISED_METRICS:
+            raise InputError(f"unknown normalise {normalise!r}; expected 'mean' (metric version 1) or one of "
+                             f"{tuple(NORMALISED_METRICS)} (docs/metric.md)")
+        self.normalise = normalise
         if not (isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool)
                 and np.isfinite(epsilon) and epsilon >= 0):
             raise InputError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
@@ -316,7 +325,7 @@ class Metric:
         self.domain_name = domain
         self.epsilon = float(epsilon)
         self.batch_size = int(batch_size)
-        self._domain = make_domain(domain, self.backbone, self.device, self.epsilon)
+        self._domain = make_domain(domain, self.backbone, self.device, self.epsilon, normalise)
         _log.debug("dctqa.Metric ready: backbone %s, domain %s, device %s, implementation %s",
                    self.backbone.name, domain, self.device, self.implementation)
 
@@ -331,6 +340,8 @@ class Metric:
         then the op) or ``torch``."""
         if self._use_fused:
             return ops.implementation_for(self.device, ops.FUSED_OP)
+        if self._domain.op == "torch":  # a normalised form: torch over the spectra
+            return "torch"
         return ops.implementation_for(self.device, self._domain.op)
 
     def params(self) -> dict:
@@ -338,7 +349,8 @@ class Metric:
         return {"metric": self.name, "metric_version": METRIC_VERSION, "backbone": self.backbone.name,
                 "domain": self.domain_name, "epsilon": self.epsilon, "device": str(self.device),
                 "implementation": self.implementation, "lower_better": self.lower_better,
-                "backbone_details": self.backbone.describe()}
+                "backbone_details": self.backbone.describe(),
+                **({"normalise": self.normalise} if self.normalise != "mean" else {})}
 
     def __repr__(self) -> str:
         return (f"Metric(backbone={self.backbone.name!r}, domain={self.domain_name!r}, "

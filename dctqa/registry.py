@@ -42,6 +42,9 @@ from .errors import InputError
 KINDS = ("FR", "NR")
 #: The dctqa metric's registry name for each domain (``Metric(domain=d).name``).
 DCTQA_METRICS: dict[str, str] = {"spectral": "dctqa", "feature": "dctqa_feature", "pixel": "dctqa_pixel"}
+#: The named cross-content variant of each shipped ``normalise`` form (spectral domain;
+#: docs/metric.md, "The named variant dctqa_weighted"); ``"mean"`` is version 1 itself.
+NORMALISED_METRICS: dict[str, str] = {"weighted": "dctqa_weighted"}
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,9 @@ register_metric("dctqa_feature", kind="FR", lower_better=True,
 register_metric("dctqa_pixel", kind="FR", lower_better=True,
                 description="the metric on the image's own DCT (no CNN filters)",
                 entry="dctqa.metric:Metric", range=_Q_RANGE, defaults={"domain": "pixel"})
+register_metric("dctqa_weighted", kind="FR", lower_better=True,
+                description="variant: the ratio's mean weighted by the reference's magnitudes (issue 25)",
+                entry="dctqa.metric:Metric", range=_Q_RANGE, defaults={"domain": "spectral", "normalise": "weighted"})
 # The no-reference wing (dctqa/nr/), imported only when created: predicts the spectral Q
 # from the distorted frames alone (needs ``model=CHECKPOINT``).
 register_metric("dctqa_nr", kind="NR", lower_better=True,

@@ -190,3 +190,20 @@ def test_a_row_the_paper_lacks_gets_empty_paper_cells():
     assert "| blockiness |" in text and "| 0.627 | 0.670 | 0.491 |" in text
     assert "psnr_global" not in text
     assert report._paper_cells("crf 41,47", "psnr_global", "dctqa_x") == " |  | "
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def test_committed_json_results_are_strict() -> None:
+    """Every JSON file under docs/ parses with a strict parser (no NaN or Infinity)."""
+    import json
+
+    files = sorted((REPO / "docs").rglob("*.json"))
+    assert files, "docs/results holds JSON results (timings.json at least)"
+    for path in files:
+        try:
+            json.loads(path.read_text(), parse_constant=_refuse_constant)
+        except ValueError as e:
+            pytest.fail(f"{path.relative_to(REPO)} is not strict JSON: {e}")

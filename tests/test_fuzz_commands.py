@@ -79,6 +79,7 @@ def world(tmp_path_factory):
     train(data, d / "t.pt", _tiny_config(split="unseen", fold="a", epochs=1, batch_size=4))
     (d / "bad.bin").write_bytes(bytes(range(256)) * 4)
     (d / "file").write_text("a plain file\n")
+    (d / "m.csv").write_text("ref,dist\nv.mp4,src/crf45.mp4\n")  # a score-many manifest
     return d
 
 
@@ -233,6 +234,14 @@ BAD = {
                 ["eval-nr", "m.pt", "--data", "data", "--out", "file"],
                 ["eval-nr", "bad.bin", "--data", "data", "--out", "o", "--no-ablations", "--n-boot", "10"],
                 ["eval-nr", "m.pt", "--data", "data", "--out", "o", "--jobs", "0"]],
+    "score-many": [["score-many", "missing.csv", "--out", "o", "--engine", "local", "--backbone", "pixel"],
+                   ["score-many", "bad.bin", "--out", "o", "--engine", "local", "--backbone", "pixel"],
+                   ["score-many", "fifo", "--out", "o", "--engine", "local", "--backbone", "pixel"],
+                   ["score-many", "data/labels.csv", "--out", "o", "--engine", "local", "--backbone", "pixel"],
+                   ["score-many", "m.csv", "--out", "file", "--engine", "local", "--backbone", "pixel"],
+                   ["score-many", "m.csv", "--out", "o", "--engine", "local", "--backbone", "bogus"],
+                   ["score-many", "m.csv", "--out", "o", "--engine", "local", "--segment-frames", "0"],
+                   ["score-many", "m.csv", "--out", "o", "--engine", "local", "--actors", "2"]],
 }
 
 
@@ -296,6 +305,7 @@ VALID = {
                 "--quiet"],
     "eval-nr": ["eval-nr", "t.pt", "--data", "data", "--out", "o", "--no-ablations", "--n-boot", "10",
                 "--frame-step", "2", "--quiet"],
+    "score-many": ["score-many", "m.csv", "--out", "sm", "--engine", "local", "--backbone", "pixel", "--quiet"],
 }
 
 HOSTILE = ["", "-1", "0", "nan", "inf", "-inf", "1e300", "99999999999999999999", "v.mp4", "m.pt", "data",

@@ -193,7 +193,7 @@ def test_every_import_is_declared() -> None:
 def test_extras_and_entry_point() -> None:
     opt = PROJECT["optional-dependencies"]
     assert set(opt) == EXTRAS
-    assert opt["ray"] == ["ray[data]==2.60.0"]
+    assert opt["ray"] == ["ray[data]==2.60.0", "pyarrow"]  # pyarrow: score-many's frames.parquet
     assert "torchmetrics" in _requirement_names(opt["torchmetrics"])
     assert {"pytest", "pytest-benchmark", "hypothesis", "import-linter", "build", "trove-classifiers"} <= \
         _requirement_names(opt["test"])

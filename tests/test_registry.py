@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_table_facts():
     names = [m.name for m in registry.list_metrics()]
-    assert names == ["dctqa", "dctqa_feature", "dctqa_pixel", "dctqa_nr", "psnr", "ssim", "blockiness", "blur", "noise",
-                     "contrast"]
+    assert names == ["dctqa", "dctqa_feature", "dctqa_pixel", "dctqa_weighted", "dctqa_nr", "psnr", "ssim",
+                     "blockiness", "blur", "noise", "contrast"]
     for m in registry.list_metrics():
         assert m.kind in registry.KINDS and isinstance(m.lower_better, bool)
         assert m.range[0] < m.range[1]

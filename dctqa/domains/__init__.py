@@ -59,17 +59,42 @@ class Domain:
 
 
 class SpectralDomain(Domain):
-    """METRIC.md "spectral": the DCT-II identity with the backbone's filters at stride 1."""
+    """METRIC.md "spectral": the DCT-II identity with the backbone's filters at stride 1.
+
+    normalise: the reduction of the ratio (:data:`dctqa.domains.normalised.FORMS`); ``"mean"``
+    is metric version 1 (the ops, fused or not); any other form is computed in torch from the
+    same spectra (:func:`dctqa.ops.spectral_torch.spectral_magnitudes_torch`) by
+    :func:`dctqa.domains.normalised.normalised_qk`, never by the fused op.
+    """
 
     name, op, fused = "spectral", "spectral_qk", True
 
-    def __init__(self, backbone: Backbone, device: torch.device, epsilon: float = EPSILON) -> None:
+    def __init__(self, backbone: Backbone, device: torch.device, epsilon: float = EPSILON,
+                 normalise: str = "mean") -> None:
+        from .normalised import FORMS
+
+        if normalise not in FORMS:
+            raise InputError(f"unknown normalisation {normalise!r}; expected one of {FORMS}")
         self.filters = torch.as_tensor(backbone.filters, dtype=torch.float32, device=device)
         self.preprocess = backbone.preprocess
         self.epsilon = epsilon
+        self.normalise = normalise
+        if normalise != "mean":
+            self.fused, self.op = False, "torch"
+
+    def pair_bytes(self, h: int, w: int) -> int:
+        """The preprocessed frame (3 planes); with a normalised form, the ``K`` magnitude maps."""
+        k = 3 if self.normalise == "mean" else max(3, self.filters.shape[0])
+        return k * h * w * 4
 
     def qk(self, xo: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
-        return ops.spectral_qk(dct2(xo), dct2(xc), self.filters, self.epsilon)
+        if self.normalise == "mean":
+            return ops.spectral_qk(dct2(xo), dct2(xc), self.filters, self.epsilon)
+        from ..ops.spectral_torch import spectral_magnitudes_torch
+        from .normalised import normalised_qk
+
+        ao, ac = spectral_magnitudes_torch(dct2(xo), dct2(xc), filters=self.filters)
+        return normalised_qk(ao, ac, self.normalise, self.epsilon)
 
     def qk_frames(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         return ops.spectral_qk_frames(ref, dist, self.filters, self.preprocess, self.epsilon)
@@ -130,10 +155,14 @@ class FeatureDomain(Domain):
                             feature_magnitudes_torch(xc, self.stem), self.epsilon)
 
 
-def make_domain(name: str, backbone: Backbone, device: torch.device, epsilon: float = EPSILON) -> Domain:
-    """Domain object ``name`` (``spectral``, ``feature`` or ``pixel``) for ``backbone`` on ``device``."""
+def make_domain(name: str, backbone: Backbone, device: torch.device, epsilon: float = EPSILON,
+                normalise: str = "mean") -> Domain:
+    """Domain object ``name`` (``spectral``, ``feature`` or ``pixel``) for ``backbone`` on ``device``;
+    ``normalise`` other than ``"mean"`` (version 1) only for ``spectral``."""
+    if normalise != "mean" and name != "spectral":
+        raise InputError(f"normalise={normalise!r} is defined for the spectral domain only, not {name!r}")
     if name == "spectral":
-        return SpectralDomain(backbone, device, epsilon)
+        return SpectralDomain(backbone, device, epsilon, normalise)
     if name == "pixel":
         return PixelDomain(epsilon, backbone if backbone.name == "pixel" else None)
     if name == "feature":

@@ -24,7 +24,6 @@ without them splits exactly as before).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..fileio import parse_number, read_csv_rows, read_json
+from ..fileio import parse_number, read_csv_rows, read_json, strict_json
 
 if TYPE_CHECKING:
     from ..study.codec import EncodeSettings
@@ -151,7 +150,7 @@ def build_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathLike, *
         extra = write_extra_clips(out, list(extra_skimage), extra_frames, extra_size) if extra_skimage else []
         rows, meta = _build(cfg, backbone, labels_csv, extra, extra_skimage, extra_frames, extra_size)
         outputs.write_text(out / "labels.csv", csv_text(rows))
-        outputs.write_text(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
+        outputs.write_text(out / "dataset.json", strict_json(meta, indent=2) + "\n")
     return cfg.out
 
 

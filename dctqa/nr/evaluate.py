@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..fileio import parse_number, read_csv_rows
+from ..fileio import parse_number, read_csv_rows, strict_json
 from ..values import is_int
 from ..study.stats import resample_counts
 from .data import INDICATORS, load_dataset, window_key
@@ -329,7 +329,7 @@ def cached_evaluation(path, rows, frame_step, ablation_step, n_boot, ablations, 
     from ..study.stages import StageCache
 
     key = {"stage": "nr_eval", "format": 1, "model": file_sha256(path), "rows": len(rows),
-           "labels": hashlib.sha256(json.dumps([[r["video"], r["variant"], r["frame"], r["q"]] for r in rows]
+           "labels": hashlib.sha256(strict_json([[r["video"], r["variant"], r["frame"], r["q"]] for r in rows]
                                                ).encode()).hexdigest(),
            "settings": [frame_step, ablation_step, ablations, variant_step]}
 
@@ -338,7 +338,7 @@ def cached_evaluation(path, rows, frame_step, ablation_step, n_boot, ablations, 
         out = dict(res, pred=res["pred"].tolist(), ridge=res["ridge"].tolist(),
                    preds=[[list(c), v.tolist()] for c, v in res["preds"].items()],
                    secs=[[list(c), v] for c, v in res["secs"].items()])
-        return json.loads(json.dumps(out, default=str).replace("NaN", "null"))
+        return json.loads(strict_json(out, default=str))
 
     value, _ = StageCache(cache_root).document("nr_eval", key, compute)
     conv = lambda v: np.array([np.nan if x is None else x for x in v], dtype=np.float64)  # noqa: E731

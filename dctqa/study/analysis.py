@@ -19,7 +19,9 @@ Views:
 "A is ahead of B" is said only when the paired interval of the sign-adjusted difference
 (same resamples for both) excludes 0.
 
-Row selection (:func:`select_rows`): windows without ground truth and windows with fewer
+Row selection (:func:`select_rows`): windows cut short (the last window of a video whose
+length is not a multiple of the window: fewer source frames than the others,
+:func:`is_cut_short`), windows without ground truth and windows with fewer
 than ``min_gt`` ground-truth boxes are left out (counted), and capped variants that are
 duplicates of the uncapped variant of the same CRF (:func:`mark_duplicates`) are left out
 unless kept on request.
@@ -127,7 +129,7 @@ def content_id(row: dict) -> str:
 
 # ----------------------------------------------------------------------------- rows
 
-_INT = ("crf", "window_start", "window_end", "n_det_frames", "n_metric_frames", "n_gt")
+_INT = ("crf", "window_start", "window_end", "window_frames", "n_det_frames", "n_metric_frames", "n_gt")
 _STR = ("video", "variant", "duplicate_of", "duplicate_reason")
 
 
@@ -163,6 +165,14 @@ def metric_columns_of(rows: Sequence[dict]) -> list[str]:
     keys = list(rows[0])
     end = keys.index("duplicate_of") if "duplicate_of" in keys else len(keys)
     return keys[keys.index("ap") + 1:end]
+
+
+def is_cut_short(row: dict) -> bool:
+    """Whether a window-table row is a window cut short: ``window_frames`` (source frames it
+    holds) below its span ``window_end - window_start``. Tables without the column (written
+    before it existed) have no such rows."""
+    wf = row.get("window_frames")
+    return wf is not None and wf == wf and wf < row["window_end"] - row["window_start"]
 
 
 def _is_uncapped(row: dict) -> bool:
@@ -218,23 +228,28 @@ class Selection:
     n_capped: int
     min_gt: int
     keep_duplicates: bool
+    n_cut_short: int = 0
 
 
 def select_rows(rows: Sequence[dict], min_gt: int = 10, keep_duplicates: bool = False) -> Selection:
-    """Rows (already through :func:`mark_duplicates`) that enter the correlations: with
-    ground truth, at least ``min_gt`` ground-truth boxes, and not a duplicate (unless
-    ``keep_duplicates``)."""
+    """Rows (already through :func:`mark_duplicates`) that enter the correlations: not cut
+    short (:func:`is_cut_short`), with ground truth, at least ``min_gt`` ground-truth boxes, and
+    not a duplicate (unless ``keep_duplicates``). The counts other than ``n_cut_short`` are over
+    the full windows; ``n_total`` counts every row."""
+    n_total = len(rows)
+    cut = [r for r in rows if is_cut_short(r)]
+    rows = [r for r in rows if not is_cut_short(r)]
     no_gt = [r for r in rows if r["ap50"] is None]
     few = [r for r in rows if r["ap50"] is not None and r["n_gt"] < min_gt]
     dups = [r for r in rows if r.get("duplicate_reason")]
     keep = [r for r in rows if r["ap50"] is not None and r["n_gt"] >= min_gt
             and (keep_duplicates or not r.get("duplicate_reason"))]
-    return Selection(rows=keep, n_total=len(rows), n_no_gt=len(no_gt), n_few_gt=len(few),
+    return Selection(rows=keep, n_total=n_total, n_no_gt=len(no_gt), n_few_gt=len(few),
                      n_content_few_gt=len({content_id(r) for r in few}), n_duplicates=len(dups),
                      n_dup_bitrate=sum(r["duplicate_reason"] == "bitrate" for r in dups),
                      n_dup_identical=sum(r["duplicate_reason"] == "identical" for r in dups),
                      n_capped=sum(not _is_uncapped(r) for r in rows), min_gt=int(min_gt),
-                     keep_duplicates=keep_duplicates)
+                     keep_duplicates=keep_duplicates, n_cut_short=len(cut))
 
 
 def subsets(rows: Sequence[dict], videos: Sequence[str], crf_subsets: Sequence[Sequence[int]],
@@ -490,6 +505,83 @@ def analyze(rows: Sequence[dict], videos: Sequence[str], s: AnalysisSettings) ->
     within, wdiff = within_tables(named, s)
     return Analysis(selection=sel, rows=marked, correlations=corr, within=within, differences=pdiff + wdiff,
                     settings=s, videos=list(videos))
+
+
+# ----------------------------------------------------------------------------- views that cannot inform
+
+def uninformative_views(a: Analysis) -> list[dict[str, str]]:
+    """The (view, subset) pairs of ``a`` that cannot tell the measures apart for the variants
+    the run was given, each ``{"view", "subset", "reason"}`` (view: "pooled", "content window"
+    or "video", as in :func:`within_tables`), in subset order:
+
+    - pooled: a subset holding the same windows as an earlier one (e.g. ``crf 35,41,47`` or
+      ``uncapped`` when those are all the variants, ``video v`` with one video), or fewer than
+      3 windows with ground truth (no correlation is defined);
+    - content window: fewer than 3 variants per content window (no correlation is defined),
+      or variants that differ only in CRF (one per CRF): every measure that worsens with the
+      CRF ranks them alike, so the paired differences are 0 by construction;
+    - video: a subset with one video: the within-video view is the pooled view of the same
+      windows.
+    """
+    s = a.settings
+    named = [(n, [r for r in rows if r["ap50"] is not None])
+             for n, rows in subsets(a.selection.rows, a.videos, s.crf_subsets, s.leave_one_out)]
+    out: list[dict[str, str]] = []
+    seen: dict[frozenset, str] = {}
+    for name, rows in named:
+        ids = frozenset((r["video"], r["variant"], r["window_start"]) for r in rows)
+        if len(rows) < 3:
+            out.append({"view": "pooled", "subset": name, "reason": f"{len(rows)} window(s) with ground truth "
+                        "here (no variant of these CRFs, or too few windows); a correlation needs 3"})
+        elif ids in seen:
+            out.append({"view": "pooled", "subset": name, "reason": f"the same windows as `{seen[ids]}`"})
+        else:
+            seen[ids] = name
+    for name, rows in named:
+        if name.startswith("video ") or len(rows) < 3:
+            continue
+        why = _content_view_flaw(rows, s)
+        if why:
+            out.append({"view": "content window", "subset": name, "reason": why})
+        if len({r["video"] for r in rows}) == 1:
+            out.append({"view": "video", "subset": name, "reason": "one video: the within-video view is the "
+                        "pooled view of the same windows, so its numbers repeat the pooled ones"})
+    return out
+
+
+def _content_view_flaw(rows: Sequence[dict], s: AnalysisSettings) -> str:
+    """Why the within-content-window view of ``rows`` cannot inform ("" when it can)."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(content_id(r), []).append(r)
+    most = max(len(g) for g in groups.values())
+    if most < 3:
+        return (f"at most {most} variant(s) per content window here; a correlation over a content window's "
+                "variants needs 3, so it is undefined everywhere")
+    if any(len({int(r["crf"]) for r in g}) < len(g) for g in groups.values()):
+        return ""
+    cols = [c for c in [s.primary, *(s.compared or [])] if c]
+    same = sum(_same_order(g, cols) for g in groups.values())
+    why = ("the variants of each content window differ only in CRF (one encode per CRF, no bitrate cap among "
+           "them): every measure that worsens with the CRF ranks them in the same order, so ")
+    names = ", ".join(f"`{c}`" for c in cols)
+    if same == len(groups):
+        return why + (f"the paired within-content differences are 0 by construction ({names} rank the variants "
+                      f"identically in all {same} content windows)")
+    return why + (f"a paired within-content difference only counts the content windows where a measure does not "
+                  f"worsen monotonically with the CRF ({names} rank the variants identically in {same} of "
+                  f"{len(groups)}), not how well it tracks detection")
+
+
+def _same_order(group: Sequence[dict], cols: Sequence[str]) -> bool:
+    """Whether every column in ``cols`` (sign-adjusted) orders the rows of ``group`` the same way."""
+    orders = set()
+    for c in cols:
+        v = np.array([sign(c) * r[c] for r in group], dtype=np.float64)
+        if np.isnan(v).any():
+            return False
+        orders.add(tuple(np.argsort(v, kind="stable")))
+    return len(orders) <= 1
 
 
 def headline(rows: Sequence[dict], videos: Sequence[str], s: AnalysisSettings,

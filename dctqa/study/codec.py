@@ -35,7 +35,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import InputError, VideoError
-from ..fileio import OutputSet, atomic_path
+from ..fileio import OutputSet, atomic_path, strict_json
 from ..values import is_int, is_real
 
 #: The paper's CRF values.
@@ -357,7 +357,7 @@ def manifest_text(variants: Sequence[Variant], settings: EncodeSettings, src: st
     """The ``variants.json`` document listing ``variants`` (paths relative to its folder)."""
     doc = {"source": str(src), "fps": fps, "settings": settings.to_dict(),
            "variants": [dict(asdict(v), path=v.path.name) for v in variants]}
-    return json.dumps(doc, indent=1)
+    return strict_json(doc, indent=1)
 
 
 def read_manifest(path: str | os.PathLike) -> list[Variant]:

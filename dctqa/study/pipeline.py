@@ -21,7 +21,6 @@ from the cached detections) and the report.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,11 +30,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import VideoError
-from ..fileio import OutputSet, check_output_dir
+from ..fileio import OutputSet, check_output_dir, strict_json
 from .codec import Variant, encode_sweep, read_manifest, write_reference
 from .config import StudyConfig
 from .noref import load_nr_model, nr_stage
-from .run import Stage, StudyRun, run_stages
+from .run import SCORE_EXECUTOR, Stage, StudyRun, run_stages
 from .scoring import NR_COLUMN, init_score_worker, score_pair
 from .stages import StageCache
 
@@ -55,6 +54,7 @@ class StudyResult:
     out: Path
     analysis: Any = None
     sensitivity: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def study_stages(run: StudyRun) -> tuple[Stage, ...]:
@@ -71,7 +71,8 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     Writes under ``cfg.out``: ``variants/`` (encoded videos), ``cache/`` (stages),
     ``windows.csv`` (with duplicate marks), ``correlations.csv`` (pooled), ``within.csv``
     (within content window / video), ``differences.csv`` (paired differences and verdicts),
-    ``sensitivity.csv`` (threshold grid), ``variants.csv``, ``frames.csv``, ``plots/*.png``
+    ``sensitivity.csv`` (threshold grid; its header alone when the grid is empty and the stage
+    skipped), ``variants.csv``, ``frames.csv``, ``plots/*.png``
     and ``report.md``.  Returns a :class:`StudyResult`. The stages, in order
     (:func:`study_stages`): :func:`encode_stage`, :func:`score_stage`,
     :func:`nr_prediction_stage` (with ``cfg.nr_model``, whose checkpoint is loaded and checked
@@ -135,6 +136,7 @@ def encode_stage(run: StudyRun) -> None:
         t0 = time.perf_counter()
         run.variants[video.stem], computed_s = _encoded_variants(run, video, vdir, sha)
         run.add_time("encode", computed_s, time.perf_counter() - t0)
+        _warn_short(run, video, run.variants[video.stem])
         if cfg.encode.max_frames is not None:  # trimmed study: a lossless copy of the first frames is the reference
             ref = vdir / f"reference-{cfg.encode.max_frames}.mkv"
             if not ref.is_file():
@@ -143,6 +145,31 @@ def encode_stage(run: StudyRun) -> None:
             run.hashes[video.stem] = file_sha256(ref, memo_dir=run.cache_root)
         else:
             run.refs[video.stem] = video
+
+
+def _warn_short(run: StudyRun, video: Path, variants: list[Variant]) -> None:
+    """Warn (:meth:`StudyRun.warn`) when ``video`` has fewer frames than ``--max-frames`` asked for."""
+    asked = run.cfg.encode.max_frames
+    if variants and asked is not None and variants[0].frames < asked:
+        n = variants[0].frames
+        run.warn(f"{video.name} has {n} frames, fewer than the {asked} asked for (--max-frames); "
+                 f"the {run.label} uses all {n}")
+
+
+def _warn_cut_short(run: StudyRun) -> None:
+    """Warn (:meth:`StudyRun.warn`) for each video of the window table ``run.windows`` whose
+    last AP window is cut short (fewer source frames than ``cfg.window``): such windows are
+    marked (``window_frames``) and left out of the statistics
+    (:func:`dctqa.study.analysis.select_rows`)."""
+    from .analysis import is_cut_short
+
+    names = {v.stem: v.name for v in run.cfg.videos}
+    for r in {r["video"]: r for r in run.windows if is_cut_short(r)}.values():
+        start, n = r["window_start"], r["window_start"] + r["window_frames"]
+        run.warn(f"{names.get(r['video'], r['video'])}: its last AP window (frames {start}-{n - 1}) holds "
+                 f"{n - start} of {r['window_end'] - start} frames; it is marked cut short (window_frames in "
+                 "windows.csv) and left out of the statistics"
+                 + (" (the video is shorter than one window: no window of it counts)" if start == 0 else ""))
 
 
 def _encoded_variants(run: StudyRun, video: Path, vdir: Path, sha: str) -> tuple[list[Variant], float]:
@@ -202,7 +229,8 @@ def _score_in_workers(run: StudyRun, pending: list[tuple], update) -> None:
     from concurrent.futures import ProcessPoolExecutor
 
     threads = max(1, (os.cpu_count() or 1) // run.cfg.jobs)
-    with ProcessPoolExecutor(max_workers=run.cfg.jobs, initializer=init_score_worker, initargs=(threads,)) as ex:
+    executor = SCORE_EXECUTOR.get() or ProcessPoolExecutor
+    with executor(max_workers=run.cfg.jobs, initializer=init_score_worker, initargs=(threads,)) as ex:
         futs = [(stem, name, key, ex.submit(score_pair, *args), time.perf_counter())
                 for stem, name, key, args in pending]
         for stem, name, key, fut, t0 in futs:
@@ -243,6 +271,7 @@ def detect_ap_stage(run: StudyRun) -> None:
     run.announce(f"detect and AP per window ({n_variants} variants and {len(run.variants)} reference(s))")
     with run.bar(n_variants + len(run.variants), "detect+AP", unit="step") as bar:
         run.windows = ap_table(run, cfg.gt_score_threshold, cfg.pred_score_threshold, on_step=bar.update)
+    _warn_cut_short(run)
 
 
 def ap_table(run: StudyRun, gt_thr: float, pred_thr: float, on_step=None, main: bool = True
@@ -319,7 +348,8 @@ def tables_and_report_stage(run: StudyRun) -> None:
     cfg = run.cfg
     grid = len(cfg.sensitivity_gt) * len(cfg.sensitivity_pred)
     run.announce(f"correlations ({cfg.n_boot} bootstrap resamples), "
-                 f"{f'threshold sensitivity ({grid} AP tables), ' if grid else ''}tables and report")
+                 f"{f'threshold sensitivity ({grid} AP tables), ' if grid else 'no threshold sensitivity (empty grid), '}"
+                 "tables and report")
     tables_stage(run)
     report_stage(run)
 
@@ -327,6 +357,10 @@ def tables_and_report_stage(run: StudyRun) -> None:
 def _metric_columns(run: StudyRun) -> list[str]:
     return [s.column for s in run.specs] + run.nr_columns + [c for b in run.cfg.baselines
                                                                for c in (["psnr", "psnr_global"] if b == "psnr" else [b])]
+
+
+#: Why the threshold-sensitivity stage is skipped when its grid is empty.
+NO_GRID = "no threshold grid: --sensitivity-gt or --sensitivity-pred is empty"
 
 
 def tables_stage(run: StudyRun) -> None:
@@ -342,6 +376,10 @@ def tables_stage(run: StudyRun) -> None:
     stems = [v.stem for v in cfg.videos]
     run.analysis = _cached_analysis(run.cache, run.windows, stems, settings)
     run.add_time("correlations", run.analysis.extra_meta["seconds"], time.perf_counter() - t0)
+    if not cfg.sensitivity_gt or not cfg.sensitivity_pred:
+        run.sensitivity = []
+        run.cache.skip("sensitivity", NO_GRID)
+        return
     t0 = time.perf_counter()
     main = (cfg.gt_score_threshold, cfg.pred_score_threshold)
     sens_tables = {(g, p): (run.windows if (g, p) == main else ap_table(run, g, p, main=False))
@@ -355,27 +393,34 @@ def tables_stage(run: StudyRun) -> None:
 
 
 def report_stage(run: StudyRun) -> None:
-    """The report: the CSV tables, ``report.md`` (with plots) and ``timings.json``, all or none;
-    the :class:`StudyResult` into ``run.result``."""
+    """The report: the CSV tables (a table without rows: its header), ``report.md`` (with plots)
+    and ``timings.json`` (strict JSON; ``total_wall`` has no ``computed_s``: ``null``), all or
+    none; the :class:`StudyResult` into ``run.result``. The report's time table shows the
+    numbers of ``timings.json`` (both are taken once every other part of the report is done)."""
     from . import report as report_mod
 
-    out, timings, analysis = run.cfg.out, run.timings, run.analysis
+    out, timings, analysis, cols = run.cfg.out, run.timings, run.analysis, _metric_columns(run)
     t0 = time.perf_counter()
     result = StudyResult(windows=analysis.rows, correlations=analysis.correlations, frames=run.frames,
-                         variants=run.variants, metric_columns=_metric_columns(run), timings=timings,
-                         report=out / "report.md", out=out, analysis=analysis, sensitivity=run.sensitivity)
+                         variants=run.variants, metric_columns=cols, timings=timings,
+                         report=out / "report.md", out=out, analysis=analysis, sensitivity=run.sensitivity,
+                         notes=run.notes)
     with OutputSet(inputs=run.cfg.videos) as outputs:  # the tables, report.md and timings.json: all or none
         for name, rows in (("windows", analysis.rows), ("correlations", analysis.correlations),
                            ("within", analysis.within), ("differences", analysis.differences),
                            ("sensitivity", run.sensitivity), ("variants", report_mod.variant_rows(run.variants))):
-            outputs.write_text(out / f"{name}.csv", report_mod.rows_to_csv(rows))
-        outputs.write_text(out / "frames.csv", report_mod.frames_csv(run.frames))
+            outputs.write_text(out / f"{name}.csv", report_mod.table_csv(name, rows, cols))
+        outputs.write_text(out / "frames.csv", report_mod.frames_csv(run.frames, cols))
         run.add_time("report", 0.0, 0.0)
-        timings["total_wall"] = {"computed_s": float("nan"), "this_run_s": time.perf_counter() - run.started}
-        report_mod.write_report(result, run.cfg, run.cache, outputs=outputs)
-        timings["report"]["this_run_s"] = time.perf_counter() - t0
-        timings["total_wall"]["this_run_s"] = time.perf_counter() - run.started
-        outputs.write_text(out / "timings.json", json.dumps(timings, indent=1))
+        timings["total_wall"] = {"computed_s": None, "this_run_s": 0.0}
+
+        def finish_timings() -> None:  # called by write_report just before it renders the time table
+            now = time.perf_counter()
+            timings["report"]["this_run_s"] = timings["report"]["computed_s"] = now - t0  # never cached
+            timings["total_wall"]["this_run_s"] = now - run.started
+
+        report_mod.write_report(result, run.cfg, run.cache, outputs=outputs, finish_timings=finish_timings)
+        outputs.write_text(out / "timings.json", strict_json(timings, indent=1) + "\n")
     run.result = result
 
 

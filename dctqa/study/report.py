@@ -1,6 +1,8 @@
 """CSV files, PNG plots and ``report.md`` of a study run."""
 from __future__ import annotations
 
+import csv
+import io
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -9,7 +11,7 @@ import numpy as np
 
 from ..fileio import atomic_path, atomic_write_text
 from ..log import csv_text
-from .analysis import higher_is_better
+from .analysis import higher_is_better, is_cut_short
 
 _STATS = ("lcc", "srcc", "krcc")
 
@@ -21,6 +23,40 @@ def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
     return csv_text(rows, float_format=".6g", lineterminator="\n", empty_ok=True)
 
 
+def _stat_columns() -> tuple[str, ...]:
+    return tuple(c for k in _STATS for c in (k, f"{k}_lo", f"{k}_hi"))
+
+
+#: The columns of each study table, in order: the header written when a table has no rows
+#: (a CSV file is never empty). ``windows`` and ``frames`` add the run's metric columns.
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "windows": ("video", "variant", "crf", "maxrate_kbps", "cap_bpp", "bitrate_kbps", "window_start", "window_end",
+                "window_frames", "n_det_frames", "n_metric_frames", "n_gt", "ap50", "ap"),
+    "correlations": ("subset", "target", "metric", "n", "n_clusters", "resampling", "notes") + _stat_columns(),
+    "within": ("view", "subset", "target", "metric", "n_groups", "n_undefined") + _stat_columns(),
+    "differences": ("view", "subset", "target", "stat", "metric", "baseline", "diff", "lo", "hi", "verdict",
+                    "resampling", "n_clusters"),
+    "sensitivity": ("gt_score", "pred_score", "target", "baseline", "share_ap_1", "n", "n_few_gt", "srcc_primary",
+                    "srcc_baseline", "diff", "lo", "hi", "verdict", "within_diff", "within_lo", "within_hi"),
+    "variants": ("video", "variant", "crf", "cap_bpp", "maxrate_kbps", "bitrate_kbps", "frames"),
+    "frames": ("video", "variant", "frame"),
+}
+
+
+def table_csv(name: str, rows: Sequence[dict[str, Any]], metric_columns: Sequence[str] = ()) -> str:
+    """The CSV text of study table ``name`` (a key of :data:`TABLE_COLUMNS`): :func:`rows_to_csv`,
+    or, without rows, the header alone (its columns, then ``metric_columns`` for ``windows``
+    and ``frames``, and the duplicate marks for ``windows``), never an empty file."""
+    if rows:
+        return rows_to_csv(rows)
+    cols = list(TABLE_COLUMNS[name])
+    if name in ("windows", "frames"):
+        cols += list(metric_columns) + (["duplicate_of", "duplicate_reason"] if name == "windows" else [])
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(cols)
+    return buf.getvalue()
+
+
 def variant_rows(variants: dict) -> list[dict[str, Any]]:
     """One row per encoded variant: video, name, CRF, cap, measured bitrate, frames."""
     return [{"video": video, "variant": v.name, "crf": v.crf, "cap_bpp": v.cap_bpp,
@@ -29,8 +65,9 @@ def variant_rows(variants: dict) -> list[dict[str, Any]]:
             for video, vs in variants.items() for v in vs]
 
 
-def frames_csv(frames: dict[str, dict[str, dict[str, np.ndarray]]]) -> str:
-    """Per-frame values of every metric: video, variant, frame, then one column per metric."""
+def frames_csv(frames: dict[str, dict[str, dict[str, np.ndarray]]], metric_columns: Sequence[str] = ()) -> str:
+    """Per-frame values of every metric: video, variant, frame, then one column per metric (the
+    header alone, with ``metric_columns``, when there is no frame)."""
     rows = []
     for video, by_var in frames.items():
         for name, arrs in by_var.items():
@@ -38,7 +75,7 @@ def frames_csv(frames: dict[str, dict[str, dict[str, np.ndarray]]]) -> str:
             for i, f in enumerate(arrs["frame_indices"]):
                 rows.append({"video": video, "variant": name, "frame": int(f),
                              **{c: float(arrs[c][i]) for c in cols}})
-    return rows_to_csv(rows)
+    return table_csv("frames", rows, metric_columns)
 
 
 def _fmt(r, lo, hi) -> str:
@@ -91,7 +128,7 @@ def _plots(result, cfg, plot_dir: Path) -> list[str]:
             means, stds = [], []
             for c in crfs:
                 v = np.array([r[col] for r in result.windows if r["video"] == video and int(r["crf"]) == c
-                              and r[col] is not None], dtype=np.float64)
+                              and r[col] is not None and not is_cut_short(r)], dtype=np.float64)
                 v = v[~np.isnan(v)]
                 means.append(v.mean() if v.size else np.nan)
                 stds.append(v.std() if v.size else np.nan)
@@ -195,7 +232,9 @@ def _selection_lines(a) -> list[str]:
     scored = [r for r in a.rows if r["ap50"] is not None]
     return [
         "## Which windows count", "",
-        f"- Windows: {sel.n_total} (video x variant x window); without ground truth: {sel.n_no_gt}.",
+        f"- Windows: {sel.n_total} (video x variant x window); cut short (the last window of a video whose "
+        f"length is not a multiple of the window, `window_frames` in windows.csv), left out: {sel.n_cut_short}; "
+        f"without ground truth: {sel.n_no_gt}.",
         f"- Fewer than {sel.min_gt} ground-truth boxes (`--min-gt`): {sel.n_few_gt} windows "
         f"({sel.n_content_few_gt} content windows x their variants), left out.",
         f"- Duplicates of the uncapped variant among the {sel.n_capped} capped windows: {sel.n_duplicates} "
@@ -210,8 +249,11 @@ def _selection_lines(a) -> list[str]:
         "across its variants cannot rank them.", ""]
 
 
-def _difference_table(diffs: list[dict], view: str, target: str, stat: str, baselines: list[str]) -> list[str]:
-    sub = [d for d in diffs if d["view"] == view and d["target"] == target and d["stat"] == stat]
+def _difference_table(diffs: list[dict], view: str, target: str, stat: str, baselines: list[str],
+                      skip: frozenset = frozenset()) -> list[str]:
+    """One verdict table; the subsets in ``skip`` (uninformative for this view) are left out."""
+    sub = [d for d in diffs if d["view"] == view and d["target"] == target and d["stat"] == stat
+           and d["subset"] not in skip]
     subsets = list(dict.fromkeys(d["subset"] for d in sub))
     if not subsets:
         return []
@@ -239,21 +281,55 @@ def _verdict_lines(a) -> list[str]:
          "content windows resampled; within-video: content windows resampled inside each video. In brackets "
          "after the subset: the number of resampling units (content windows, or videos with `--resampling "
          "video`); with fewer than 5 no verdict is given.", ""]
+    flawed = _flawed(a)
     for view in ("pooled", "content window", "video"):
         L += [f"### {_VIEW_TITLE[view]}", "",
               f"Question answered: {_VIEW_QUESTION[view]}.", ""]
+        skip = frozenset(flawed.get(view, {}))
+        if skip:
+            L += ["Left out here, uninformative for these variants (see *Views that cannot inform* above): "
+                  + ", ".join(f"`{n}`" for n in flawed[view]) + ".", ""]
         for target in ("ap50", "ap"):
             for stat in (("srcc", "lcc") if view == "pooled" else ("srcc", "krcc")):
-                t = _difference_table(a.differences, view, target, stat, base)
+                t = _difference_table(a.differences, view, target, stat, base, skip)
                 if t:
                     L += [f"**{stat.upper()} with {target.upper()}**", ""] + t
     return L
+
+
+def _flawed(a) -> dict[str, dict[str, str]]:
+    """view -> subset -> why it is uninformative (:func:`dctqa.study.analysis.uninformative_views`)."""
+    from .analysis import uninformative_views
+
+    out: dict[str, dict[str, str]] = {}
+    for u in uninformative_views(a):
+        out.setdefault(u["view"], {})[u["subset"]] = u["reason"]
+    return out
+
+
+def _uninformative_lines(a) -> list[str]:
+    """The report's section naming the views that say nothing for the variants given, and why."""
+    flawed = _flawed(a)
+    if not flawed:
+        return []
+    L = ["## Views that cannot inform for these variants", "",
+         "These (view, subset) pairs cannot tell the measures apart with the variants this run was given; "
+         "their verdict rows are left out below (the CSV tables keep them).", ""]
+    for view in ("pooled", "content window", "video"):
+        by_reason: dict[str, list[str]] = {}
+        for name, why in flawed.get(view, {}).items():
+            by_reason.setdefault(why, []).append(name)
+        for why, names in by_reason.items():
+            L.append(f"- **{_VIEW_TITLE[view]}**, " + ", ".join(f"`{n}`" for n in names) + f": {why}.")
+    return L + [""]
 
 
 def _views_table(a, target: str) -> list[str]:
     """Pooled, within-content and within-video SRCC side by side for each metric (subset all)."""
     pooled = {c["metric"]: c for c in a.correlations if c["subset"] == "all" and c["target"] == target}
     within = {(w["view"], w["metric"]): w for w in a.within if w["subset"] == "all" and w["target"] == target}
+    flawed = _flawed(a)
+    bad_wc, bad_wv = "all" in flawed.get("content window", {}), "all" in flawed.get("video", {})
     L = [f"**SRCC with {target.upper()}, all windows** (sign-adjusted; 95 % intervals)", "",
          "| metric | pooled | within content window | within video | content windows where undefined |",
          "|---|---|---|---|---|"]
@@ -261,10 +337,13 @@ def _views_table(a, target: str) -> list[str]:
         p = pooled.get(col)
         wc, wv = within.get(("content window", col)), within.get(("video", col))
         cells = [_ci(*_signed(p, "srcc")) if p else "n/a",
-                 _ci(*_signed(wc, "srcc")) if wc else "n/a", _ci(*_signed(wv, "srcc")) if wv else "n/a",
+                 (_ci(*_signed(wc, "srcc")) if wc else "n/a") + (" (uninformative)" if bad_wc else ""),
+                 "= pooled" if bad_wv else _ci(*_signed(wv, "srcc")) if wv else "n/a",
                  f"{wc['n_undefined']} of {wc['n_groups']}" if wc else ""]
         L.append(f"| {col} | " + " | ".join(cells) + " |")
-    return L + [""]
+    notes = [f"{_VIEW_TITLE[v]}: {flawed[v]['all']}." for v, bad in (("content window", bad_wc), ("video", bad_wv))
+             if bad]
+    return L + ([""] + notes if notes else []) + [""]
 
 
 def _lovo_lines(a) -> list[str]:
@@ -342,18 +421,20 @@ def _sensitivity_lines(result, cfg) -> list[str]:
          "| within-content difference |", "|---|---|---|---|---|---|---|---|---|"]
     for t in ("ap50", "ap"):
         for h in (h for h in sens if h["target"] == t):
-            L.append(f"| {t.upper()} | {h['gt_score']} | {h['pred_score']} | {h['n']} | {h['share_ap_1']:.1%} | "
+            share = "n/a" if h["share_ap_1"] is None else f"{h['share_ap_1']:.1%}"
+            L.append(f"| {t.upper()} | {h['gt_score']} | {h['pred_score']} | {h['n']} | {share} | "
                      f"{_ci(h['srcc_primary'], None, None)} | {_ci(h['srcc_baseline'], None, None)} | "
                      f"{_ci(h['diff'], h['lo'], h['hi'])} {h['verdict']} | "
                      f"{_ci(h['within_diff'], h['within_lo'], h['within_hi'])} |")
-    return L + [""]
+    why = _flawed(a).get("content window", {}).get("all")
+    return L + ([""] + [f"The within-content column is uninformative for these variants: {why}."] if why else []) + [""]
 
 
 def _analysis_lines(a) -> list[str]:
     """Verdict tables, the views side by side, leave-one-video-out and the paper's layout."""
     if not a.settings.primary:
         return []
-    L = _verdict_lines(a)
+    L = _uninformative_lines(a) + _verdict_lines(a)
     L += ["## Pooled and within-content views side by side", "",
           "Pooled: " + _VIEW_QUESTION["pooled"] + ". Within content window: "
           + _VIEW_QUESTION["content window"] + ". Within video: " + _VIEW_QUESTION["video"] + ".", ""]
@@ -378,9 +459,9 @@ def write_tables_report(a, out: str | Path, source: str, command: str = "", outp
     if outputs is None:
         with OutputSet() as own:
             return write_tables_report(a, own.make_dir(out), source, command, own)
-    for name, rows in (("windows.csv", a.rows), ("correlations.csv", a.correlations), ("within.csv", a.within),
-                       ("differences.csv", a.differences)):
-        outputs.write_text(out / name, rows_to_csv(rows))
+    for name, rows in (("windows", a.rows), ("correlations", a.correlations), ("within", a.within),
+                       ("differences", a.differences)):
+        outputs.write_text(out / f"{name}.csv", table_csv(name, rows, a.settings.metrics))
     s = a.settings
     L = ["# dctqa study tables: does the metric track object-detection AP under H.264 compression?", "",
          f"Re-analysis of the window table `{source}` (videos: {', '.join(a.videos)}); metrics: "
@@ -395,10 +476,12 @@ def write_tables_report(a, out: str | Path, source: str, command: str = "", outp
     return path
 
 
-def write_report(result, cfg, cache, outputs=None) -> Path:
+def write_report(result, cfg, cache, outputs=None, finish_timings=None) -> Path:
     """Write ``report.md`` (and the plots) under ``cfg.out``; returns its path. outputs: the
     :class:`~dctqa.fileio.OutputSet` to stage ``report.md`` in (committed by its owner), else
-    it is written at once, atomically. The plots are each written atomically at once."""
+    it is written at once, atomically. The plots are each written atomically at once.
+    finish_timings: called once the rest of the report is done, just before the time table is
+    rendered from ``result.timings`` (so the table shows the final numbers)."""
     out = Path(cfg.out)
     plots = _plots(result, cfg, out / "plots")
     a = result.analysis
@@ -431,22 +514,35 @@ def write_report(result, cfg, cache, outputs=None) -> Path:
           f"- Correlations: Pearson LCC, Spearman SRCC, Kendall KRCC (tau-b) of the window means with AP; "
           f"percentile bootstrap 95 % intervals ({cfg.n_boot} resamples, seed {cfg.seed}), "
           f"{_resampling_words(a.settings.resampling)}.", ""]
+    L += _warning_lines(result, cache)
     L += _selection_lines(a)
     L += _variant_lines(result)
     L += _analysis_lines(a)
     L += _sensitivity_lines(result, cfg)
     L += _correlation_lines(a)
     L += ["## Plots", ""] + [f"![{p}](plots/{p})" for p in plots] + [""]
+    if finish_timings is not None:
+        finish_timings()
     L += _timing_lines(result, cache)
     L += ["Files: `windows.csv` (one row per video x variant x window, with duplicate marks), `correlations.csv` "
           "(pooled), `within.csv` (within content window / video), `differences.csv` (paired differences and "
-          "verdicts), `sensitivity.csv`, `variants.csv`, `frames.csv` (per-frame values).", ""]
+          "verdicts), `sensitivity.csv` (the header alone when the threshold grid is empty), `variants.csv`, `frames.csv` (per-frame values).", ""]
     path = out / "report.md"
     if outputs is None:
         atomic_write_text(path, "\n".join(L))
     else:
         outputs.write_text(path, "\n".join(L))
     return path
+
+
+def _warning_lines(result, cache) -> list[str]:
+    """The run's warnings (short videos, windows cut short; also printed on stderr) and the
+    stages it skipped, with the reason."""
+    notes = list(getattr(result, "notes", []) or [])
+    notes += [f"stage `{s}` skipped: {why}" for s, why in getattr(cache, "skipped", {}).items()]
+    if not notes:
+        return []
+    return ["## Warnings and skipped stages", ""] + [f"- {n}" for n in notes] + [""]
 
 
 def _nr_setup_lines(cfg) -> list[str]:
@@ -486,12 +582,13 @@ def _variant_lines(result) -> list[str]:
                              if m else "")
             L.append(f"| {crf} | " + " | ".join(cells) + " |")
         L.append("")
-    L += ["## Mean AP50 / AP per CRF (over windows with ground truth and all caps)", "",
+    L += ["## Mean AP50 / AP per CRF (over full windows with ground truth and all caps)", "",
           "| video | " + " | ".join(f"CRF {c}" for c in crfs) + " |", "|---|" + "---|" * len(crfs)]
     for video in videos:
         cells = []
         for c in crfs:
-            w = [r for r in result.windows if r["video"] == video and r["crf"] == c and r["ap50"] is not None]
+            w = [r for r in result.windows if r["video"] == video and r["crf"] == c and r["ap50"] is not None
+                 and not is_cut_short(r)]
             cells.append(f"{np.mean([r['ap50'] for r in w]):.3f} / {np.mean([r['ap'] for r in w]):.3f}" if w else "")
         L.append(f"| {video} | " + " | ".join(cells) + " |")
     return L + [""]
@@ -501,8 +598,11 @@ def _correlation_lines(a) -> list[str]:
     L = ["## Pooled correlation tables", "",
          f"Each cell: estimate [95 % interval, {_resampling_words(a.settings.resampling)}]; n = windows used, "
          "clusters = resampling units.", ""]
+    same = _flawed(a).get("pooled", {})
+    if same:
+        L += ["Not repeated (" + "; ".join(f"`{n}`: {why}" for n, why in same.items()) + ").", ""]
     for target in ("ap50", "ap"):
-        for subset in dict.fromkeys(c["subset"] for c in a.correlations):
+        for subset in (n for n in dict.fromkeys(c["subset"] for c in a.correlations) if n not in same):
             sub = [c for c in a.correlations if c["subset"] == subset and c["target"] == target]
             if not sub:
                 continue
@@ -524,6 +624,9 @@ def _timing_lines(result, cache) -> list[str]:
          "`this run` = time spent in this run.", "", "| part | computed | this run |", "|---|---|---|"]
     for part, t in result.timings.items():
         comp = t["computed_s"]
-        L.append(f"| {part} | {'' if comp != comp else f'{comp:.1f}'} | {t['this_run_s']:.1f} |")
-    return L + ["", "Stage cache: " + ", ".join(f"{s}: {cache.hits.get(s, 0)} reused, {cache.misses.get(s, 0)} "
-                                                 f"computed" for s in sorted(set(cache.hits) | set(cache.misses))), ""]
+        L.append(f"| {part} | {'' if comp is None or comp != comp else f'{comp:.1f}'} | {t['this_run_s']:.1f} |")
+    skipped = getattr(cache, "skipped", {})
+    parts = [f"{s}: {cache.hits.get(s, 0)} reused, {cache.misses.get(s, 0)} computed"
+             for s in sorted(set(cache.hits) | set(cache.misses)) if s not in skipped]
+    parts += [f"{s}: skipped ({why})" for s, why in sorted(skipped.items())]
+    return L + ["", "Stage cache: " + ", ".join(parts), ""]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -27,6 +28,11 @@ from .stages import StageCache
 #: A stage: reads from and writes into the run.
 Stage = Callable[["StudyRun"], None]
 
+#: What runs the score stage's workers: a ``concurrent.futures.Executor`` class (called with
+#: ``max_workers``, ``initializer``, ``initargs``); ``None``: a local process pool. Set for one
+#: run by ``dctqa study --engine ray`` (dctqa.scale); the results are the same either way.
+SCORE_EXECUTOR: ContextVar = ContextVar("dctqa_study_score_executor", default=None)
+
 
 @dataclass
 class StudyRun:
@@ -40,7 +46,8 @@ class StudyRun:
     reference each variant is scored against), hashes (stem -> that reference's sha256),
     frames (stem -> variant name -> column -> per-frame array), windows (the window table's
     rows), analysis and sensitivity (the tables), result (the :class:`StudyResult`).
-    timings: part -> ``{"computed_s", "this_run_s"}`` (:meth:`add_time`).
+    timings: part -> ``{"computed_s", "this_run_s"}`` (:meth:`add_time`). notes: the run's
+    warnings (:meth:`warn`), also printed in the report.
     """
 
     cfg: StudyConfig
@@ -58,6 +65,7 @@ class StudyRun:
     sensitivity: list[dict[str, Any]] = field(default_factory=list)
     result: Any = None
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     step: str = ""
     started: float = field(default_factory=time.perf_counter)
     detector_instance: Any = field(default=None, repr=False)
@@ -115,6 +123,15 @@ class StudyRun:
             self.detector_instance = (create_detector(cfg.detector, weights=cfg.detector_weights, device=cfg.device)
                                       if isinstance(cfg.detector, str) else cfg.detector)
         return self.detector_instance
+
+    def warn(self, text: str) -> None:
+        """Print ``"<label>: warning: <text>"`` on stderr (always, whatever ``cfg.progress``) and
+        keep ``text`` in :attr:`notes` for the report (once per distinct text)."""
+        import sys
+
+        if text not in self.notes:
+            self.notes.append(text)
+            print(f"{self.label}: warning: {text}", file=sys.stderr, flush=True)
 
     def announce(self, text: str) -> None:
         """Print the stage line ``"<label>: <step> <text>"`` (when ``cfg.progress``)."""

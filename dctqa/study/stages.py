@@ -17,21 +17,27 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, strict_json
 
 
 def key_hash(key: dict) -> str:
     """sha256 hex of the canonical JSON of ``key`` (sorted keys)."""
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(strict_json(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class StageCache:
-    """Stage results under ``root``; counts hits and misses per stage for the report."""
+    """Stage results under ``root``; counts hits and misses per stage for the report, and
+    names the stages a run skipped, with the reason (:meth:`skip`)."""
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         self.hits: dict[str, int] = {}
         self.misses: dict[str, int] = {}
+        self.skipped: dict[str, str] = {}
+
+    def skip(self, stage: str, why: str) -> None:
+        """Record that ``stage`` did not run in this run, and why (for the report's stage line)."""
+        self.skipped[stage] = why
 
     def _path(self, stage: str, key: dict, ext: str) -> Path:
         return self.root / stage / f"{key_hash(key)}.{ext}"
@@ -40,7 +46,7 @@ class StageCache:
         """The stored (arrays, meta) of ``key`` (a hit), or ``None`` when absent or unreadable
         (counted as neither: :meth:`arrays` counts the miss when it computes)."""
         path = self._path(stage, key, "npz")
-        want = json.dumps(key, sort_keys=True, default=str)
+        want = strict_json(key, sort_keys=True, default=str)
         if path.is_file():
             try:
                 with np.load(path, allow_pickle=False) as z:
@@ -68,22 +74,24 @@ class StageCache:
         if hit is not None:
             return hit
         path = self._path(stage, key, "npz")
-        want = json.dumps(key, sort_keys=True, default=str)
+        want = strict_json(key, sort_keys=True, default=str)
         t0 = time.perf_counter()
         out, timings = compute()
         meta: dict[str, Any] = {"seconds": time.perf_counter() - t0}
         if timings is not None:
             meta["timings"] = dict(timings)
         buf = io.BytesIO()
-        np.savez(buf, __key__=np.array(want), __meta__=np.array(json.dumps(meta)), **out)
+        np.savez(buf, __key__=np.array(want), __meta__=np.array(strict_json(meta)), **out)
         atomic_write_bytes(path, buf.getvalue())
         self.misses[stage] = self.misses.get(stage, 0) + 1
         return out, dict(meta, cached=False)
 
     def document(self, stage: str, key: dict, compute: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
-        """Cached JSON-able ``compute()`` -> (value, meta) as :meth:`arrays`."""
+        """Cached JSON-able ``compute()`` -> (value, meta) as :meth:`arrays`. The value is what the
+        stored document holds (:func:`dctqa.fileio.strict_json`: undefined numbers are ``None``,
+        tuples are lists), on the first call as on every later one."""
         path = self._path(stage, key, "json")
-        want = json.loads(json.dumps(key, sort_keys=True, default=str))
+        want = json.loads(strict_json(key, sort_keys=True, default=str))
         if path.is_file():
             try:
                 doc = json.loads(path.read_text())
@@ -95,6 +103,7 @@ class StageCache:
         t0 = time.perf_counter()
         value = compute()
         meta = {"seconds": time.perf_counter() - t0}
-        atomic_write_bytes(path, json.dumps({"key": want, "meta": meta, "value": value}).encode())
+        text = strict_json({"key": want, "meta": meta, "value": value})
+        atomic_write_bytes(path, text.encode())
         self.misses[stage] = self.misses.get(stage, 0) + 1
-        return value, dict(meta, cached=False)
+        return json.loads(text)["value"], dict(meta, cached=False)  # as a rerun reads it (NaN -> None)

@@ -9,14 +9,13 @@ so a foreign or unreadable file is recomputed, never trusted.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import InputError, VideoError
-from ...fileio import file_sha256
+from ...fileio import file_sha256, strict_json
 from ...io import iter_frames, probe
 from ...progress import progress as progress_bar
 from ...settings import cache_root
@@ -52,8 +51,8 @@ def key_doc(video_sha256: str, detector: Detector, frame_stride: int) -> dict:
 
 def cache_key(video_sha256: str, detector: Detector, frame_stride: int) -> str:
     """Hex sha256 of :func:`key_doc` (the stage cache's file name; the study's AP keys use it)."""
-    return hashlib.sha256(json.dumps(key_doc(video_sha256, detector, frame_stride),
-                                     sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(strict_json(key_doc(video_sha256, detector, frame_stride),
+                                       sort_keys=True).encode()).hexdigest()
 
 
 def _to_arrays(frame_indices: np.ndarray, dets: list[Detections]) -> dict[str, np.ndarray]:

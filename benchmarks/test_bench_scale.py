@@ -1,0 +1,138 @@
+"""``score-many`` on Ray against the in-process loop (issue 21's benchmark), CPU.
+
+One manifest of 4 pairs of the shared videos: the first :data:`FRAMES` (96) frames of
+car-detection.mp4 and bottle-detection.mp4, each re-encoded at CRF 30 and 40 with libx264
+(keyframes every 50 frames). YOLOX-Nano (K = 16), spectral domain, the fused
+C++ op. Measured in the same run, on the same manifest:
+
+* ``loop``: the in-process ``Metric.score_video`` loop over the 4 pairs, 1 torch thread;
+* ``local``: ``score_many(engine="local")`` (segments, outputs; 1 thread);
+* ``ray-1`` / ``ray-2``: ``score_many(engine="ray")`` with 1 and 2 single-thread actors on a
+  local instance started before the timing (the figures include creating the actors);
+* ``ray-data-2``: the same segments through Ray Data ``map_batches`` with a pool of 2
+  actors (the alternative to Ray Core actors, docs/scaling.md);
+* ``startup``: seconds to start and shut down the local Ray instance (not in the above).
+
+Figures go to ``extra_info`` (frames/s and the ratios: engine overhead = 1 - ray-1 / loop,
+scaling = ray-2 / ray-1, efficiency = scaling / 2) and to the summary. No time is asserted.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.conftest import NOTES, shared_dir
+
+ray = pytest.importorskip("ray", reason="the Ray engine needs Ray (pip install dctqa[ray])")
+
+FRAMES = 96  # per video: 384 frame pairs in all
+SEGMENT = 32
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> tuple[Path, str, int]:
+    """The 4-pair manifest, the backbone, and the frames it holds."""
+    from dctqa.io import read_frames
+    from tests.helpers import make_video
+
+    model = shared_dir() / "models" / "yolox_nano.onnx"
+    videos = [shared_dir() / "videos" / n for n in ("car-detection.mp4", "bottle-detection.mp4")]
+    missing = [p for p in [model, *videos] if not p.is_file()]
+    if missing:
+        pytest.skip(f"needs {', '.join(str(p) for p in missing)} (set DCTQA_SHARED)")
+    d = tmp_path_factory.mktemp("bench_scale")
+    rows = ["ref,dist"]
+    for v in videos:
+        frames = read_frames(v, max_frames=FRAMES)
+        make_video(d / f"{v.stem}.mp4", frames, crf=10, preset="veryfast", g=50)
+        for crf in (30, 40):
+            make_video(d / f"{v.stem}-crf{crf}.mp4", frames, crf=crf, preset="veryfast", g=50)
+            rows.append(f"{v.stem}.mp4,{v.stem}-crf{crf}.mp4")
+    (d / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return d / "manifest.csv", f"onnx:{model}", 4 * FRAMES
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _loop(manifest: Path, backbone: str) -> None:
+    import torch
+
+    from dctqa import Metric
+    from dctqa.scale import read_manifest
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        metric = Metric(backbone=backbone)
+        for p in read_manifest(manifest):
+            metric.score_video(p.ref_path, p.dist_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _ray_data(manifest: Path, backbone: str, actors: int) -> None:
+    """The segments through Ray Data ``map_batches`` with an actor pool."""
+    from dctqa.scale import read_manifest
+    from dctqa.scale.worker import ScoreOptions, SegmentScorer
+
+    options = ScoreOptions(backbone=backbone, segment_frames=SEGMENT, threads=1)
+    planner = SegmentScorer(options)
+    items = []
+    for p in read_manifest(manifest):
+        plan = planner.plan(p.key, p.ref_path, p.dist_path)
+        items += [{"key": p.key, "ref": p.ref_path, "dist": p.dist_path, "start": a, "stop": b,
+                   "ri": plan.ref_index, "di": plan.dist_index} for a, b in plan.segments]
+
+    class Score:
+        def __init__(self) -> None:
+            self.scorer = SegmentScorer(options)
+
+        def __call__(self, batch: dict) -> dict:
+            out = [self.scorer.score(k, r, d, ri, di, a, b).qk.mean(axis=1).tolist()
+                   for k, r, d, ri, di, a, b in zip(batch["key"], batch["ref"], batch["dist"], batch["ri"],
+                                                    batch["di"], batch["start"], batch["stop"])]
+            return {"key": list(batch["key"]), "start": list(batch["start"]), "n": [len(q) for q in out]}
+
+    ds = ray.data.from_items(items).map_batches(Score, batch_size=1, batch_format="numpy", concurrency=actors,
+                                                num_cpus=1)
+    rows = ds.take_all()
+    assert sum(r["n"] for r in rows) == 4 * FRAMES
+
+
+def test_scale_engines(benchmark, manifest, tmp_path) -> None:
+    from dctqa.scale import score_many
+    from dctqa.scale.engine_ray import ray_session
+
+    path, backbone, frames = manifest
+    args = dict(backbone=backbone, segment_frames=SEGMENT, threads=1)
+    sec = {"loop": _timed(lambda: _loop(path, backbone)),
+           "local": _timed(lambda: score_many(path, tmp_path / "local", engine="local", **args))}
+    t0 = time.perf_counter()
+    with ray_session(num_cpus=2):
+        sec["startup"] = time.perf_counter() - t0
+        sec["ray-1"] = _timed(lambda: score_many(path, tmp_path / "ray1", engine="ray", actors=1, **args))
+
+        def two() -> None:  # the figure pytest-benchmark records
+            sec["ray-2"] = _timed(lambda: score_many(path, tmp_path / "ray2", engine="ray", actors=2, **args))
+
+        benchmark.pedantic(two, rounds=1, iterations=1)
+        sec["ray-data-2"] = _timed(lambda: _ray_data(path, backbone, 2))
+    t1 = time.perf_counter()
+    sec["startup"] += time.perf_counter() - t1
+    fps = {k: frames / v for k, v in sec.items() if k != "startup"}
+    info = {"frames": frames, "load_1min": os.getloadavg()[0], "cpus": os.cpu_count(),
+            **{f"{k}_frames_per_s": round(v, 2) for k, v in fps.items()},
+            "ray_startup_shutdown_s": round(sec["startup"], 2),
+            "overhead_ray1_vs_loop": round(1 - fps["ray-1"] / fps["loop"], 3),
+            "scaling_ray2_vs_ray1": round(fps["ray-2"] / fps["ray-1"], 3),
+            "efficiency_2_actors": round(fps["ray-2"] / fps["ray-1"] / 2, 3),
+            "ray_data2_vs_ray2": round(fps["ray-data-2"] / fps["ray-2"], 3)}
+    benchmark.extra_info.update(info)
+    NOTES.append("score-many (4 pairs, " + ", ".join(f"{k} {v}" for k, v in info.items()) + ")")

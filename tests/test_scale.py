@@ -1,0 +1,257 @@
+"""dctqa.scale without Ray: segments, the local engine, outputs, faults, resume, the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import make_video
+from tests.scale_data import FRAMES, SEGMENT, make_pairs
+
+pq = pytest.importorskip("pyarrow.parquet", reason="the scale outputs need pyarrow (pip install dctqa[ray])")
+
+from dctqa.cli import main  # noqa: E402
+from dctqa.scale import score_many  # noqa: E402
+from dctqa.scale.segments import index_video, iter_segment, plan_segments  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, car_path) -> Path:
+    return make_pairs(tmp_path_factory.mktemp("scale"), car_path)
+
+
+@pytest.fixture(scope="module")
+def local_run(data, yolox_backbone, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local") / "out"
+    res = score_many(data, out, engine="local", backbone=yolox_backbone, segment_frames=SEGMENT, per_filter=True)
+    assert res.exit_status == 0 and len(res.scored) == 2
+    return out
+
+
+def _frames(path: Path, n: int):
+    from dctqa.io import iter_frames
+
+    return list(iter_frames(path, max_frames=n))
+
+
+@pytest.mark.parametrize("video", ["data", "videos/vtest.avi", "videos/car-detection.mp4"])
+def test_segments_decode_the_same_frames_as_one_pass(video, data, shared_path):
+    path = data.parent / "d0.mp4" if video == "data" else shared_path / video
+    if not path.is_file():
+        pytest.skip(f"needs {path}")
+    idx = index_video(path)
+    n = min(idx.frames, 130)
+    full = _frames(path, n)
+    assert idx.pts is not None and len(idx.keyframes) > 1  # the seek path is what is tested
+    for seg, stride in ((16, 1), (25, 3)):
+        got = [f for a, b in plan_segments(n, seg, stride) for f in iter_segment(path, idx, a, b, stride)]
+        want = full[::stride]
+        assert len(got) == len(want)
+        assert all(np.array_equal(x, y) for x, y in zip(got, want))
+
+
+def test_q_equals_dctqa_score_per_pair(data, local_run, tmp_path, yolox_backbone):
+    table = pq.read_table(local_run / "frames.parquet").to_pandas()
+    for dist in ("d0.mp4", "d1.mp4"):
+        log = tmp_path / f"{dist}.json"
+        assert main(["score", str(data.parent / "ref.mp4"), str(data.parent / dist), "--backbone", yolox_backbone,
+                     "--json", str(log), "--quiet"]) == 0
+        want = json.loads(log.read_text())["frames"]
+        rows = table[table["dist"] == dist]
+        assert list(rows["frame"]) == [f["frameNum"] for f in want] == list(range(FRAMES))
+        q = np.array([f["metrics"]["dctqa"] for f in want])
+        np.testing.assert_allclose(rows["dctqa"].to_numpy(), q, rtol=1e-9, atol=0)
+
+
+def test_outputs_layout(data, local_run):
+    table = pq.read_table(local_run / "frames.parquet")
+    assert table.column_names[:7] == ["ref", "dist", "crf", "frame", "dctqa", "implementation", "metric_version"]
+    assert [c for c in table.column_names if c.startswith("q_")] == [f"q_{k}" for k in range(16)]
+    df = table.to_pandas()
+    np.testing.assert_allclose(df[[f"q_{k}" for k in range(16)]].mean(axis=1), df["dctqa"], rtol=1e-12)
+    import csv
+
+    summary = list(csv.DictReader(open(local_run / "summary.csv")))
+    assert [r["dist"] for r in summary] == ["d0.mp4", "d1.mp4"] and summary[0]["crf"] == "30"
+    for r in summary:
+        log = json.loads((local_run / r["log"]).read_text())
+        assert float(r["mean"]) == log["pooled_metrics"]["dctqa"]["mean"]
+        assert np.isclose(float(r["mean"]), df[df["dist"] == r["dist"]]["dctqa"].mean(), rtol=1e-12)
+    assert open(local_run / "errors.csv").read().strip() == "ref,dist,crf,stage,error"
+
+
+def test_bad_pairs_recorded_others_scored(data, tmp_path, yolox_backbone):
+    folder = data.parent
+    (tmp_path / "corrupt.mp4").write_bytes((folder / "d0.mp4").read_bytes()[:3000])
+    from dctqa.io import read_frames
+
+    make_video(tmp_path / "small.mp4", read_frames(folder / "d0.mp4", max_frames=5)[:, :50, :50].copy())
+    m = tmp_path / "m.csv"
+    m.write_text(f"ref,dist\n{folder}/ref.mp4,{folder}/d0.mp4\n{folder}/ref.mp4,nothere.mp4\n"
+                 f"{folder}/ref.mp4,corrupt.mp4\n{folder}/ref.mp4,small.mp4\n")
+    out = tmp_path / "out"
+    assert main(["score-many", str(m), "--out", str(out), "--engine", "local", "--backbone", yolox_backbone,
+                 "--segment-frames", "16", "--quiet"]) == 1
+    import csv
+
+    errors = {r["dist"]: r["error"] for r in csv.DictReader(open(out / "errors.csv"))}
+    assert set(errors) == {"nothere.mp4", "corrupt.mp4", "small.mp4"}
+    assert "not a file" in errors["nothere.mp4"] and "50x50" in errors["small.mp4"]
+    assert set(pq.read_table(out / "frames.parquet").column("dist").to_pylist()) == {f"{folder}/d0.mp4"}
+
+
+def test_resume_skips_and_never_duplicates(data, local_run, tmp_path, yolox_backbone):
+    out = tmp_path / "out"
+    args = dict(engine="local", backbone=yolox_backbone, segment_frames=SEGMENT, per_filter=True)
+    first = score_many(data, out, **args)
+    again = score_many(data, out, **args)
+    assert (len(first.scored), len(again.scored), len(again.resumed)) == (2, 0, 2)
+    assert pq.read_table(out / "frames.parquet").equals(pq.read_table(local_run / "frames.parquet"))
+    dist = data.parent / "d1.mp4"  # a changed input is scored again, the other kept
+    os.utime(dist, ns=(time.time_ns(), time.time_ns()))
+    third = score_many(data, out, **args)
+    assert (len(third.scored), len(third.resumed)) == (1, 1)
+    other = score_many(data, out, **{**args, "frame_stride": 2})  # other options: all again
+    assert len(other.scored) == 2 and pq.read_table(out / "frames.parquet").num_rows == FRAMES
+    forced = score_many(data, out, **{**args, "frame_stride": 2}, force=True)
+    assert len(forced.scored) == 2 and pq.read_table(out / "frames.parquet").num_rows == FRAMES
+
+
+def test_bad_invocations_exit_2(data, tmp_path, capsys):
+    assert main(["score-many", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o"), "--engine", "local"]) == 2
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    assert main(["score-many", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o"), "--engine", "local"]) == 2
+    (tmp_path / "dup.csv").write_text("ref,dist\na.mp4,b.mp4\na.mp4,b.mp4\n")
+    assert main(["score-many", str(tmp_path / "dup.csv"), "--out", str(tmp_path / "o"), "--engine", "local"]) == 2
+    assert main(["score-many", str(data), "--out", str(tmp_path / "o"), "--engine", "local",
+                 "--actors", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "listed twice" in err and "--engine ray" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["score-many", str(data), "--out", str(tmp_path / "o"), "--segment-frames", "0"])
+    assert exc.value.code == 2
+
+
+def test_sigint_keeps_finished_pairs_and_resume_completes(tmp_path, car_path, yolox_backbone):
+    manifest = make_pairs(tmp_path, car_path, pairs=4)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "dctqa", "score-many", str(manifest), "--out", str(out), "--engine", "local",
+           "--backbone", yolox_backbone, "--segment-frames", str(SEGMENT), "--per-filter", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120  # SIGINT once the first pair is written
+    while not list(out.glob("logs/*.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    kept = pq.read_table(out / "frames.parquet").to_pandas()
+    done = len(set(kept["dist"]))
+    assert 1 <= done < 4 and len(kept) == done * FRAMES
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{done} kept from an earlier run" in rerun.stdout
+    final = pq.read_table(out / "frames.parquet").to_pandas()
+    assert len(final) == 4 * FRAMES and not final.duplicated(["dist", "frame"]).any()
+    fresh = tmp_path / "fresh"  # one uninterrupted in-process run over the same files
+    assert score_many(manifest, fresh, engine="local", backbone=yolox_backbone, segment_frames=SEGMENT,
+                      per_filter=True).exit_status == 0
+    assert pq.read_table(out / "frames.parquet").equals(pq.read_table(fresh / "frames.parquet"))
+
+
+def test_ray_missing_is_a_clear_error(monkeypatch):
+    import builtins
+
+    from dctqa.errors import ConfigError
+    from dctqa.scale.engine_ray import import_ray
+
+    real = builtins.__import__
+
+    def no_ray(name, *a, **k):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ConfigError, match=r"pip install dctqa\[ray\]"):
+        import_ray()
+
+
+def test_core_imports_without_scale_or_ray():
+    code = ("import sys; import dctqa, dctqa.metric, dctqa.io, dctqa.cli; dctqa.cli.build_parser(); "
+            "assert 'ray' not in sys.modules, 'ray imported'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+def test_no_reference_glob_equals_dctqa_predict(data, tmp_path):
+    from tests.test_study_nr import make_checkpoint
+
+    model = make_checkpoint(tmp_path / "m.pt")
+    out = tmp_path / "out"
+    assert main(["score-many", "--no-reference", f"{data.parent}/d*.mp4", "--model", str(model), "--out", str(out),
+                 "--engine", "local", "--max-frames", "12", "--frame-stride", "2", "--quiet"]) == 0
+    table = pq.read_table(out / "frames.parquet").to_pandas()
+    assert set(table["ref"]) == {""} and "dctqa_nr" in table.columns
+    for dist in ("d0.mp4", "d1.mp4"):
+        log = tmp_path / f"{dist}.json"
+        assert main(["predict", str(data.parent / dist), "--model", str(model), "--json", str(log),
+                     "--max-frames", "12", "--frame-stride", "2", "--quiet"]) == 0
+        want = json.loads(log.read_text())["frames"]
+        rows = table[table["dist"] == str(data.parent / dist)]
+        assert list(rows["frame"]) == [f["frameNum"] for f in want]
+        np.testing.assert_allclose(rows["dctqa_nr"].to_numpy(), [f["metrics"]["dctqa_nr"] for f in want],
+                                   rtol=1e-9, atol=0)
+    again = score_many(None, out, engine="local", no_reference=f"{data.parent}/d*.mp4", model=str(model),
+                       max_frames=12, frame_stride=2)
+    assert (len(again.scored), len(again.resumed)) == (0, 2)
+
+
+def test_no_reference_bad_calls(data, tmp_path, capsys):
+    out = str(tmp_path / "o")
+    assert main(["score-many", "--no-reference", f"{tmp_path}/none*.mp4", "--model", str(data), "--out", out,
+                 "--engine", "local"]) == 2
+    assert main(["score-many", "--no-reference", f"{data.parent}/d*.mp4", "--out", out, "--engine", "local"]) == 2
+    assert main(["score-many", str(data), "--no-reference", "x*", "--model", "m", "--out", out]) == 2
+    assert main(["score-many", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "needs --model" in err and "not both or neither" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_progress_lines_off_a_terminal(data, tmp_path, yolox_backbone, capsys):
+    assert main(["score-many", str(data), "--out", str(tmp_path / "o"), "--engine", "local", "--backbone",
+                 yolox_backbone, "--max-frames", "8", "--progress", "log"]) == 0
+    captured = capsys.readouterr()
+    lines = [l for l in captured.err.splitlines() if l.startswith("score-many:")]
+    assert lines and "2/2 pairs, 16 frames" in lines[-1] and "frames/s" in lines[-1] and "ETA" in lines[-1]
+    assert "2 pair(s) scored" in captured.out
+
+
+def test_actor_resources_cpu_and_gpu():
+    from dctqa.errors import InputError
+    from dctqa.scale.engine_ray import actor_resources
+    from dctqa.scale.worker import ScoreOptions
+
+    assert actor_resources(ScoreOptions(), None) == {"num_cpus": 1.0, "num_gpus": 0.0}
+    assert actor_resources(ScoreOptions(threads=4), None) == {"num_cpus": 4.0, "num_gpus": 0.0}
+    assert actor_resources(ScoreOptions(device="cuda"), None)["num_gpus"] == 1.0
+    assert actor_resources(ScoreOptions(device="cuda:1", threads=2), 0.25) == {"num_cpus": 2.0, "num_gpus": 0.25}
+    with pytest.raises(InputError, match="needs --device cuda"):
+        actor_resources(ScoreOptions(), 0.5)
+
+
+def test_segment_plan_and_bounds(data):
+    from dctqa.errors import InputError
+
+    assert plan_segments(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert plan_segments(10, 2, stride=3) == [(0, 6), (6, 10)]
+    idx = index_video(data.parent / "d0.mp4")
+    with pytest.raises(InputError, match="outside"):
+        list(iter_segment(data.parent / "d0.mp4", idx, 30, FRAMES + 1))
