@@ -131,3 +131,17 @@ def test_batch_per_pair(benchmark, yolox: str, domain: str, batch: int) -> None:
                                      "batch8_over_batch1_min": min(ratios),
                                      "batch8_over_batch1_max": max(ratios),
                                      "chunk_pairs": m._step(h, w)})
+
+
+@pytest.mark.parametrize("size", ["384x288", "768x576"])
+def test_weighted_variant(benchmark, yolox: str, size: str) -> None:
+    """``dctqa_weighted`` (issue 25's named variant; torch over the spectra), beside the
+    ``op``/``torch`` rows of :func:`test_metric_score` (metric version 1) in the same table:
+    its "x base" column is its speed relative to v1's torch path at the same size and batch."""
+    import dctqa
+
+    h, w = SIZES[size]
+    ref, dist = _frames(h, w, 1)
+    m = dctqa.Metric(backbone=yolox, normalise="weighted", batch_size=1)
+    run_case(benchmark, lambda: m.score(ref, dist), family="metric", h=h, w=w, k=16, batch=1,
+             impl="weighted", max_rounds=3)
