@@ -6,7 +6,9 @@ whole frame, the sampler, the net on the patches), with freshly initialised nets
 default width (0.25) and of the width the committed results used (0.125): speed does not
 depend on the weights. ``predict_video`` adds decoding of a real clip (first 48 frames of
 the shared vtest.avi, skipped when it is absent). Sampler cases: one frame's conv1 maps
-(16 channels, 143 x 191 cells, sigma 8 cells), map + 2 draws.
+(16 channels, 143 x 191 cells, sigma 8 cells), map + 2 draws. Backend cases (issue 22): the
+same default-width net through torch and through its ``dctqa export-nr`` ONNX file in
+onnxruntime, in the same run (``onnx_over_torch`` in the onnx case's extra_info).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.conftest import run_case, shared_dir
+from benchmarks.conftest import RESULTS, run_case, shared_dir
 from dctqa import ops
 from dctqa.constants import METRIC_VERSION
 from dctqa.nr.model import NRConfig, NRModel, Provenance
@@ -50,6 +52,31 @@ def test_predict_video(benchmark) -> None:
     model = _model(0.25)
     run_case(benchmark, lambda: predict_video(model, clip, max_frames=48), family="nr_video", h=H, w=W, k=2,
              batch=48, impl="decode+predict", max_rounds=2)
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory) -> dict:
+    """The default-width (0.25) net behind both backends: the torch model and its ONNX export."""
+    pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime (pip install 'dctqa[study]')")
+    from dctqa.nr.export import export_onnx
+    from dctqa.nr.onnx_model import OnnxNRModel
+
+    d = tmp_path_factory.mktemp("bench_onnx")
+    _model(0.25).save(d / "m.pt")
+    export_onnx(d / "m.pt", d / "m.onnx")
+    return {"torch": NRModel.load(d / "m.pt"), "onnx": OnnxNRModel.load(d / "m.onnx")}
+
+
+@pytest.mark.parametrize("impl", ["torch", "onnx"])  # torch first: the onnx case divides by it
+def test_predict_backend(benchmark, backends, impl: str) -> None:
+    """Frames/s of the same net through torch and through onnxruntime (patches from the op, both)."""
+    model, frames = backends[impl], _frames(4)
+    fps = run_case(benchmark, lambda: model.predict(frames, patches=2, sampling="activation"),
+                   family="nr_backend", h=H, w=W, k=2, batch=len(frames), impl=impl)
+    base = RESULTS.get(("nr_backend", f"{W}x{H}", 2, len(frames), "torch"))
+    benchmark.extra_info["frames_per_s"] = fps
+    if impl == "onnx" and base:
+        benchmark.extra_info["onnx_over_torch"] = fps / base
 
 
 @pytest.mark.parametrize("impl", [pytest.param("op", marks=pytest.mark.skipif(

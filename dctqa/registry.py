@@ -148,8 +148,8 @@ register_metric("dctqa_weighted", kind="FR", lower_better=True,
 # The no-reference wing (dctqa/nr/), imported only when created: predicts the spectral Q
 # from the distorted frames alone (needs ``model=CHECKPOINT``).
 register_metric("dctqa_nr", kind="NR", lower_better=True,
-                description="no-reference prediction of Q (needs model=checkpoint)",
-                entry="dctqa.nr.model:create", range=_Q_RANGE)
+                description="no-reference prediction of Q (needs model=checkpoint, or its ONNX export)",
+                entry="dctqa.nr.onnx_model:create", range=_Q_RANGE)
 # The baselines of shared/docs/BASELINES.md (dctqa.baselines computes them), in report order.
 for _name, _kind, _lower, _unit, _range in (
         ("psnr", "FR", False, "dB", (0.0, 100.0)),

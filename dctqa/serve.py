@@ -116,7 +116,15 @@ class FrameScorer(Protocol):
 
 
 def as_batch_fn(scorer: Any, reference: bool | None = None) -> tuple[BatchFn, bool]:
-    """``(fn(ref, dist) -> B scores, needs_reference)`` for an object of the scorer protocol."""
+    """``(fn(ref, dist) -> B scores, needs_reference)`` for an object of the scorer protocol.
+
+    A registry metric of kind ``"NR"`` (e.g. ``create_metric("dctqa_nr", ...)``) is served by
+    its ``predict(frames)``: no-reference, whatever its ``score`` looks like."""
+    if getattr(scorer, "kind", None) == "NR" and callable(getattr(scorer, "predict", None)):
+        if reference:
+            raise InputError("a no-reference metric (kind 'NR') scores the distorted frame alone; "
+                             "reference=True does not apply")
+        return (lambda r, d: scorer.predict(d)), False
     if callable(getattr(scorer, "score", None)):
         return (lambda r, d: scorer.score(r, d)), True if reference is None else reference
     if callable(getattr(scorer, "predict", None)):

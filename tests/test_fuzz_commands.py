@@ -135,7 +135,7 @@ def _run(argv: list[str], capsys) -> tuple[int, str]:
     return rc, capsys.readouterr().err
 
 
-OUTPUT_OPTIONS = ("--json", "--csv", "--out")
+OUTPUT_OPTIONS = ("--json", "--csv", "--out", "--onnx")
 
 
 def check_call(argv: list[str], folder: Path, capsys) -> int:
@@ -225,6 +225,16 @@ BAD = {
                 ["predict", "bad.bin", "--model", "m.pt"],
                 ["predict", "fifo", "--model", "m.pt"],
                 ["predict", "v.mp4", "--model", "fifo"]],
+    "export-nr": [["export-nr", "m.pt", "--onnx", "m.pt"],
+                  ["export-nr", "m.pt", "--onnx", "file/x.onnx"],
+                  ["export-nr", "m.pt", "--onnx", "no/such/dir/x.onnx"],
+                  ["export-nr", "m.pt", "--onnx", "fifo"],
+                  ["export-nr", "m.pt", "--onnx", "data"],
+                  ["export-nr", "bad.bin", "--onnx", "x.onnx"],
+                  ["export-nr", "fifo", "--onnx", "x.onnx"],
+                  ["export-nr", "missing.pt", "--onnx", "x.onnx"],
+                  ["export-nr", "m.pt", "--onnx", "x.onnx", "--patches", "0"],
+                  ["export-nr", "m.pt", "--onnx", "x.onnx", "--opset", "99"]],
     "eval-nr": [["eval-nr", "m.pt", "--data", "broken", "--out", "o"],
                 ["eval-nr", "m.pt", "--data", "data", "--out", "o"],  # untrained: no training settings
                 ["eval-nr", "t.pt", "--data", "data", "--out", "data", "--paired-with", "data/labels.csv"],
@@ -303,6 +313,7 @@ VALID = {
                  "--frame-step", "2", "--width", "0.125", "--quiet"],
     "predict": ["predict", "v.mp4", "--model", "m.pt", "--json", "p.json", "--csv", "p.csv", "--max-frames", "2",
                 "--quiet"],
+    "export-nr": ["export-nr", "m.pt", "--onnx", "m.onnx", "--patches", "2", "--sampling", "grid", "--opset", "17"],
     "eval-nr": ["eval-nr", "t.pt", "--data", "data", "--out", "o", "--no-ablations", "--n-boot", "10",
                 "--frame-step", "2", "--quiet"],
     "score-many": ["score-many", "m.csv", "--out", "sm", "--engine", "local", "--backbone", "pixel", "--quiet"],

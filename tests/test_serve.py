@@ -548,3 +548,30 @@ def test_float_frames_checked_against_the_scorers_data_range(rng) -> None:
     with StreamScorer(dctqa.Metric(domain="pixel"), max_batch=2, max_wait_ms=20) as s:
         with pytest.raises(InputError, match="pass data_range=1.0"):
             s.submit("s", ref[0] / 255.0, dist[0] / 255.0).result(timeout=10)
+
+
+def test_a_no_reference_metric_is_served_by_predict_even_with_score() -> None:
+    """A registry metric of kind "NR" has score(dist) too; StreamScorer must use predict(frames)
+    and refuse reference=True, not treat it as full-reference."""
+    import numpy as np
+    import pytest
+
+    from dctqa.errors import InputError
+    from dctqa.serve import StreamScorer, as_batch_fn
+
+    class NR:
+        kind = "NR"
+
+        def score(self, dist):  # the registry's single-frame form; never used by the scorer
+            raise AssertionError("score() must not be called")
+
+        def predict(self, frames):
+            return np.asarray(frames, dtype=np.float64).reshape(len(frames), -1).mean(axis=1)
+
+    fn, needs_ref = as_batch_fn(NR())
+    assert needs_ref is False
+    with pytest.raises(InputError, match="no-reference"):
+        as_batch_fn(NR(), reference=True)
+    frame = np.full((8, 8, 3), 7, dtype=np.uint8)
+    with StreamScorer(NR(), max_batch=1) as s:
+        assert s.submit("cam", None, frame).result(timeout=30) == pytest.approx(7.0)

@@ -1,4 +1,4 @@
-"""``dctqa nr-data | train-nr | predict | eval-nr`` (plugged into ``dctqa.cli`` via :func:`register`).
+"""``dctqa nr-data | train-nr | predict | export-nr | eval-nr`` (plugged into ``dctqa.cli`` via :func:`register`).
 
 Only argument parsing here; every command imports its module when it runs.
 """
@@ -54,7 +54,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..fileio import OutputSet
     from ..io import probe
     from ..log import csv_text, json_text, log_to_rows
-    from .model import NRModel
+    from .onnx_model import load_predictor
     from .predict import prediction_log, predict_video
 
     with OutputSet(inputs=[args.video, args.model]) as outputs:
@@ -62,7 +62,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if path is not None:
                 outputs.add(path)
         info = probe(args.video)
-        model = NRModel.load(args.model, backbone=args.backbone, device=args.device)
+        model = load_predictor(args.model, backbone=args.backbone, device=args.device)  # .onnx: onnxruntime
         model.check_options(patches=args.patches, sampling=args.sampling, height=info.height, width=info.width)
         pred = predict_video(model, args.video, patches=args.patches, sampling=args.sampling, seed=args.seed,
                              frame_stride=args.frame_stride, max_frames=args.max_frames, progress=_progress(args))
@@ -79,6 +79,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_nr(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    out = export_onnx(args.model, args.onnx, patches=args.patches, sampling=args.sampling, opset=args.opset)
+    print(f"exported the network of {args.model} -> {out} (ONNX opset {args.opset}; patch sampling stays in "
+          f"dctqa's op: `dctqa predict VIDEO --model {out}`)")
+    return 0
+
+
 def cmd_eval_nr(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
@@ -89,6 +98,19 @@ def cmd_eval_nr(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}/nr_results.md, frames.csv, metrics.csv, windows.csv, ablations.csv"
           + (", paired.csv" if args.paired_with else ""))
     return 0
+
+
+def _register_export_nr(sub) -> None:
+    """Add ``export-nr`` (the network as ONNX, :mod:`dctqa.nr.export`)."""
+    p = sub.add_parser("export-nr", help="write a no-reference checkpoint's network as ONNX (for onnxruntime)")
+    p.add_argument("model", help="checkpoint from `dctqa train-nr`")
+    p.add_argument("--onnx", required=True, metavar="OUT", help="the ONNX file to write (replaced if it exists)")
+    p.add_argument("--patches", type=bounded_int(1, MAX_PATCHES), default=2,
+                   help="patches per frame recorded as the model's recommended setting (default 2)")
+    p.add_argument("--sampling", default="activation", choices=("activation", "uniform", "grid"),
+                   help="placement recorded as the model's recommended setting (default activation)")
+    p.add_argument("--opset", type=bounded_int(13, 21), default=17, help="ONNX opset (default 17)")
+    p.set_defaults(func=cmd_export_nr)
 
 
 def register(sub) -> None:
@@ -131,7 +153,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("predict", help="no-reference Q of a compressed video (no reference needed)")
     p.add_argument("video", help="compressed video or image")
-    p.add_argument("--model", required=True, help="checkpoint from `dctqa train-nr`")
+    p.add_argument("--model", required=True, help="checkpoint from `dctqa train-nr`, or its `dctqa export-nr` ONNX file")
     p.add_argument("--patches", type=bounded_int(1, MAX_PATCHES), default=2,
                    help=f"224x224 patches per frame, 1..{MAX_PATCHES} (default 2)")
     p.add_argument("--sampling", default="activation", choices=("activation", "uniform", "grid"))
@@ -144,6 +166,8 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
+
+    _register_export_nr(sub)
 
     p = sub.add_parser("eval-nr", help="evaluate no-reference checkpoints on their held-out frames")
     p.add_argument("models", nargs="+", help="checkpoints (each evaluated on its own split's test frames)")

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..errors import DctqaError, InputError
 from . import MAX_PATCHES
-from .predict import Prediction, predict_video
+from .predict import Prediction, as_frames, predict_video
 
 CHECKPOINT_FORMAT = 1
 #: Crops go through the net at most this many at a time, so memory is bounded by it, not by
@@ -119,7 +119,7 @@ def local_contrast_normalise(x: torch.Tensor, sigma: float = LCN["sigma"], radiu
 
     k = torch.exp(-torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device) ** 2 / (2 * sigma * sigma))
     k = k / k.sum()
-    ch = x.shape[1]
+    ch = int(x.shape[1])  # a plain int: an ONNX export (dctqa.nr.export) then has fixed kernels
     kx, ky = k.view(1, 1, 1, -1).repeat(ch, 1, 1, 1), k.view(1, 1, -1, 1).repeat(ch, 1, 1, 1)
 
     def blur(t: torch.Tensor) -> torch.Tensor:
@@ -266,13 +266,11 @@ class NRModel:
                 seed: int = 0, batch_size: int = 8) -> np.ndarray:
         """Predicted Q (``>= 0``, 1 = untouched, higher = worse for detection) of each frame.
 
-        frames: one ``H x W x 3`` uint8 RGB frame, a list of them, or ``[N, H, W, 3]``;
+        frames: one ``H x W x 3`` uint8 RGB frame, a list of them, ``[N, H, W, 3]`` or ``[N, 3, H, W]``;
         patches: crops per frame (their predicted log Q are averaged); sampling: one of
         ``activation`` (the paper's), ``uniform``, ``grid``; seed: of the patch draws.
         """
-        arr = np.asarray(frames) if not isinstance(frames, np.ndarray) else frames
-        if arr.ndim == 3:
-            arr = arr[None]
+        arr = as_frames(frames)  # also [N, 3, H, W] tensors, as dctqa.serve.StreamScorer passes them
         out = [self.predict_log(arr[i:i + batch_size], patches=patches, sampling=sampling, seed=seed + i)
                for i in range(0, len(arr), batch_size)]
         return np.exp(np.concatenate(out)) if out else np.zeros(0)

@@ -31,6 +31,24 @@ class FramePredictor(Protocol):
                 batch_size: int = 8) -> np.ndarray: ...
 
 
+def as_frames(frames: Any) -> np.ndarray:
+    """``[N, H, W, 3]`` uint8 RGB from one ``H x W x 3`` frame, a list of them, ``[N, H, W, 3]``,
+    or ``[N, 3, H, W]`` (array or torch tensor: what :class:`dctqa.serve.StreamScorer` passes a
+    no-reference scorer); raises :class:`InputError` for anything else."""
+    if hasattr(frames, "detach"):  # a torch tensor
+        frames = frames.detach().cpu().numpy()
+    arr = np.asarray(frames)
+    if arr.ndim == 1 and arr.size == 0:  # no frames: no predictions
+        return np.zeros((0, 0, 0, 3), dtype=np.uint8)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim == 4 and arr.shape[1] == 3 and arr.shape[-1] != 3:
+        arr = arr.transpose(0, 2, 3, 1)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+        raise InputError(f"frames must be uint8 RGB [N, H, W, 3] (or [N, 3, H, W]), got {arr.dtype} {arr.shape}")
+    return arr
+
+
 @dataclass
 class Prediction:
     """q: predicted Q per scored frame; frame_numbers: their source frame numbers; seconds:
