@@ -5,8 +5,10 @@ frames without their reference, from patches chosen by :mod:`dctqa.nr.sampling`.
 Modules: ``sampling`` (the patch samplers; the op ``sample_patches`` and its torch fallback
 are in :mod:`dctqa.ops`), ``model`` (network, checkpoint), ``data`` (labelled frames from the
 study's caches), ``train``, ``predict``, ``evaluate``, ``summary`` (the results page),
-``export`` (``dctqa export-nr``: the network as ONNX) and ``onnx_model``
-(:class:`~dctqa.nr.onnx_model.OnnxNRModel`: the predictor with its network in onnxruntime).
+``export`` (``dctqa export-nr``: the network as ONNX), ``onnx_model``
+(:class:`~dctqa.nr.onnx_model.OnnxNRModel`: the predictor with its network in onnxruntime),
+``conformal`` (the 90 % interval's arithmetic) and ``calibrate`` (its calibration on a
+checkpoint's held-out windows).
 """
 from __future__ import annotations
 

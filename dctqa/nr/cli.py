@@ -44,6 +44,10 @@ def cmd_train_nr(args: argparse.Namespace) -> int:
                       seed=args.seed, model=NRConfig(width=args.width))
     model = train(args.data, args.out, cfg, resume=args.resume, progress=_progress(args),
                   log=lambda m: print(m, file=sys.stderr))
+    if not args.no_calibrate:  # the 90 % interval, on half of the held-out windows (dctqa.nr.calibrate)
+        from .calibrate import calibrate_checkpoint
+
+        calibrate_checkpoint(args.out, args.data, log=lambda m: print(m, file=sys.stderr))
     s = model.prov.split
     print(f"trained on {s['train_frames']} frames ({args.split}{'/' + args.fold if args.fold else ''}); "
           f"{s['test_frames']} held-out frames; checkpoint {args.out}")
@@ -95,7 +99,7 @@ def cmd_eval_nr(args: argparse.Namespace) -> int:
              ablation_step=args.ablation_step, n_boot=args.n_boot, progress=_progress(args),
              ablations=not args.no_ablations, jobs=args.jobs, variant_step=args.variant_step,
              paired_with=args.paired_with)
-    print(f"wrote {args.out}/nr_results.md, frames.csv, metrics.csv, windows.csv, ablations.csv"
+    print(f"wrote {args.out}/nr_results.md, frames.csv, metrics.csv, windows.csv, ablations.csv, coverage.csv"
           + (", paired.csv" if args.paired_with else ""))
     return 0
 
@@ -148,6 +152,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=bounded_int(0, 256), default=1, help="DataLoader worker processes (default 1)")
     p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0)
     p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="skip the 90 %% interval's calibration on half of the held-out windows")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train_nr)
 

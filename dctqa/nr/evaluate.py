@@ -17,6 +17,9 @@ test frames. Tables (the layout of the paper's Tables 3 and 4):
   same windows.
 * ``ablations.csv``: activation vs uniform vs grid sampling and 1/2/4/8 patches
   (accuracy and frames/s) on every ``ablation_step``-th frame.
+* ``coverage.csv``: empirical coverage of the checkpoint's stored 90 % interval
+  (:mod:`dctqa.nr.calibrate`) per video and pooled, on the held-out windows it was not
+  calibrated on and (in-sample) on its calibration windows.
 * ``paired.csv`` (with ``paired_with``, an earlier evaluation's ``frames.csv``): for every
   model name in both, SROCC of this and of that prediction on the same test frames and the
   paired difference (this - that) over the same window resamples (e.g. a model trained with
@@ -46,7 +49,7 @@ ABLATIONS = (("activation", 1), ("activation", 2), ("activation", 4), ("activati
              ("grid", 2))
 
 #: The files ``eval-nr`` writes into its output folder (``paired.csv`` only with ``paired_with``).
-TABLES = ("metrics.csv", "windows.csv", "ablations.csv", "frames.csv", "paired.csv")
+TABLES = ("metrics.csv", "windows.csv", "ablations.csv", "frames.csv", "paired.csv", "coverage.csv")
 SUMMARY = "nr_results.md"
 
 
@@ -161,7 +164,8 @@ def evaluate_model(path: str | os.PathLike, rows: list[dict], frame_step: int, a
     ridge = predict_ridge(fit_ridge(train), test)
     name = tc.split + (f"-{tc.fold}" if tc.fold else "")
     return {"name": name, "window": tc.window, "split": tc.split, "fold": tc.fold, "test": test, "pred": preds[MAIN], "ridge": ridge,
-            "preds": preds, "secs": secs, "train_frames": len(train), "history": ck.get("history", [])}
+            "preds": preds, "secs": secs, "train_frames": len(train), "history": ck.get("history", []),
+            "calibration": model.calibration, "target_std": model.prov.target_std}
 
 
 def _metric_rows(res: dict, n_boot: int) -> list[dict]:
@@ -249,6 +253,37 @@ def _window_rows(res: dict, wins: dict | None, n_boot: int) -> list[dict]:
             c = correlations(x, y, n_boot=n_boot)
             out.append({"model": res["name"], "target": y_name, "score": name, "windows": len(keys),
                         "srocc": round(c["srcc"].r, 4), "lo": round(c["srcc"].lo, 4), "hi": round(c["srcc"].hi, 4)})
+    return out
+
+
+def _coverage_rows(res: dict) -> list[dict]:
+    """Empirical coverage of the checkpoint's stored 90 % interval on its test frames, per
+    video and pooled, separately on the held-out windows it was not calibrated on (``part``
+    ``held_out``: the honest figure) and on its calibration windows (``calibration``: in-sample);
+    one row per scope with ``coverage`` empty for a checkpoint without a calibration."""
+    from .conformal import interval
+
+    test, cal = res["test"], res.get("calibration")
+    q = np.array([r["q"] for r in test], dtype=np.float64)
+    # .get: an evaluation cached before coverage existed (an uncalibrated checkpoint) has no target_std
+    low, high = interval(res["pred"], cal, res.get("target_std", 1.0))
+    inside = (low <= q) & (q <= high)
+    keys = np.array([f"{v}:{k}" for v, k in (window_key(r, res["window"]) for r in test)])
+    in_cal = np.isin(keys, list(cal["windows"]) if cal else [])
+    videos = np.array([r["video"] for r in test])
+    out = []
+    for scope in ["pooled", *sorted(set(videos.tolist()))]:
+        m = np.ones(len(test), bool) if scope == "pooled" else videos == scope
+        parts = [("held_out", m & ~in_cal), ("calibration", m & in_cal)] if cal else [("uncalibrated", m)]
+        for part, sel in parts:
+            if not sel.any():
+                continue
+            out.append({"model": res["name"], "split": res["split"], "scope": scope, "part": part,
+                        "frames": int(sel.sum()), "windows": len(set(keys[sel].tolist())),
+                        "nominal": round(1 - cal["alpha"], 4) if cal else None,
+                        "coverage": round(float(inside[sel].mean()), 4) if cal else None,
+                        "half_width_log_q": round(cal["quantile_z"] * res["target_std"], 5) if cal else None,
+                        "calibration_frames": cal["frames"] if cal else None})
     return out
 
 
@@ -396,7 +431,8 @@ def _checkpoint_targets(models: Sequence[str | os.PathLike], data_target: str) -
 
 def _evaluate_tables(models, rows, out: Path, frame_step, ablation_step, n_boot, ablations, progress, jobs,
                      variant_step, wins, other, paired_with, targets: dict[str, str]) -> dict[str, list[dict]]:
-    tables: dict[str, list[dict]] = {"metrics": [], "windows": [], "ablations": [], "frames": [], "paired": []}
+    tables: dict[str, list[dict]] = {"metrics": [], "windows": [], "ablations": [], "frames": [], "paired": [],
+                                     "coverage": []}
     args = [(p, rows, frame_step, ablation_step, n_boot, ablations, progress and jobs == 1, variant_step,
              out / "cache") for p in models]
     if jobs > 1:
@@ -411,6 +447,7 @@ def _evaluate_tables(models, rows, out: Path, frame_step, ablation_step, n_boot,
         tables["metrics"] += _metric_rows(res, n_boot)
         tables["windows"] += _window_rows(res, wins, n_boot)
         tables["ablations"] += _ablation_rows(res)
+        tables["coverage"] += _coverage_rows(res)
         if other is not None:
             tables["paired"] += _paired_rows(res, other, Path(paired_with), n_boot)
         tables["frames"] += [{"model": res["name"], "video": r["video"], "variant": r["variant"], "frame": r["frame"],

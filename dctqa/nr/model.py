@@ -29,6 +29,7 @@ from torch import nn
 
 from ..errors import DctqaError, InputError
 from . import MAX_PATCHES
+from .conformal import calibration_problem, interval
 from .predict import Prediction, as_frames, predict_video
 
 CHECKPOINT_FORMAT = 1
@@ -175,9 +176,12 @@ class Provenance:
 class NRModel:
     """A trained no-reference predictor: ``NRModel.load(path).predict(frames)``."""
 
-    def __init__(self, cfg: NRConfig, prov: Provenance, net: NRNet | None = None) -> None:
+    def __init__(self, cfg: NRConfig, prov: Provenance, net: NRNet | None = None,
+                 calibration: dict | None = None) -> None:
         self.cfg = cfg
         self.prov = prov
+        #: The stored split conformal calibration (:mod:`dctqa.nr.conformal`), ``None`` if none.
+        self.calibration = calibration
         self.net = net if net is not None else NRNet(cfg)
         self.name = "dctqa_nr"
         self.kind = "NR"
@@ -190,7 +194,8 @@ class NRModel:
                 "provenance": asdict(self.prov),
                 "normalisation": {"input": dict(LCN), "target": "log Q standardised by provenance "
                                   "target_mean / target_std"},
-                "state_dict": self.net.state_dict(), **extra}
+                "state_dict": self.net.state_dict(),
+                **({"calibration": self.calibration} if self.calibration is not None else {}), **extra}
 
     def save(self, path: str | os.PathLike, **extra: Any) -> None:
         """Write the checkpoint atomically (temporary file + rename)."""
@@ -236,6 +241,7 @@ class NRModel:
                                   f"({' '.join(line.strip() for line in first[:3])[:300]}); the file is damaged or "
                                   f"was not written by `dctqa train-nr`") from None
         model.net.to(dev).eval()
+        model.calibration = _checkpoint_calibration(path, ck.get("calibration"))  # absent in older checkpoints
         return model
 
     # ------------------------------------------------------------------ prediction
@@ -274,6 +280,13 @@ class NRModel:
         out = [self.predict_log(arr[i:i + batch_size], patches=patches, sampling=sampling, seed=seed + i)
                for i in range(0, len(arr), batch_size)]
         return np.exp(np.concatenate(out)) if out else np.zeros(0)
+
+    def predict_interval(self, frames: np.ndarray | Sequence[np.ndarray], **options: Any
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(q, low, high)``: :meth:`predict` (``options``: its keyword arguments) and the stored
+        90 % interval of each frame in Q (``low <= q <= high``; NaN without a calibration)."""
+        q = self.predict(frames, **options)
+        return (q, *interval(q, self.calibration, self.prov.target_std))
 
     @torch.no_grad()
     def predict_log(self, frames: np.ndarray, *, patches: int = 2, sampling: str = "activation",
@@ -394,6 +407,14 @@ def _checkpoint_window(path: str | os.PathLike, prov: Provenance) -> int | None:
         raise CheckpointError(f"{str(path)!r}: provenance window is {window!r}, expected a whole number of "
                               "source frames >= 1")
     return window
+
+
+def _checkpoint_calibration(path: str | os.PathLike, value: Any) -> dict | None:
+    """The stored calibration, checked (``None`` for a checkpoint that has none)."""
+    problem = calibration_problem(value)
+    if problem:
+        raise CheckpointError(f"{str(path)!r}: {problem}; calibrate it again")
+    return value
 
 
 def read_provenance(path: str | os.PathLike) -> Provenance:

@@ -33,8 +33,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from .model import (CROP_CHUNK, LCN, CheckpointError, NRConfig, NRModel, NRNet, Provenance, _checkpoint_config,
-                    _checkpoint_provenance)
+from .model import (CROP_CHUNK, LCN, CheckpointError, NRConfig, NRModel, NRNet, Provenance, _checkpoint_calibration,
+                    _checkpoint_config, _checkpoint_provenance)
 from .model import create as create_torch
 from .predict import Prediction, as_frames, predict_video
 
@@ -50,7 +50,7 @@ def metadata(model: NRModel, *, source_sha256: str, patches: int, sampling: str)
     dctqa version, metric version, backbone (name, sha256), target column and its
     standardisation, patch size, the sampler's sigma, the recommended ``patches`` and
     ``sampling``, the whole config/provenance/input normalisation as JSON, and the sha256 of
-    the source checkpoint."""
+    the source checkpoint, and its conformal ``calibration`` as JSON (``null`` without one)."""
     from .. import __version__
 
     cfg, prov = model.cfg, model.prov
@@ -60,7 +60,8 @@ def metadata(model: NRModel, *, source_sha256: str, patches: int, sampling: str)
             "target_mean": repr(float(prov.target_mean)), "target_std": repr(float(prov.target_std)),
             "patch": str(cfg.patch), "sigma": repr(float(cfg.sigma)), "patches": str(patches), "sampling": sampling,
             "config": json.dumps(asdict(cfg)), "provenance": json.dumps(asdict(prov)),
-            "input_normalisation": json.dumps(LCN), "source_sha256": source_sha256}
+            "input_normalisation": json.dumps(LCN), "source_sha256": source_sha256,
+            "calibration": json.dumps(model.calibration)}  # "null": an uncalibrated checkpoint
 
 
 def is_onnx(path: str | os.PathLike) -> bool:
@@ -117,6 +118,16 @@ def _read_meta(path: Path, proto: Any) -> tuple[NRConfig, Provenance, dict[str, 
     return cfg, prov, meta
 
 
+def _read_calibration(path: Path, meta: dict[str, str]) -> dict | None:
+    """The export's conformal calibration (``None`` for an export without one, or of an
+    uncalibrated checkpoint), checked as a checkpoint's."""
+    try:
+        value = json.loads(meta.get("calibration", "null"))
+    except ValueError as exc:
+        raise CheckpointError(f"{str(path)!r}: its calibration metadata is not JSON ({exc})") from None
+    return _checkpoint_calibration(path, value)
+
+
 def _check_graph(path: Path, proto: Any, patch: int) -> None:
     """The graph has our inputs and outputs, and its crop input is ``patch`` pixels square."""
     ins = {i.name: i for i in proto.graph.input}
@@ -148,6 +159,7 @@ class OnnxNRModel:
     def __init__(self, path: Path, proto: Any, threads: int | None = None) -> None:
         self.path = path
         self.cfg, self.prov, self.metadata = _read_meta(path, proto)
+        self.calibration = _read_calibration(path, self.metadata)
         _check_graph(path, proto, self.cfg.patch)
         try:
             self._conv1 = _session(proto, [FRAMES], [CONV1], threads)
@@ -216,6 +228,12 @@ class OnnxNRModel:
         out = [self.predict_log(arr[i:i + batch_size], patches=patches, sampling=sampling, seed=seed + i)
                for i in range(0, len(arr), batch_size)]
         return np.exp(np.concatenate(out)) if out else np.zeros(0)
+
+    def predict_interval(self, frames: np.ndarray | Sequence[np.ndarray], **options: Any
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(q, low, high)`` as :meth:`dctqa.nr.model.NRModel.predict_interval` (the interval
+        from the calibration in the export's metadata)."""
+        return NRModel.predict_interval(self, frames, **options)  # type: ignore[arg-type]
 
     def predict_log(self, frames: np.ndarray, *, patches: int = 2, sampling: str = "activation",
                     seed: int = 0) -> np.ndarray:

@@ -19,10 +19,12 @@ from ..errors import InputError
 
 class FramePredictor(Protocol):
     """What :func:`predict_video` and :func:`prediction_log` use of a model: ``prov`` (its
-    provenance: ``metric_version``, ``backbone``, ``backbone_sha256``), :meth:`check_options`
-    and :meth:`predict` (as :class:`dctqa.nr.model.NRModel`'s)."""
+    provenance: ``metric_version``, ``backbone``, ``backbone_sha256``, ``target_std``),
+    ``calibration`` (its stored conformal calibration or ``None``), :meth:`check_options` and
+    :meth:`predict` (as :class:`dctqa.nr.model.NRModel`'s)."""
 
     prov: Any
+    calibration: dict | None
 
     def check_options(self, *, patches: int = 2, sampling: str = "activation", height: int | None = None,
                       width: int | None = None) -> None: ...
@@ -94,11 +96,19 @@ def predict_video(model: FramePredictor, video: str | os.PathLike, *, patches: i
 
 
 def prediction_log(model: FramePredictor, pred: Prediction, video: str, patches: int, sampling: str, seed: int) -> dict:
-    """The libvmaf-style log (``dctqa.log.build_log``) of a prediction."""
+    """The libvmaf-style log (``dctqa.log.build_log``) of a prediction: per frame ``dctqa_nr``
+    (predicted Q) and its 90 % interval ``dctqa_nr_low`` / ``dctqa_nr_high`` (Q; ``null`` when
+    the model has no calibration, as then ``params.interval`` is)."""
     from ..log import build_log
+    from .conformal import interval, interval_params
 
+    calibration = getattr(model, "calibration", None)
+    low, high = interval(pred.q, calibration, model.prov.target_std)
     params = {"metric": "dctqa_nr", "model_metric_version": model.prov.metric_version,
               "backbone": model.prov.backbone, "backbone_sha256": model.prov.backbone_sha256,
               "distorted": str(video), "patches": patches, "sampling": sampling, "seed": seed,
-              "frames_per_second": len(pred.q) / pred.seconds if pred.seconds > 0 else None}
-    return build_log(pred.q, pred.frame_numbers, params, metric="dctqa_nr")
+              "frames_per_second": len(pred.q) / pred.seconds if pred.seconds > 0 else None,
+              "interval": interval_params(calibration, model.prov.target_std)}
+    # the interval per frame beside the prediction (null for a model without a calibration)
+    return build_log(pred.q, pred.frame_numbers, params, metric="dctqa_nr",
+                     extra={"dctqa_nr_low": low, "dctqa_nr_high": high})

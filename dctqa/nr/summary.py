@@ -67,6 +67,28 @@ def _verdicts(rows: list[dict]) -> list[str]:
     return lines
 
 
+#: The coverage the stored 90 % interval should reach on every held-out fold (issue 22).
+TARGET_COVERAGE = (0.85, 0.95)
+
+
+def _coverage_lines(rows: list[dict]) -> list[str]:
+    """The coverage table of the stored intervals (``coverage.csv``), with the target stated."""
+    if not rows:
+        return []
+    lo, hi = TARGET_COVERAGE
+    out = ["", "## Coverage of the 90 % interval (split conformal, stored in the checkpoint)", "",
+           f"`held_out`: windows the interval was not calibrated on (target {lo:.0%}-{hi:.0%}); `calibration`: "
+           "its calibration windows (in-sample, for reference).", "",
+           "| model | scope | part | frames | windows | coverage | half-width (log Q) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cov = "no calibration" if r["coverage"] is None else f"{r['coverage']:.3f}"
+        if r["coverage"] is not None and r["part"] == "held_out":
+            cov += " (in target)" if lo <= r["coverage"] <= hi else " (**outside target**)"
+        width = "" if r["half_width_log_q"] is None else f"{r['half_width_log_q']:.4f}"
+        out.append(f"| {r['model']} | {r['scope']} | {r['part']} | {r['frames']} | {r['windows']} | {cov} | {width} |")
+    return out
+
+
 def write_summary(path: Path, tables: dict[str, list[dict]]) -> None:
     """Write :func:`summary_text` to ``path``, atomically."""
     from ..fileio import atomic_write_text
@@ -91,6 +113,7 @@ def summary_text(tables: dict[str, list[dict]]) -> str:
                   "| model | sampling | patches | frames | SROCC | LCC | frames/s |", "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['model']} | {r['sampling']} | {r['patches']} | {r['frames']} | {r['srocc']:.3f} | "
                   f"{r['lcc']:.3f} | {r['frames_per_s']:.1f} |" for r in tables["ablations"]]
+    lines += _coverage_lines(tables.get("coverage", []))
     if tables.get("paired"):
         lines += ["", "## Paired with an earlier evaluation (same test frames)", "",
                   "| model | frames | windows | training frames | SROCC here | SROCC there | here - there |",
