@@ -255,3 +255,80 @@ def test_segment_plan_and_bounds(data):
     idx = index_video(data.parent / "d0.mp4")
     with pytest.raises(InputError, match="outside"):
         list(iter_segment(data.parent / "d0.mp4", idx, 30, FRAMES + 1))
+
+
+#: Run in a fresh process: ``SegmentScorer.score`` over the first SHORT, then the first LONG
+#: (4x) frames of one pair, for the real scorer and for a control that keeps every frame pair it
+#: scores. For a warm-up SHORT call, a second SHORT call and the LONG call, it prints each
+#: call's peak resident memory in MiB (Linux's VmHWM, reset before each call where the kernel
+#: allows it; unlike ``ru_maxrss`` it is not inherited from the parent process).
+_PEAK_MEMORY = r"""
+import json, sys
+from dctqa.scale.segments import index_video
+from dctqa.scale.worker import ScoreOptions, SegmentScorer
+
+ref, dist, short, long_ = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+
+
+class Hoarding(SegmentScorer):  # the control: a scorer whose memory grows with the video
+    kept = []
+
+    def _batch(self, batch):
+        self.kept.extend(batch)
+        return super()._batch(batch)
+
+
+def reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:  # not allowed here: the resident peak stays the process's own, since exec
+        pass
+
+
+def peak_mib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+ri, di = index_video(ref), index_video(dist)
+peaks = {}
+for name, cls in (("scorer", SegmentScorer), ("hoarding", Hoarding)):
+    s = cls(ScoreOptions(backbone="pixel", domain="pixel", segment_frames=long_, threads=1))
+    row = []
+    for stop in (short, short, long_):  # the first call warms up (decoder, caches)
+        reset_peak()
+        res = s.score("k", ref, dist, ri, di, 0, stop)
+        assert res.error is None and len(res.numbers) == stop, res.error
+        row.append(peak_mib())
+    peaks[name] = row
+print(json.dumps(peaks))
+"""
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/self/status"), reason="reads the peak RSS (VmHWM) from Linux's /proc")
+def test_scorer_memory_is_flat_in_video_length(tmp_path):
+    """An actor's memory does not grow with the video. A SegmentScorer scores the first 40, then
+    the first 160 frames of a 320x240 pair in one segment; the 120 more frame pairs of the
+    second call hold 53 MiB. Its peak RSS may grow by at most 8 MiB (1 to 2 MiB measured). A
+    control that keeps its frame pairs must grow by more than half of the 53 MiB (72 measured),
+    so the test can fail. glibc is told to return freed frames to the system at once (a fixed
+    mmap threshold, two arenas), so the RSS follows what is held, not the allocator's caching
+    (which otherwise adds 0 to 60 MiB of noise, varying from run to run)."""
+    short, long_, h, w = 40, 160, 240, 320
+    yy, xx = np.mgrid[0:h, 0:w]
+    texture = np.random.default_rng(0).integers(0, 32, (h, w, 3))
+    frames = np.stack([np.stack([(xx + 3 * i) % 224, (yy + 2 * i) % 224, (xx + yy + i) % 224], -1) + texture
+                       for i in range(long_)]).astype(np.uint8)
+    make_video(tmp_path / "ref.mp4", frames, crf=10, g=16)
+    make_video(tmp_path / "dist.mp4", frames, crf=38, g=16)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_ARENA_MAX="2")
+    proc = subprocess.run([sys.executable, "-c", _PEAK_MEMORY, str(tmp_path / "ref.mp4"), str(tmp_path / "dist.mp4"),
+                           str(short), str(long_)], capture_output=True, text=True, timeout=600, env=env,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    peaks = json.loads(proc.stdout.strip().splitlines()[-1])
+    extra_mib = (long_ - short) * 2 * h * w * 3 / 2**20  # the frame pairs the 4x call has beyond the 1x one
+    grow = {name: row[2] - row[1] for name, row in peaks.items()}
+    assert grow["scorer"] < 8, f"peak RSS grew {grow['scorer']:.1f} MiB from {short} to {long_} frames: {peaks}"
+    assert grow["hoarding"] > extra_mib / 2, f"the control should grow by ~{extra_mib:.0f} MiB or more: {peaks}"

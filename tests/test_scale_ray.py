@@ -173,17 +173,34 @@ def _study_outputs(out: Path) -> dict[str, str]:
     return files
 
 
-def test_study_on_ray_equals_local(local_ray, tmp_path):
+def _detections(out: Path) -> dict[str, dict]:
+    """The detection cache of a study folder: file name -> its arrays (not the stored timing)."""
+    import numpy as np
+
+    found = {}
+    for f in sorted((out / "cache" / "detect").glob("*.npz")):
+        with np.load(f) as z:
+            found[f.name] = {k: z[k] for k in z.files if k != "__meta__"}
+    return found
+
+
+def test_study_on_ray_equals_local(local_ray, tmp_path, vtest_path, yolox_path):
+    """encode (one task per video), score and detect (one per variant, and the reference) run as
+    Ray tasks; YOLOX-Nano's detections there, the CSVs and the report equal a local run's."""
+    import numpy as np
+
+    from dctqa.io import read_frames
     from dctqa.study import StudyConfig, run_study
     from dctqa.study.codec import EncodeSettings
-    from dctqa.study.run import SCORE_EXECUTOR
+    from dctqa.study.run import STAGE_EXECUTOR
     from dctqa.scale.engine_ray import RayExecutor
-    from tests.test_study import BrightBlobDetector, blob_clip, write_lossless
+    from tests.test_study import write_lossless
 
-    clip = tmp_path / "blobs.mkv"
-    write_lossless(clip, blob_clip())
-    base = dict(videos=[clip], encode=EncodeSettings(crfs=(20, 51), cap_bpp=(), preset="ultrafast"), backbones=[],
-                pixel=True, detector=BrightBlobDetector(), metric_stride=2, window=10, n_boot=50, jobs=2)
+    clip = tmp_path / "walkers.mkv"
+    write_lossless(clip, read_frames(vtest_path, max_frames=40)[:, ::2, ::2].copy())
+    base = dict(videos=[clip], encode=EncodeSettings(crfs=(20, 51), cap_bpp=(), preset="ultrafast", threads=1),
+                backbones=[], pixel=True, detector=f"onnx:{yolox_path}", metric_stride=2, window=10, n_boot=50,
+                jobs=2)
     submitted = []
 
     class Counting(RayExecutor):
@@ -192,33 +209,47 @@ def test_study_on_ray_equals_local(local_ray, tmp_path):
             return super().submit(fn, *args, **kwargs)
 
     run_study(StudyConfig(out=tmp_path / "local", **base))
-    token = SCORE_EXECUTOR.set(Counting)
+    token = STAGE_EXECUTOR.set(Counting)
     try:
         run_study(StudyConfig(out=tmp_path / "ray", **base))
     finally:
-        SCORE_EXECUTOR.reset(token)
-    assert submitted == ["score_pair", "score_pair"]  # both variants scored as Ray tasks
+        STAGE_EXECUTOR.reset(token)
+    # as Ray tasks: the video's encode, both variants' scores, the detections of the reference and both variants
+    assert submitted == ["encode_job", "score_pair", "score_pair", "detection_job", "detection_job", "detection_job"]
     local, on_ray = _study_outputs(tmp_path / "local"), _study_outputs(tmp_path / "ray")
     assert "windows.csv" in local and local == on_ray
+    det_local, det_ray = _detections(tmp_path / "local"), _detections(tmp_path / "ray")
+    assert len(det_local) == 3 and det_local.keys() == det_ray.keys()
+    assert sum(len(d["scores"]) for d in det_local.values()) > 0  # the walkers are found
+    for name, arrays in det_local.items():
+        assert arrays.keys() == det_ray[name].keys()
+        assert all(np.array_equal(arrays[k], det_ray[name][k]) for k in arrays), name
+    submitted.clear()  # a rerun on Ray finds everything cached: no task at all
+    token = STAGE_EXECUTOR.set(Counting)
+    try:
+        run_study(StudyConfig(out=tmp_path / "ray", **base))
+    finally:
+        STAGE_EXECUTOR.reset(token)
+    assert submitted == [] and _study_outputs(tmp_path / "ray") == on_ray
 
 
 def test_study_cli_engine_ray_sets_the_executor(local_ray, monkeypatch, tmp_path, vtest_path, yolox_path):
     from dctqa.cli import main
     from dctqa.study import pipeline
-    from dctqa.study.run import SCORE_EXECUTOR
+    from dctqa.study.run import STAGE_EXECUTOR
     from dctqa.scale.engine_ray import RayExecutor
 
     seen = {}
 
     def fake_run_study(cfg):
-        seen.update(executor=SCORE_EXECUTOR.get(), jobs=cfg.jobs)
+        seen.update(executor=STAGE_EXECUTOR.get(), jobs=cfg.jobs)
         raise KeyboardInterrupt  # stop here: the rest is the study's own (tested there)
 
     monkeypatch.setattr(pipeline, "run_study", fake_run_study)
     argv = ["study", str(vtest_path), "--out", str(tmp_path / "s"), "--quick", "--detector", f"onnx:{yolox_path}",
             "--backbone", f"onnx:{yolox_path}", "--quiet"]
     assert main(argv + ["--engine", "ray"]) == 130
-    assert seen == {"executor": RayExecutor, "jobs": 2} and SCORE_EXECUTOR.get() is None
+    assert seen == {"executor": RayExecutor, "jobs": 2} and STAGE_EXECUTOR.get() is None
     assert main(argv + ["--address", "127.0.0.1:1"]) == 2  # --address without --engine ray
 
 

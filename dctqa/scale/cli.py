@@ -36,25 +36,26 @@ def cmd_score_many(args: argparse.Namespace) -> int:
 
 
 def _study_with_engine(study_cmd):
-    """``dctqa study`` with ``--engine ray [--address A]``: its score-stage workers run as Ray
-    tasks (:data:`dctqa.study.run.SCORE_EXECUTOR`); the tables and report are the local run's."""
+    """``dctqa study`` with ``--engine ray [--address A]``: the jobs of its encode, score and detect
+    stages run as Ray tasks (:data:`dctqa.study.run.STAGE_EXECUTOR`); the tables and report are
+    the local run's."""
 
     def cmd_study(args: argparse.Namespace) -> int:
         if args.engine == "local":
             if args.address:
                 raise InputError("--address is an option of --engine ray")
             return study_cmd(args)
-        from ..study.run import SCORE_EXECUTOR
+        from ..study.run import STAGE_EXECUTOR
         from .engine_ray import RayExecutor, ray_session
 
         with ray_session(args.address) as ray:
-            if args.jobs == 1:  # the score stage's workers: as many as the cluster has CPUs
+            if args.jobs == 1:  # as many workers as the cluster has CPUs (their torch threads: cpu_count // jobs)
                 args.jobs = max(2, min(256, int(ray.cluster_resources().get("CPU", 2))))
-            token = SCORE_EXECUTOR.set(RayExecutor)
+            token = STAGE_EXECUTOR.set(RayExecutor)
             try:
                 return study_cmd(args)
             finally:
-                SCORE_EXECUTOR.reset(token)
+                STAGE_EXECUTOR.reset(token)
 
     return cmd_study
 
@@ -64,8 +65,9 @@ def _extend_study(sub) -> None:
     if p is None:  # the study wing is not installed
         return
     p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local (default: --jobs processes here) or ray: the score stage's jobs as Ray tasks on "
-                        "--address / RAY_ADDRESS, else an embedded local instance (pip install dctqa[ray])")
+                   help="local (default: --jobs processes here) or ray: the encode, score and detect jobs (one per "
+                        "video or variant) as Ray tasks on --address / RAY_ADDRESS, else an embedded local "
+                        "instance (pip install dctqa[ray])")
     p.add_argument("--address", metavar="ADDR", help="with --engine ray: the Ray cluster to join")
     p.set_defaults(func=_study_with_engine(p.get_default("func")))
 

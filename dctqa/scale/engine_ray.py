@@ -233,7 +233,7 @@ def _call_with_init(initializer, initargs: tuple, fn, args: tuple, kwargs: dict)
 
 class RayExecutor:
     """A ``concurrent.futures`` executor whose calls run as Ray tasks on the connected cluster
-    (``dctqa study --engine ray``: :data:`dctqa.study.run.SCORE_EXECUTOR`).
+    (``dctqa study --engine ray``: :data:`dctqa.study.run.STAGE_EXECUTOR`).
 
     ``initializer(*initargs)`` runs before each call, in its worker (a process pool runs it once
     per process; here a worker may serve several calls, so it must be repeatable, as torch's

@@ -31,10 +31,10 @@ import numpy as np
 
 from ..errors import VideoError
 from ..fileio import OutputSet, check_output_dir, strict_json
-from .codec import Variant, encode_sweep, read_manifest, write_reference
+from .codec import EncodeSettings, Variant, encode_sweep, read_manifest, write_reference
 from .config import StudyConfig
 from .noref import load_nr_model, nr_stage
-from .run import SCORE_EXECUTOR, Stage, StudyRun, run_stages
+from .run import STAGE_EXECUTOR, Stage, StudyRun, run_stages
 from .scoring import NR_COLUMN, init_score_worker, score_pair
 from .stages import StageCache
 
@@ -125,17 +125,21 @@ def _load_nr_model(cfg: StudyConfig) -> Any:
 def encode_stage(run: StudyRun) -> None:
     """The encode stage: every variant of every video of ``run.cfg`` (cached). Fills
     ``run.variants`` and ``run.refs`` (the reference each variant is scored against) per
-    video stem, and ``run.hashes`` (the reference's sha256 per stem)."""
+    video stem, and ``run.hashes`` (the reference's sha256 per stem). With a
+    :data:`~dctqa.study.run.STAGE_EXECUTOR`, each video missing from the cache is encoded
+    (all its variants, in one decoding pass) by an :func:`encode_job` there."""
     from ..fileio import file_sha256
 
     cfg = run.cfg
+    shas = {video: file_sha256(video, memo_dir=run.cache_root) for video in cfg.videos}
+    done = _encode_in_workers(run, shas) if STAGE_EXECUTOR.get() is not None else {}
     for video in cfg.videos:
-        sha = file_sha256(video, memo_dir=run.cache_root)
+        sha = shas[video]
         run.hashes[video.stem] = sha
-        vdir = cfg.out / "variants" / f"{video.stem}-{sha[:10]}"
+        vdir = _variant_dir(cfg, video, sha)
         t0 = time.perf_counter()
-        run.variants[video.stem], computed_s = _encoded_variants(run, video, vdir, sha)
-        run.add_time("encode", computed_s, time.perf_counter() - t0)
+        run.variants[video.stem], computed_s = _encoded_variants(run, video, vdir, sha, done.get(video))
+        run.add_time("encode", computed_s, done[video][1] if video in done else time.perf_counter() - t0)
         _warn_short(run, video, run.variants[video.stem])
         if cfg.encode.max_frames is not None:  # trimmed study: a lossless copy of the first frames is the reference
             ref = vdir / f"reference-{cfg.encode.max_frames}.mkv"
@@ -172,11 +176,59 @@ def _warn_cut_short(run: StudyRun) -> None:
                  + (" (the video is shorter than one window: no window of it counts)" if start == 0 else ""))
 
 
-def _encoded_variants(run: StudyRun, video: Path, vdir: Path, sha: str) -> tuple[list[Variant], float]:
-    """The variants of one video (encoded into ``vdir`` unless the cache and the files are
-    there) and the seconds their encoding took."""
+def _variant_dir(cfg: StudyConfig, video: Path, sha: str) -> Path:
+    """The folder of the variants of ``video`` (content sha256 ``sha``)."""
+    return cfg.out / "variants" / f"{video.stem}-{sha[:10]}"
+
+
+def _encode_key(cfg: StudyConfig, sha: str) -> dict:
+    return {"stage": "encode", "source_sha256": sha, "settings": cfg.encode.to_dict()}
+
+
+def encode_job(src: str, out_dir: str, settings: EncodeSettings) -> tuple[list[str], float]:
+    """The encode stage's work on one video, as a worker runs it (module-level, plain
+    arguments): :func:`dctqa.study.codec.encode_sweep` of ``src`` into ``out_dir`` with the
+    :class:`~dctqa.study.codec.EncodeSettings` ``settings`` (its files all or none). Returns
+    the variants' names and the seconds it took."""
+    t0 = time.perf_counter()
+    names = [v.name for v in encode_sweep(src, out_dir, settings)]
+    return names, time.perf_counter() - t0
+
+
+def _stage_executor(run: StudyRun):
+    """An executor for the stages' jobs: :data:`STAGE_EXECUTOR`'s, else ``cfg.jobs`` local
+    processes; each worker runs ``cpu_count // jobs`` torch threads."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // run.cfg.jobs)
+    executor = STAGE_EXECUTOR.get() or ProcessPoolExecutor
+    return executor(max_workers=run.cfg.jobs, initializer=init_score_worker, initargs=(threads,))
+
+
+def _encode_in_workers(run: StudyRun, shas: dict[Path, str]) -> dict[Path, tuple[list[str], float]]:
+    """Encode, with :func:`_stage_executor`, every video of ``shas`` (video -> content sha256)
+    whose encode result is not cached: video -> :func:`encode_job`'s result."""
     cfg = run.cfg
-    key = {"stage": "encode", "source_sha256": sha, "settings": cfg.encode.to_dict()}
+    todo = [(v, sha) for v, sha in shas.items() if not run.cache.has_document("encode", _encode_key(cfg, sha))]
+    done: dict[Path, tuple[list[str], float]] = {}
+    if not todo:
+        return done
+    run.announce(f"encode {len(todo)} of {len(shas)} video(s) in workers")
+    with run.bar(len(todo), "encode", unit="video") as bar, _stage_executor(run) as ex:
+        futs = [(v, ex.submit(encode_job, str(v), str(_variant_dir(cfg, v, sha)), cfg.encode)) for v, sha in todo]
+        for v, fut in futs:
+            done[v] = fut.result()
+            bar.update(1)
+    return done
+
+
+def _encoded_variants(run: StudyRun, video: Path, vdir: Path, sha: str,
+                      done: tuple[list[str], float] | None = None) -> tuple[list[Variant], float]:
+    """The variants of one video (encoded into ``vdir`` unless the cache and the files are
+    there, or ``done``: what :func:`encode_job` returned for them) and the seconds their
+    encoding took."""
+    cfg = run.cfg
+    key = _encode_key(cfg, sha)
 
     def do_encode() -> list[str]:
         from ..io import probe
@@ -188,7 +240,10 @@ def _encoded_variants(run: StudyRun, video: Path, vdir: Path, sha: str) -> tuple
             vs = encode_sweep(video, vdir, cfg.encode, progress=bar.update)
         return [v.name for v in vs]
 
-    names, meta = run.cache.document("encode", key, do_encode)
+    if done is not None:  # encoded by a worker: the files are in place
+        names, meta = run.cache.document("encode", key, lambda: done[0], seconds=done[1])
+    else:
+        names, meta = run.cache.document("encode", key, do_encode)
     vs = read_manifest(vdir / "variants.json") if (vdir / "variants.json").is_file() else []
     if meta["cached"] and ([v.name for v in vs] != names or not all(v.path.is_file() for v in vs)):
         run.cache.misses["encode"] = run.cache.misses.get("encode", 0) + 1
@@ -201,18 +256,20 @@ def _encoded_variants(run: StudyRun, video: Path, vdir: Path, sha: str) -> tuple
 def score_stage(run: StudyRun) -> None:
     """The score stage: per-frame values of every metric (:func:`dctqa.study.scoring.score_pair`)
     for every variant of the run into ``run.frames`` (video stem -> variant name -> column ->
-    array; cached per variant; ``cfg.jobs`` worker processes compute the missing ones)."""
+    array; cached per variant; ``cfg.jobs`` worker processes, or the
+    :data:`~dctqa.study.run.STAGE_EXECUTOR`'s workers, compute the missing ones)."""
     cfg, cache = run.cfg, run.cache
     jobs = [(stem, v, run.score_key(stem, v)) for stem, v in run.pairs()]
     pending = []
+    workers = cfg.jobs > 1 or STAGE_EXECUTOR.get() is not None
     run.announce(f"score every metric on {len(jobs)} variants")
     with run.bar(len(jobs), "score", unit="variant") as bar:
         for stem, v, key in jobs:
             args = (str(run.refs[stem]), str(v.path), run.specs, cfg.baselines, cfg.metric_stride, cfg.device,
                     cfg.batch_size, cfg.detector_weights)
             t0 = time.perf_counter()
-            hit = cache.cached_arrays("score", key) if cfg.jobs > 1 else None
-            if cfg.jobs > 1 and hit is None:  # computed by a worker below
+            hit = cache.cached_arrays("score", key) if workers else None
+            if workers and hit is None:  # computed by a worker below
                 pending.append((stem, v.name, key, args))
                 continue
             arrs, meta = hit or cache.timed_arrays("score", key, lambda args=args: score_pair(*args))
@@ -224,13 +281,9 @@ def score_stage(run: StudyRun) -> None:
 
 
 def _score_in_workers(run: StudyRun, pending: list[tuple], update) -> None:
-    """Score ``pending`` (stem, variant name, key, args) in ``cfg.jobs`` processes, storing
-    each result in the stage cache and ``run.frames``."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    threads = max(1, (os.cpu_count() or 1) // run.cfg.jobs)
-    executor = SCORE_EXECUTOR.get() or ProcessPoolExecutor
-    with executor(max_workers=run.cfg.jobs, initializer=init_score_worker, initargs=(threads,)) as ex:
+    """Score ``pending`` (stem, variant name, key, args) in workers (:func:`_stage_executor`),
+    storing each result in the stage cache and ``run.frames``."""
+    with _stage_executor(run) as ex:
         futs = [(stem, name, key, ex.submit(score_pair, *args), time.perf_counter())
                 for stem, name, key, args in pending]
         for stem, name, key, fut, t0 in futs:
@@ -265,13 +318,76 @@ def nr_prediction_stage(run: StudyRun) -> None:
 
 def detect_ap_stage(run: StudyRun) -> None:
     """The detect + AP stage at the study's score thresholds: the window table's rows into
-    ``run.windows`` (:func:`ap_table`)."""
+    ``run.windows`` (:func:`ap_table`). With a :data:`~dctqa.study.run.STAGE_EXECUTOR` and a
+    detector given by name, the detections missing from the cache are computed first, one
+    :func:`detection_job` per video (each reference and each variant) there."""
     cfg = run.cfg
     n_variants = len(run.pairs())
     run.announce(f"detect and AP per window ({n_variants} variants and {len(run.variants)} reference(s))")
+    if STAGE_EXECUTOR.get() is not None and isinstance(cfg.detector, str):
+        _detect_in_workers(run)
     with run.bar(n_variants + len(run.variants), "detect+AP", unit="step") as bar:
         run.windows = ap_table(run, cfg.gt_score_threshold, cfg.pred_score_threshold, on_step=bar.update)
     _warn_cut_short(run)
+
+
+#: Detectors built by :func:`detection_job` in this process, by (name, weights, device).
+_JOB_DETECTORS: dict[tuple, Any] = {}
+
+
+def detection_job(name: str, weights: str | None, device: str, video_path: str, frame_stride: int,
+                  torch_threads: int, batch_size: int = 8) -> tuple[dict[str, np.ndarray], float]:
+    """The detect stage's work on one video, as a worker runs it (module-level, plain arguments):
+    detector ``name`` built as :meth:`StudyRun.detector` builds it (:func:`dctqa.study.detect.create_detector`
+    with ``weights`` and ``device`` only; kept for the process's later calls), then
+    :func:`dctqa.study.detect.cache.detection_arrays` of every ``frame_stride``-th frame,
+    ``batch_size`` frames per call (as :func:`_ap_stage`'s :func:`~dctqa.study.detect.cache.cached_detect`),
+    with ``torch_threads`` torch threads (the driver's: torch's resize in the detectors'
+    letterboxing rounds differently with another thread count; onnxruntime's own threads do
+    not change the detections). Returns ``(arrays, seconds)``."""
+    import torch
+
+    from .detect import create_detector
+    from .detect.cache import detection_arrays
+
+    t0 = time.perf_counter()
+    detector = _JOB_DETECTORS.get((name, weights, device))
+    if detector is None:
+        detector = _JOB_DETECTORS.setdefault((name, weights, device),
+                                             create_detector(name, weights=weights, device=device))
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(torch_threads))
+    try:
+        arrays = detection_arrays(detector, video_path, frame_stride, batch_size=batch_size)
+    finally:
+        torch.set_num_threads(before)
+    return arrays, time.perf_counter() - t0
+
+
+def _detect_in_workers(run: StudyRun) -> None:
+    """Detections of every video whose main-table AP is not cached (its reference and itself)
+    and whose detections are not either, by :func:`detection_job` in :func:`_stage_executor`
+    with this process's torch threads (what the detections here would use); the driver stores
+    them in the detection cache, where :func:`_ap_stage` then finds them."""
+    import torch
+
+    from .detect.cache import lookup_detections, store_detections
+
+    cfg, detector, root = run.cfg, run.detector(), run.cache_root
+    thr = (cfg.gt_score_threshold, cfg.pred_score_threshold)
+    videos = [p for stem, v in run.pairs() if not run.cache.has_document("ap", _ap_key(run, stem, v, *thr))
+              for p in (run.refs[stem], v.path)]
+    todo = [p for p in dict.fromkeys(videos) if lookup_detections(detector, p, cfg.frame_stride, root) is None]
+    if not todo:
+        return
+    with run.bar(len(todo), "detect", unit="video") as bar, _stage_executor(run) as ex:
+        futs = [(p, ex.submit(detection_job, cfg.detector, cfg.detector_weights, cfg.device, str(p),
+                              cfg.frame_stride, torch.get_num_threads())) for p in todo]
+        for p, fut in futs:
+            arrays, seconds = fut.result()
+            store_detections(detector, p, cfg.frame_stride, root, arrays)
+            run.add_time("detection", seconds, seconds)
+            bar.update(1)
 
 
 def ap_table(run: StudyRun, gt_thr: float, pred_thr: float, on_step=None, main: bool = True
@@ -310,17 +426,11 @@ def _ap_stage(run: StudyRun, stem: str, v: Variant, gt_thr: float, pred_thr: flo
     come from the detection cache; the prediction threshold filters them afterwards (a
     threshold of 0 keeps them all and leaves the stage key as before the option existed)."""
     from .detect.ap import window_ap
-    from .detect.cache import cache_key, cached_detect
+    from .detect.cache import cached_detect
     from .detect.groundtruth import pseudo_ground_truth
-    from ..fileio import file_sha256
 
     cfg, detector, ref, root = run.cfg, run.detector(), run.refs[stem], run.cache_root
-    vsha = file_sha256(v.path, memo_dir=root)
-    key = {"stage": "ap", "ref_det": cache_key(run.hashes[stem], detector, cfg.frame_stride),
-           "dist_det": cache_key(vsha, detector, cfg.frame_stride), "window": cfg.window,
-           "gt_score_threshold": gt_thr}
-    if pred_thr > 0:
-        key["pred_score_threshold"] = pred_thr
+    key = _ap_key(run, stem, v, gt_thr, pred_thr)
 
     def do_ap():
         from ..io import probe
@@ -339,6 +449,21 @@ def _ap_stage(run: StudyRun, stem: str, v: Variant, gt_thr: float, pred_thr: flo
         return {"windows": [asdict(w) for w in wins], "detect_s": t1 - t0, "ap_s": time.perf_counter() - t1}
 
     return run.cache.document("ap", key, do_ap)
+
+
+def _ap_key(run: StudyRun, stem: str, v: Variant, gt_thr: float, pred_thr: float) -> dict:
+    """The ``ap`` stage's key of variant ``v`` of video ``stem`` at the given score thresholds."""
+    from .detect.cache import cache_key
+    from ..fileio import file_sha256
+
+    cfg, detector = run.cfg, run.detector()
+    vsha = file_sha256(v.path, memo_dir=run.cache_root)
+    key = {"stage": "ap", "ref_det": cache_key(run.hashes[stem], detector, cfg.frame_stride),
+           "dist_det": cache_key(vsha, detector, cfg.frame_stride), "window": cfg.window,
+           "gt_score_threshold": gt_thr}
+    if pred_thr > 0:
+        key["pred_score_threshold"] = pred_thr
+    return key
 
 
 # ----------------------------------------------------------------------------- tables and report

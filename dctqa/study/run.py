@@ -28,10 +28,13 @@ from .stages import StageCache
 #: A stage: reads from and writes into the run.
 Stage = Callable[["StudyRun"], None]
 
-#: What runs the score stage's workers: a ``concurrent.futures.Executor`` class (called with
-#: ``max_workers``, ``initializer``, ``initargs``); ``None``: a local process pool. Set for one
-#: run by ``dctqa study --engine ray`` (dctqa.scale); the results are the same either way.
-SCORE_EXECUTOR: ContextVar = ContextVar("dctqa_study_score_executor", default=None)
+#: What runs the per-(video, variant) jobs of the encode, score and detect stages: a
+#: ``concurrent.futures.Executor`` class (called with ``max_workers``, ``initializer``,
+#: ``initargs``; it must run module-level functions of plain arguments, as a process pool does).
+#: ``None`` (the default): the score stage uses a local process pool of ``cfg.jobs`` processes,
+#: and encode and detect run in the driver's process. Set for one run by ``dctqa study
+#: --engine ray`` (dctqa.scale); the results are the same either way.
+STAGE_EXECUTOR: ContextVar = ContextVar("dctqa_study_stage_executor", default=None)
 
 
 @dataclass

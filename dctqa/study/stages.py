@@ -86,23 +86,41 @@ class StageCache:
         self.misses[stage] = self.misses.get(stage, 0) + 1
         return out, dict(meta, cached=False)
 
-    def document(self, stage: str, key: dict, compute: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
-        """Cached JSON-able ``compute()`` -> (value, meta) as :meth:`arrays`. The value is what the
-        stored document holds (:func:`dctqa.fileio.strict_json`: undefined numbers are ``None``,
-        tuples are lists), on the first call as on every later one."""
+    def _stored_document(self, stage: str, key: dict) -> dict | None:
+        """The stored document of ``key`` (``{"key", "meta", "value"}``), or ``None`` (absent,
+        unreadable, or another key's)."""
         path = self._path(stage, key, "json")
         want = json.loads(strict_json(key, sort_keys=True, default=str))
         if path.is_file():
             try:
                 doc = json.loads(path.read_text())
                 if doc["key"] == want:
-                    self.hits[stage] = self.hits.get(stage, 0) + 1
-                    return doc["value"], dict(doc["meta"], cached=True)
+                    return doc
             except (OSError, ValueError, KeyError):
                 pass
+        return None
+
+    def has_document(self, stage: str, key: dict) -> bool:
+        """Whether :meth:`document` of ``key`` would reuse a stored result (counted as neither
+        hit nor miss)."""
+        return self._stored_document(stage, key) is not None
+
+    def document(self, stage: str, key: dict, compute: Callable[[], Any],
+                 seconds: float | None = None) -> tuple[Any, dict[str, Any]]:
+        """Cached JSON-able ``compute()`` -> (value, meta) as :meth:`arrays`. The value is what the
+        stored document holds (:func:`dctqa.fileio.strict_json`: undefined numbers are ``None``,
+        tuples are lists), on the first call as on every later one. ``seconds``: the time the
+        work took where it ran (a worker; ``compute`` only hands its result over), stored as
+        meta ``seconds`` instead of ``compute``'s own time."""
+        path = self._path(stage, key, "json")
+        want = json.loads(strict_json(key, sort_keys=True, default=str))
+        doc = self._stored_document(stage, key)
+        if doc is not None:
+            self.hits[stage] = self.hits.get(stage, 0) + 1
+            return doc["value"], dict(doc["meta"], cached=True)
         t0 = time.perf_counter()
         value = compute()
-        meta = {"seconds": time.perf_counter() - t0}
+        meta = {"seconds": time.perf_counter() - t0 if seconds is None else float(seconds)}
         text = strict_json({"key": want, "meta": meta, "value": value})
         atomic_write_bytes(path, text.encode())
         self.misses[stage] = self.misses.get(stage, 0) + 1

@@ -131,10 +131,26 @@ def cached_detect(detector: Detector, video_path: str | os.PathLike, frame_strid
         raise VideoError(f"video {str(video_path)!r} does not exist")
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = key_doc(file_sha256(video_path, memo_dir=cache_dir), detector, frame_stride)
-
-    def compute() -> dict[str, np.ndarray]:
-        dets = _detect_all(detector, video_path, frame_stride, progress, batch_size)
-        return _to_arrays(np.arange(len(dets), dtype=np.int64) * frame_stride, dets)
-
-    arrays, _ = StageCache(cache_dir).arrays(STAGE, key, compute)
+    arrays, _ = StageCache(cache_dir).arrays(
+        STAGE, key, lambda: detection_arrays(detector, video_path, frame_stride, progress, batch_size))
     return _from_arrays(arrays)
+
+
+def detection_arrays(detector: Detector, video_path: str | os.PathLike, frame_stride: int = 1,
+                     progress: bool = False, batch_size: int = 8) -> dict[str, np.ndarray]:
+    """What :func:`cached_detect` stores for a video (computed, never cached): ``frame_indices``
+    (F,), ``counts`` (F,) int64, ``boxes`` (D, 4) float32 pixels, ``scores`` (D,) float32 and
+    ``labels`` (D,) int64 of all D detections, frame after frame."""
+    video_path = Path(video_path)
+    dets = _detect_all(detector, video_path, frame_stride, progress, batch_size)
+    return _to_arrays(np.arange(len(dets), dtype=np.int64) * frame_stride, dets)
+
+
+def store_detections(detector: Detector, video_path: str | os.PathLike, frame_stride: int,
+                     cache_dir: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Store ``arrays`` (:func:`detection_arrays` of the same detector, video and stride, from
+    any process) where :func:`cached_detect` finds them; :class:`VideoError` when they do not
+    hang together."""
+    _from_arrays(arrays)  # checked before it is stored
+    key = key_doc(file_sha256(Path(video_path), memo_dir=Path(cache_dir)), detector, int(frame_stride))
+    StageCache(cache_dir).arrays(STAGE, key, lambda: arrays)
