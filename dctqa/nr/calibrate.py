@@ -55,27 +55,16 @@ def calibrate_checkpoint(path: str | os.PathLike, data: str | os.PathLike, out: 
     import torch
 
     from ..fileio import atomic_path
-    from .model import CheckpointError, NRModel, read_checkpoint
-    from .train import TrainConfig, train_rows
+    from .train import held_out_split
 
     rows, _ = load_dataset(data)
-    ck = read_checkpoint(path)
-    model = NRModel.load(path)
-    try:
-        tc = TrainConfig(**ck["train_config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{str(path)!r} holds no usable training settings ({type(exc).__name__}: {exc}); "
-                              "calibration needs a checkpoint written by `dctqa train-nr`") from None
-    _, test = train_rows(rows, tc)
-    if sorted({f"{v}:{k}" for v, k in (window_key(r, tc.window) for r in test)}) != model.prov.split.get("test_windows"):
-        raise InputError(f"{path}: its held-out windows differ from this data's; calibrate on the data it was "
-                         "trained on")
+    model, ck, tc, _, test = held_out_split(path, rows, "calibration", "calibrate")
     step = tc.frame_step if frame_step is None else frame_step
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:
         raise InputError(f"frame_step must be an integer >= 1, got {step!r}")
     cal_keys, eval_keys = split_windows(test, tc.window)
     cal = set(cal_keys)
-    cal_rows = [r for r in test if f"{r['video']}:{r['frame'] // tc.window}" in cal and r["frame"] % step == 0]
+    cal_rows = [r for r in test if "%s:%d" % window_key(r, tc.window) in cal and r["frame"] % step == 0]
     if len(cal_rows) < min_frames(alpha):
         if log:
             log(f"{path}: not calibrated: its calibration windows hold {len(cal_rows)} frames, a "

@@ -143,20 +143,9 @@ def predict_rows(model, rows: list[dict], configs: Sequence[tuple[str, int]], ab
 def evaluate_model(path: str | os.PathLike, rows: list[dict], frame_step: int, ablation_step: int, n_boot: int,
                    ablations: bool, progress: bool, variant_step: int = 1) -> dict:
     """Predictions, frame metrics and ablations of one checkpoint on its own held-out frames."""
-    from .model import CheckpointError, NRModel, read_checkpoint
-    from .train import TrainConfig, every_nth_variant, train_rows
+    from .train import every_nth_variant, held_out_split
 
-    model = NRModel.load(path)
-    ck = read_checkpoint(path)
-    try:
-        tc = TrainConfig(**ck["train_config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{str(path)!r} holds no usable training settings ({type(exc).__name__}: {exc}); "
-                              "eval-nr needs a checkpoint written by `dctqa train-nr`") from None
-    train, test = train_rows(rows, tc)
-    keys = sorted({f"{v}:{k}" for v, k in (window_key(r, tc.window) for r in test)})
-    if keys != model.prov.split.get("test_windows"):
-        raise InputError(f"{path}: its held-out windows differ from this data's; evaluate on the data it was trained on")
+    model, ck, tc, train, test = held_out_split(path, rows, "eval-nr", "evaluate")
     keep = every_nth_variant(rows, variant_step)
     test = [r for r in test if r["frame"] % frame_step == 0 and (r["video"], r["variant"]) in keep]
     configs = list(ABLATIONS) if ablations else [MAIN]

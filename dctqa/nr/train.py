@@ -90,6 +90,29 @@ def train_rows(rows: list[dict], cfg: TrainConfig) -> tuple[list[dict], list[dic
     return train, test
 
 
+def held_out_split(path: str | os.PathLike, rows: list[dict], needs: str, verb: str
+                   ) -> tuple[NRModel, dict, TrainConfig, list[dict], list[dict]]:
+    """``(model, checkpoint, settings, train, test)`` of checkpoint ``path`` (from ``dctqa
+    train-nr``) on ``rows``: its split rebuilt from its stored settings, and checked to give the
+    held-out windows it was trained with (:class:`InputError` otherwise). ``needs`` (e.g.
+    ``"eval-nr"``) and ``verb`` (``"evaluate"``) name the caller in the messages."""
+    from .model import CheckpointError
+
+    model = NRModel.load(path)
+    ck = read_checkpoint(path)
+    try:
+        tc = TrainConfig(**ck["train_config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{str(path)!r} holds no usable training settings ({type(exc).__name__}: {exc}); "
+                              f"{needs} needs a checkpoint written by `dctqa train-nr`") from None
+    train, test = train_rows(rows, tc)
+    keys = sorted({f"{v}:{k}" for v, k in (window_key(r, tc.window) for r in test)})
+    if keys != model.prov.split.get("test_windows"):
+        raise InputError(f"{path}: its held-out windows differ from this data's; {verb} on the data it was "
+                         "trained on")
+    return model, ck, tc, train, test
+
+
 def every_nth_variant(rows: list[dict], step: int) -> set[tuple[str, str]]:
     """``{(video, variant)}`` of every ``step``-th variant of each video (names sorted)."""
     names: dict[str, set[str]] = {}
