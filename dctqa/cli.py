@@ -24,7 +24,7 @@ from .registry import NORMALISED_METRICS
 from . import settings
 
 # Modules that add subcommands through ``register(subparsers)``.
-PLUGINS = ("dctqa.study.cli", "dctqa.nr.cli", "dctqa.scale.cli")
+PLUGINS = ("dctqa.study.cli", "dctqa.nr.cli", "dctqa.scale.cli", "dctqa.ladder.cli")
 
 
 def _progress_wanted(args: argparse.Namespace) -> bool:

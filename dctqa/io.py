@@ -397,7 +397,7 @@ def iter_frames(path: str | os.PathLike, stride: int = 1, size: tuple[int, int] 
     device_type = resolve_hwaccel(hwaccel)
     with _open(path, device_type, timeout) as c:
         s = c.streams.video[0]
-        s.thread_type = "AUTO"
+        set_decode_threads(s)
         report.decoder = _decoder(s, device_type, report.path)
         _check_pix_fmt(report.path, s.format.name if s.format else None)
         n = 0
@@ -471,6 +471,17 @@ def _decoder(stream, device_type: str | None, path: str) -> str:
         _log.info("%s: codec %s has no %s hardware decoder; decoding in software",
                   _redacted(path) if is_url(path) else path, ctx.name, device_type)
     return "software"
+
+
+def set_decode_threads(stream, threads: int | None = None) -> None:
+    """Threads of ``stream``'s decoder: ``threads`` (>= 1), else ``DCTQA_DECODE_THREADS``;
+    0 = FFmpeg's automatic choice (frame and slice threads, about one per core). Frames and
+    their order are the same whatever the count."""
+    from . import settings
+
+    n = settings.decode_threads() if threads is None else threads
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = int(n)
 
 
 class FramePairs:

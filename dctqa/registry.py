@@ -146,9 +146,9 @@ register_metric("dctqa_weighted", kind="FR", lower_better=True,
                 description="variant: the ratio's mean weighted by the reference's magnitudes (issue 25)",
                 entry="dctqa.metric:Metric", range=_Q_RANGE, defaults={"domain": "spectral", "normalise": "weighted"})
 # The no-reference wing (dctqa/nr/), imported only when created: predicts the spectral Q
-# from the distorted frames alone (needs ``model=CHECKPOINT``).
+# from the distorted frames alone (the shipped default model, or ``model=CHECKPOINT``).
 register_metric("dctqa_nr", kind="NR", lower_better=True,
-                description="no-reference prediction of Q (needs model=checkpoint, or its ONNX export)",
+                description="no-reference prediction of Q (the shipped default model, or model=checkpoint / ONNX export)",
                 entry="dctqa.nr.onnx_model:create", range=_Q_RANGE)
 # The baselines of shared/docs/BASELINES.md (dctqa.baselines computes them), in report order.
 for _name, _kind, _lower, _unit, _range in (

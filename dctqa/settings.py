@@ -8,7 +8,8 @@ on import or a silently replaced value.
 
 Accessors, one per question the code asks:
 
-- :func:`env_number` (the numeric variables), :func:`max_pixels`, :func:`spectra_cache_bytes`
+- :func:`env_number` (the numeric variables), :func:`max_pixels`, :func:`spectra_cache_bytes`,
+  :func:`decode_threads`
 - :func:`ops_disabled` (``DCTQA_DISABLE_OPS``), :func:`env_flag` (``DCTQA_DISABLE_FUSED``)
 - :func:`shared_dir` (``DCTQA_SHARED``), :func:`cache_root` (``DCTQA_CACHE_DIR``)
 - :func:`kernel_settings`: the variables of the compiled ops (``DCTQA_CPU_CHUNK_MB``,
@@ -61,6 +62,9 @@ ENV: dict[str, EnvVar] = {v.name: v for v in (
     EnvVar("DCTQA_DISABLE_FUSED", "flag", "0", "turn off only the fused op spectral_qk_frames (unfused path)"),
     EnvVar("DCTQA_FULL_SPECTRA", "flag", "1",
            "let the CPU ops' spectra cache keep the whole G when a kernel reads it and it takes <= 1/4 of the bound"),
+    EnvVar("DCTQA_DECODE_THREADS", "number", "0",
+           "threads of each video decoder (0 = FFmpeg's automatic choice; score-many's --threads overrides it "
+           "per actor)", 0, 256),
     EnvVar("DCTQA_SHARED", "path", "<checkout>/../shared", "the shared data folder (videos, models)"),
     EnvVar("DCTQA_CACHE_DIR", "path", "$XDG_CACHE_HOME/dctqa (~/.cache/dctqa)",
            "root of dctqa's on-disk caches (detections)"),
@@ -141,6 +145,12 @@ def env_path(name: str) -> Path | None:
 def max_pixels() -> int:
     """``DCTQA_MAX_PIXELS``: the largest frame (H x W pixels) a Metric accepts by default."""
     return int(env_number("DCTQA_MAX_PIXELS"))
+
+
+def decode_threads() -> int:
+    """``DCTQA_DECODE_THREADS``: threads of each video decoder, 0 = FFmpeg's automatic choice
+    (frame threads, about one per core: fast for one stream, oversubscribed for many)."""
+    return int(env_number("DCTQA_DECODE_THREADS"))
 
 
 def spectra_cache_bytes() -> int:

@@ -252,6 +252,24 @@ BAD = {
                    ["score-many", "m.csv", "--out", "o", "--engine", "local", "--backbone", "bogus"],
                    ["score-many", "m.csv", "--out", "o", "--engine", "local", "--segment-frames", "0"],
                    ["score-many", "m.csv", "--out", "o", "--engine", "local", "--actors", "2"]],
+    "calibrate-nr": [["calibrate-nr", "t.pt", "--data", "data", "--from-folds", "m.pt", "--out", "c.pt"],
+                     ["calibrate-nr", "t.pt", "--data", "broken", "--from-folds", "t.pt", "--out", "c.pt"],
+                     ["calibrate-nr", "bad.bin", "--data", "data", "--from-folds", "t.pt", "--out", "c.pt"],
+                     ["calibrate-nr", "t.pt", "--data", "data", "--from-folds", "fifo", "--out", "c.pt"],
+                     ["calibrate-nr", "t.pt", "--data", "data", "--from-folds", "t.pt", "t.pt", "--out", "c.pt"],
+                     ["calibrate-nr", "t.pt", "--data", "data", "--from-folds", "t.pt", "--out", "t.pt"],
+                     ["calibrate-nr", "t.pt", "--data", "data", "--from-folds", "t.pt", "--out", "file/c.pt"],
+                     ["calibrate-nr", "t.pt", "--data", "data", "--from-folds", "t.pt", "--frame-step", "0"]],
+    "ladder": [["ladder", "v.mp4", "--out", "l", "--backbone", "pixel"],
+               ["ladder", "v.mp4", "--out", "l", "--max-q", "2", "--max-ap-drop", "0.1"],
+               ["ladder", "v.mp4", "--out", "l", "--max-q", "nan"],
+               ["ladder", "v.mp4", "--out", "l", "--max-ap-drop", "-0.1"],
+               ["ladder", "bad.bin", "--out", "l", "--max-q", "2", "--backbone", "pixel"],
+               ["ladder", "fifo", "--out", "l", "--max-q", "2", "--backbone", "pixel"],
+               ["ladder", "v.mp4", "--out", "file", "--max-q", "2", "--backbone", "pixel"],
+               ["ladder", "v.mp4", "--out", "file/l", "--max-q", "2", "--backbone", "pixel"],
+               ["ladder", "v.mp4", "--out", "l", "--max-q", "2", "--backbone", "bogus"],
+               ["ladder", "v.mp4", "--out", "l", "--max-ap-drop", "0.1", "--detector", "onnx:missing.onnx"]],
 }
 
 
@@ -317,6 +335,10 @@ VALID = {
     "eval-nr": ["eval-nr", "t.pt", "--data", "data", "--out", "o", "--no-ablations", "--n-boot", "10",
                 "--frame-step", "2", "--quiet"],
     "score-many": ["score-many", "m.csv", "--out", "sm", "--engine", "local", "--backbone", "pixel", "--quiet"],
+    # checks only: one fold's 6 held-out frames are too few for a 90 % interval (it needs 9)
+    "calibrate-nr": ["calibrate-nr", "t.pt", "--data", "data", "--from-folds", "t.pt", "--out", "c.pt"],
+    "ladder": ["ladder", "v.mp4", "--out", "l", "--max-q", "1e9", "--backbone", "pixel", "--crf", "30,50",
+               "--preset", "ultrafast", "--quiet"],
 }
 
 HOSTILE = ["", "-1", "0", "nan", "inf", "-inf", "1e300", "99999999999999999999", "v.mp4", "m.pt", "data",
@@ -347,7 +369,7 @@ def test_valid_quick_calls(command, here, capsys) -> None:
     """The starting points of the hostile test: the quick ones succeed, the check-only ones
     fail cleanly (so that the hostile test is about the argument it changed)."""
     rc = check_call(list(VALID[command]), here, capsys)
-    assert rc == (2 if command in ("demo", "study", "nr-data") else 0)
+    assert rc == (2 if command in ("demo", "study", "nr-data", "calibrate-nr") else 0)
 
 
 # --- issue 19 items 6-8: before any work, nothing left behind ----------------------------------

@@ -56,6 +56,43 @@ def _version() -> str:
     return found[0]
 
 
+#: The shipped default no-reference model and its record (package data, dctqa/nr/default.py).
+MODEL_FILES = ["dctqa/nr/models/nr-default.pt", "dctqa/nr/models/nr-default.json"]
+
+
+def _stand_in_models(src: Path) -> None:
+    """Small stand-ins for the default model's files in the copied tree ``src`` where the
+    tree has none yet (until the trained model is installed): the packaging, not the model,
+    is under test."""
+    for f in MODEL_FILES:
+        if not (src / f).is_file():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            (src / f).write_bytes(b"stand-in")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> list[str]:
+    """Member paths of a wheel built (no extension: DCTQA_NO_EXT=1, torch not importable)
+    from a copy of the tree."""
+    import zipfile
+
+    pytest.importorskip("build", reason="the wheel test needs `build` (in the [test] extra)")
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    shutil.copytree(ROOT, src, ignore=_ignore)
+    _stand_in_models(src)
+    (tmp / "blocker" / "torch").mkdir(parents=True)
+    (tmp / "blocker" / "torch" / "__init__.py").write_text("raise ImportError('torch imported while building')\n")
+    env = dict(os.environ, DCTQA_NO_EXT="1", PYTHONPATH=str(tmp / "blocker"))
+    cmd = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--skip-dependency-check",
+           "--outdir", str(tmp / "dist"), str(src)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, f"wheel build failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    (archive,) = (tmp / "dist").glob("*.whl")
+    with zipfile.ZipFile(archive) as z:
+        return z.namelist()
+
+
 @pytest.fixture(scope="module")
 def sdist(tmp_path_factory) -> tuple[list[str], email.message.Message]:
     """(member paths relative to the sdist's top folder, its PKG-INFO)."""
@@ -63,6 +100,7 @@ def sdist(tmp_path_factory) -> tuple[list[str], email.message.Message]:
     tmp = tmp_path_factory.mktemp("sdist")
     src = tmp / "src"
     shutil.copytree(ROOT, src, ignore=_ignore)
+    _stand_in_models(src)
     (tmp / "blocker" / "torch").mkdir(parents=True)
     (tmp / "blocker" / "torch" / "__init__.py").write_text(
         "raise ImportError('torch imported while building the sdist')\n")
@@ -90,6 +128,15 @@ def test_sdist_has_every_source_file(sdist) -> None:
         assert f in names, f
     junk = [n for n in names if n.endswith((".so", ".o", ".pyc")) or "__pycache__" in n or n.startswith(".venv")]
     assert not junk, junk
+
+
+def test_default_model_files_are_packaged(sdist, wheel) -> None:
+    """The default no-reference model and its record travel in the sdist (MANIFEST.in) and
+    in the wheel (package-data)."""
+    names, _ = sdist
+    assert set(MODEL_FILES) <= set(names), sorted(set(MODEL_FILES) - set(names))
+    assert set(MODEL_FILES) <= set(wheel), sorted(set(MODEL_FILES) - set(wheel))
+    assert "dctqa/nr/default.py" in wheel
 
 
 def test_sdist_metadata(sdist) -> None:

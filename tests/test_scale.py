@@ -19,7 +19,7 @@ pq = pytest.importorskip("pyarrow.parquet", reason="the scale outputs need pyarr
 
 from dctqa.cli import main  # noqa: E402
 from dctqa.scale import score_many  # noqa: E402
-from dctqa.scale.segments import index_video, iter_segment, plan_segments  # noqa: E402
+from dctqa.scale.segments import common_keyframes, index_video, iter_segment, plan_segments  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,9 @@ def test_segments_decode_the_same_frames_as_one_pass(video, data, shared_path):
     n = min(idx.frames, 130)
     full = _frames(path, n)
     assert idx.pts is not None and len(idx.keyframes) > 1  # the seek path is what is tested
-    for seg, stride in ((16, 1), (25, 3)):
-        got = [f for a, b in plan_segments(n, seg, stride) for f in iter_segment(path, idx, a, b, stride)]
+    for seg, stride, threads in ((16, 1, None), (25, 3, 1), (25, 1, 3)):  # decoder threads change no frame
+        got = [f for a, b in plan_segments(n, seg, stride, idx.keyframes)
+               for f in iter_segment(path, idx, a, b, stride, threads)]
         want = full[::stride]
         assert len(got) == len(want)
         assert all(np.array_equal(x, y) for x, y in zip(got, want))
@@ -213,15 +214,20 @@ def test_no_reference_glob_equals_dctqa_predict(data, tmp_path):
     assert (len(again.scored), len(again.resumed)) == (0, 2)
 
 
-def test_no_reference_bad_calls(data, tmp_path, capsys):
+def test_no_reference_bad_calls(data, tmp_path, capsys, monkeypatch):
+    from dctqa.nr import default
+
     out = str(tmp_path / "o")
     assert main(["score-many", "--no-reference", f"{tmp_path}/none*.mp4", "--model", str(data), "--out", out,
                  "--engine", "local"]) == 2
+    # no --model and no default model installed (a build without package data): said, rc 2
+    monkeypatch.setattr(default, "MODELS_DIR", tmp_path / "no-models")
     assert main(["score-many", "--no-reference", f"{data.parent}/d*.mp4", "--out", out, "--engine", "local"]) == 2
     assert main(["score-many", str(data), "--no-reference", "x*", "--model", "m", "--out", out]) == 2
     assert main(["score-many", "--out", out]) == 2
     err = capsys.readouterr().err
-    assert "needs --model" in err and "not both or neither" in err
+    assert "no default no-reference model is installed" in err and "--model" in err
+    assert "not both or neither" in err
     assert not (tmp_path / "o").exists()
 
 
@@ -245,6 +251,31 @@ def test_actor_resources_cpu_and_gpu():
     assert actor_resources(ScoreOptions(device="cuda:1", threads=2), 0.25) == {"num_cpus": 2.0, "num_gpus": 0.25}
     with pytest.raises(InputError, match="needs --device cuda"):
         actor_resources(ScoreOptions(), 0.5)
+
+
+def test_segment_cuts_move_back_to_common_keyframes():
+    # nominal cuts 128, 256, 384; keyframes 0, 100, 200, 300: each cut moves back to the last
+    # keyframe that keeps its segment at least half long; 130 is too close to 100's segment start
+    assert plan_segments(400, 128, keyframes=(0, 100, 200, 300)) == [(0, 100), (100, 200), (200, 300), (300, 400)]
+    assert plan_segments(400, 128, keyframes=(0, 30)) == [(0, 128), (128, 256), (256, 384), (384, 400)]
+    assert plan_segments(400, 128, keyframes=(0, 100, 130)) == [(0, 100), (100, 228), (228, 356), (356, 400)]
+    # stride: the span is segment_frames * stride source frames
+    assert plan_segments(100, 10, stride=3, keyframes=(0, 25, 50, 75)) == [(0, 25), (25, 50), (50, 75), (75, 100)]
+    for n, seg, keys in ((400, 128, (0, 100, 130)), (97, 7, tuple(range(0, 97, 5))), (5, 1, (0, 1, 2))):
+        cuts = plan_segments(n, seg, keyframes=keys)
+        assert cuts[0][0] == 0 and cuts[-1][1] == n and all(a < b for a, b in cuts)
+        assert all(b == c for (_, b), (c, _) in zip(cuts, cuts[1:]))
+
+
+def test_common_keyframes_of_a_pair(data):
+    from dctqa.scale.segments import VideoIndex
+
+    a = VideoIndex("a", 10, 4, 4, tuple(range(10)), (0, 4, 8))
+    b = VideoIndex("b", 10, 4, 4, tuple(range(10)), (0, 2, 4, 6))
+    assert common_keyframes(a, b) == (0, 4)
+    assert common_keyframes(a, VideoIndex("c", 10, 4, 4, None, (0,))) == ()
+    idx = index_video(data.parent / "d0.mp4")
+    assert common_keyframes(idx, idx) == idx.keyframes
 
 
 def test_segment_plan_and_bounds(data):

@@ -1,4 +1,4 @@
-"""``dctqa nr-data | train-nr | predict | export-nr | eval-nr`` (plugged into ``dctqa.cli`` via :func:`register`).
+"""``dctqa nr-data | train-nr | calibrate-nr | predict | export-nr | eval-nr`` (plugged into ``dctqa.cli`` via :func:`register`).
 
 Only argument parsing here; every command imports its module when it runs.
 """
@@ -44,7 +44,10 @@ def cmd_train_nr(args: argparse.Namespace) -> int:
                       seed=args.seed, model=NRConfig(width=args.width))
     model = train(args.data, args.out, cfg, resume=args.resume, progress=_progress(args),
                   log=lambda m: print(m, file=sys.stderr))
-    if not args.no_calibrate:  # the 90 % interval, on half of the held-out windows (dctqa.nr.calibrate)
+    if args.split == "all":  # nothing held out: the interval comes from fold models (calibrate-nr --from-folds)
+        print(f"not calibrated: --split all holds nothing out; calibrate it with `dctqa calibrate-nr {args.out} "
+              f"--data {args.data} --from-folds FOLD.pt ...` (one --split unseen model per video)", file=sys.stderr)
+    elif not args.no_calibrate:  # the 90 % interval, on half of the held-out windows (dctqa.nr.calibrate)
         from .calibrate import calibrate_checkpoint
 
         calibrate_checkpoint(args.out, args.data, log=lambda m: print(m, file=sys.stderr))
@@ -58,29 +61,79 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..fileio import OutputSet
     from ..io import probe
     from ..log import csv_text, json_text, log_to_rows
-    from .onnx_model import load_predictor
-    from .predict import prediction_log, predict_video
+    from .default import default_model_path
+    from .onnx_model import create
+    from .predict import prediction_log, predict_video, resolve_options
 
-    with OutputSet(inputs=[args.video, args.model]) as outputs:
+    with OutputSet(inputs=[args.video, args.model or default_model_path()]) as outputs:
         for path in (args.json, args.csv):  # checked before any frame is predicted
             if path is not None:
                 outputs.add(path)
         info = probe(args.video)
-        model = load_predictor(args.model, backbone=args.backbone, device=args.device)  # .onnx: onnxruntime
-        model.check_options(patches=args.patches, sampling=args.sampling, height=info.height, width=info.width)
-        pred = predict_video(model, args.video, patches=args.patches, sampling=args.sampling, seed=args.seed,
+        # no --model: the shipped default (dctqa.nr.default); .onnx: onnxruntime
+        model = create(args.model, backbone=args.backbone, device=args.device)
+        patches, sampling = resolve_options(model, args.patches, args.sampling)  # the model's when not given
+        model.check_options(patches=patches, sampling=sampling, height=info.height, width=info.width)
+        pred = predict_video(model, args.video, patches=patches, sampling=sampling, seed=args.seed,
                              frame_stride=args.frame_stride, max_frames=args.max_frames, progress=_progress(args))
-        log = prediction_log(model, pred, args.video, args.patches, args.sampling, args.seed)
+        log = prediction_log(model, pred, args.video, patches, sampling, args.seed)
         if args.json:
             outputs.write_text(args.json, json_text(log))
         if args.csv:
             outputs.write_text(args.csv, csv_text(log_to_rows(log, metric="dctqa_nr")))
     pool = log["pooled_metrics"]["dctqa_nr"]
-    print(f"dctqa_nr (no reference, trained for metric v{model.prov.metric_version}, backbone "
-          f"{model.prov.backbone})  sampling={args.sampling} patches={args.patches}")
+    print(f"dctqa_nr (no reference, model {log['params']['model']}, trained for metric "
+          f"v{model.prov.metric_version}, backbone {model.prov.backbone})  sampling={sampling} patches={patches}")
     print(f"frames: {len(pred.q)}  predicted Q mean {pool['mean']:.4f}  min {pool['min']:.4f}  max {pool['max']:.4f}"
           f"  ({len(pred.q) / max(pred.seconds, 1e-9):.1f} frames/s)")
     return 0
+
+
+def cmd_calibrate_nr(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate_from_folds
+
+    cal = calibrate_from_folds(args.model, args.data, args.from_folds, args.out, frame_step=args.frame_step,
+                               log=lambda m: print(m, file=sys.stderr))
+    print(f"{args.out or args.model}: {1 - cal['alpha']:.0%} interval from {len(cal['folds'])} folds "
+          f"({cal['frames']} held-out frames): half-width {cal['quantile_log_q']:.4f} in log Q, "
+          f"quantile_z {cal['quantile_z']:.4f}")
+    return 0
+
+
+def _register_predict(sub) -> None:
+    """Add ``predict`` (no ``--model``: the shipped default model, :mod:`dctqa.nr.default`)."""
+    p = sub.add_parser("predict", help="no-reference Q of a compressed video (no reference needed)")
+    p.add_argument("video", help="compressed video or image")
+    p.add_argument("--model", default=None, help="checkpoint from `dctqa train-nr`, or its `dctqa export-nr` ONNX "
+                                                 "file (default: the shipped default model)")
+    p.add_argument("--patches", type=bounded_int(1, MAX_PATCHES), default=None,
+                   help=f"224x224 patches per frame, 1..{MAX_PATCHES} (default: the model's recommendation: the "
+                        "default model's record, an ONNX export's metadata, else 2)")
+    p.add_argument("--sampling", default=None, choices=("activation", "uniform", "grid"),
+                   help="patch placement (default: the model's recommendation, else activation)")
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="seed of the patch draws")
+    p.add_argument("--json", metavar="PATH", help="write the per-frame log (libvmaf JSON layout)")
+    p.add_argument("--csv", metavar="PATH", help="write per-frame predictions as CSV")
+    p.add_argument("--frame-stride", type=positive_int, default=1, help="predict every N-th frame")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many predicted frames")
+    p.add_argument("--backbone", default=None, help="refuse the model unless it was trained for this backbone")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+
+
+def _register_calibrate_nr(sub) -> None:
+    """Add ``calibrate-nr`` (the interval of a model from its folds, :mod:`dctqa.nr.calibrate`)."""
+    p = sub.add_parser("calibrate-nr", help="calibrate a no-reference model's 90 %% interval from its "
+                                             "leave-one-video-out fold models")
+    p.add_argument("model", help="checkpoint to calibrate (e.g. `dctqa train-nr --split all`)")
+    p.add_argument("--data", required=True, help="the nr-data folder the model and its folds were trained on")
+    p.add_argument("--from-folds", required=True, nargs="+", metavar="FOLD",
+                   help="--split unseen checkpoints of the same configuration, one per held-out video")
+    p.add_argument("--frame-step", type=positive_int, default=None,
+                   help="use held-out frames whose number is a multiple of N (default: each fold's training step)")
+    p.add_argument("--out", default=None, help="write the calibrated checkpoint here (default: replace MODEL)")
+    p.set_defaults(func=cmd_calibrate_nr)
 
 
 def cmd_export_nr(args: argparse.Namespace) -> int:
@@ -99,8 +152,8 @@ def cmd_eval_nr(args: argparse.Namespace) -> int:
              ablation_step=args.ablation_step, n_boot=args.n_boot, progress=_progress(args),
              ablations=not args.no_ablations, jobs=args.jobs, variant_step=args.variant_step,
              paired_with=args.paired_with)
-    print(f"wrote {args.out}/nr_results.md, frames.csv, metrics.csv, windows.csv, ablations.csv, coverage.csv"
-          + (", paired.csv" if args.paired_with else ""))
+    print(f"wrote {args.out}/nr_results.md, frames.csv, metrics.csv, windows.csv, ablations.csv, coverage.csv, "
+          "seeds.csv, placement.csv, placement.json" + (", paired.csv" if args.paired_with else ""))
     return 0
 
 
@@ -135,9 +188,10 @@ def register(sub) -> None:
 
     p = sub.add_parser("train-nr", help="train the no-reference model on an nr-data folder")
     p.add_argument("data", help="folder written by `dctqa nr-data`")
-    p.add_argument("--split", required=True, choices=("unseen", "seen", "random"),
+    p.add_argument("--split", required=True, choices=("unseen", "seen", "random", "all"),
                    help="unseen: leave --fold video out; seen: every 4th 100-frame window held out "
-                        "(10-frame gaps); random: the paper's leaky random-frame protocol")
+                        "(10-frame gaps); random: the paper's leaky random-frame protocol; all: train on "
+                        "everything, hold nothing out (calibrate with calibrate-nr --from-folds)")
     p.add_argument("--fold", help="held-out video stem (unseen split)")
     p.add_argument("--out", required=True, help="checkpoint path (written after every epoch)")
     p.add_argument("--epochs", type=positive_int, default=3)
@@ -157,31 +211,21 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train_nr)
 
-    p = sub.add_parser("predict", help="no-reference Q of a compressed video (no reference needed)")
-    p.add_argument("video", help="compressed video or image")
-    p.add_argument("--model", required=True, help="checkpoint from `dctqa train-nr`, or its `dctqa export-nr` ONNX file")
-    p.add_argument("--patches", type=bounded_int(1, MAX_PATCHES), default=2,
-                   help=f"224x224 patches per frame, 1..{MAX_PATCHES} (default 2)")
-    p.add_argument("--sampling", default="activation", choices=("activation", "uniform", "grid"))
-    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="seed of the patch draws")
-    p.add_argument("--json", metavar="PATH", help="write the per-frame log (libvmaf JSON layout)")
-    p.add_argument("--csv", metavar="PATH", help="write per-frame predictions as CSV")
-    p.add_argument("--frame-stride", type=positive_int, default=1, help="predict every N-th frame")
-    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many predicted frames")
-    p.add_argument("--backbone", default=None, help="refuse the model unless it was trained for this backbone")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_predict)
+    _register_predict(sub)
 
+    _register_calibrate_nr(sub)
     _register_export_nr(sub)
 
     p = sub.add_parser("eval-nr", help="evaluate no-reference checkpoints on their held-out frames")
-    p.add_argument("models", nargs="+", help="checkpoints (each evaluated on its own split's test frames)")
+    p.add_argument("models", nargs="+", help="checkpoints (each evaluated on its own split's test frames; those of "
+                                             "one split and fold with other seeds are aggregated in seeds.csv)")
     p.add_argument("--data", required=True, help="the nr-data folder they were trained on")
     p.add_argument("--out", required=True, help="output folder for the tables")
     p.add_argument("--windows", help="the study's windows.csv (AP per window) for the window-level table")
     p.add_argument("--frame-step", type=positive_int, default=16, help="evaluate frames whose number is a multiple of N")
-    p.add_argument("--ablation-step", type=positive_int, default=64, help="frame subsampling of the ablations")
+    p.add_argument("--ablation-step", type=positive_int, default=64,
+                   help="placement ablation (activation/uniform/grid x 1/2/4 patches, all on the same frames): "
+                        "the test frames whose number is a multiple of N (default 64)")
     p.add_argument("--variant-step", type=positive_int, default=1, help="evaluate every N-th variant of each video")
     p.add_argument("--n-boot", type=bounded_int(10, 1_000_000), default=500, help="bootstrap resamples of content windows")
     p.add_argument("--paired-with", metavar="CSV",

@@ -15,8 +15,14 @@ test frames. Tables (the layout of the paper's Tables 3 and 4):
   predicted Q averaged over each of the study's windows (negated: lower Q = better), beside
   the full-reference Q (the checkpoint's target column, from its provenance) and PSNR of the
   same windows.
-* ``ablations.csv``: activation vs uniform vs grid sampling and 1/2/4/8 patches
-  (accuracy and frames/s) on every ``ablation_step``-th frame.
+* ``ablations.csv``: activation, uniform and grid placement x 1, 2 and 4 patches
+  (:data:`dctqa.nr.seeds.CONFIGS`), all nine predicted on the same frames (the test frames whose
+  number is a multiple of ``ablation_step``; ``frame_set`` fingerprints them): SROCC with its
+  interval, LCC, the paired SROCC difference to two activation patches, frames/s.
+* ``seeds.csv``, ``placement.csv``, ``placement.json``: checkpoints of one split and fold with
+  other seeds grouped (:mod:`dctqa.nr.seeds`): mean, SD, min and max over seeds of the frame
+  metrics, NR - ridge paired on the same frames, coverage; the placement ablation over seeds
+  and folds, and the winning placement by the mean unseen-fold SROCC.
 * ``coverage.csv``: empirical coverage of the checkpoint's stored 90 % interval
   (:mod:`dctqa.nr.calibrate`) per video and pooled, on the held-out windows it was not
   calibrated on and (in-sample) on its calibration windows.
@@ -42,15 +48,19 @@ from ..fileio import parse_number, read_csv_rows, strict_json
 from ..values import is_int
 from ..study.stats import resample_counts
 from .data import INDICATORS, load_dataset, window_key
+from .seeds import CONFIGS, REFERENCE, ablation_rows, choose_placement, group_checkpoints, placement_rows, seed_rows
 
-MAIN = ("activation", 2)
+#: The configuration of the main tables (metrics, windows, frames, coverage): two activation patches.
+MAIN = REFERENCE
 FRAME_DECIMALS = 5  # predictions in frames.csv (and in the paired comparison, so both sides have the same ties)
-ABLATIONS = (("activation", 1), ("activation", 2), ("activation", 4), ("activation", 8), ("uniform", 2),
-             ("grid", 2))
+#: The placement ablation's configurations, all on one frame set (:mod:`dctqa.nr.seeds`).
+ABLATIONS = CONFIGS
 
 #: The files ``eval-nr`` writes into its output folder (``paired.csv`` only with ``paired_with``).
-TABLES = ("metrics.csv", "windows.csv", "ablations.csv", "frames.csv", "paired.csv", "coverage.csv")
+TABLES = ("metrics.csv", "windows.csv", "ablations.csv", "frames.csv", "paired.csv", "coverage.csv", "seeds.csv",
+          "placement.csv")
 SUMMARY = "nr_results.md"
+PLACEMENT = "placement.json"
 
 
 # ----------------------------------------------------------------- ridge baseline
@@ -151,10 +161,15 @@ def evaluate_model(path: str | os.PathLike, rows: list[dict], frame_step: int, a
     configs = list(ABLATIONS) if ablations else [MAIN]
     preds, secs = predict_rows(model, test, configs, ablation_step, progress=progress)
     ridge = predict_ridge(fit_ridge(train), test)
-    name = tc.split + (f"-{tc.fold}" if tc.fold else "")
-    return {"name": name, "window": tc.window, "split": tc.split, "fold": tc.fold, "test": test, "pred": preds[MAIN], "ridge": ridge,
-            "preds": preds, "secs": secs, "train_frames": len(train), "history": ck.get("history", []),
-            "calibration": model.calibration, "target_std": model.prov.target_std}
+    from dataclasses import asdict
+
+    from .seeds import group_name
+
+    return {"name": group_name(tc.split, tc.fold), "window": tc.window, "split": tc.split, "fold": tc.fold,
+            "seed": tc.seed, "train_config": asdict(tc), "ablation_step": ablation_step, "test": test,
+            "pred": preds[MAIN], "ridge": ridge, "preds": preds, "secs": secs,
+            "frames_done": {c: int(np.isfinite(p).sum()) for c, p in preds.items()}, "train_frames": len(train),
+            "history": ck.get("history", []), "calibration": model.calibration, "target_std": model.prov.target_std}
 
 
 def _metric_rows(res: dict, n_boot: int) -> list[dict]:
@@ -171,7 +186,8 @@ def _metric_rows(res: dict, n_boot: int) -> list[dict]:
         counts = resample_counts(len(clusters), n_boot, clusters=[str(c) for c in clusters])
         for predictor, p in (("nr", res["pred"]), ("ridge", res["ridge"])):
             met = frame_metrics(q[m], p[m], counts)
-            row = {"model": res["name"], "split": res["split"], "scope": scope, "predictor": predictor,
+            row = {"model": res["name"], "seed": res["seed"], "split": res["split"], "scope": scope,
+                   "predictor": predictor,
                    "frames": int(m.sum()), "windows": len(set(clusters))}
             for k, (e, lo, hi) in met.items():
                 row.update({k: round(e, 4), f"{k}_lo": round(lo, 4), f"{k}_hi": round(hi, 4)})
@@ -240,7 +256,8 @@ def _window_rows(res: dict, wins: dict | None, n_boot: int) -> list[dict]:
         y = np.array([rows[k][y_name] for k in keys])
         for name, x in cols.items():
             c = correlations(x, y, n_boot=n_boot)
-            out.append({"model": res["name"], "target": y_name, "score": name, "windows": len(keys),
+            out.append({"model": res["name"], "seed": res["seed"], "target": y_name, "score": name,
+                        "windows": len(keys),
                         "srocc": round(c["srcc"].r, 4), "lo": round(c["srcc"].lo, 4), "hi": round(c["srcc"].hi, 4)})
     return out
 
@@ -267,7 +284,7 @@ def _coverage_rows(res: dict) -> list[dict]:
         for part, sel in parts:
             if not sel.any():
                 continue
-            out.append({"model": res["name"], "split": res["split"], "scope": scope, "part": part,
+            out.append({"model": res["name"], "seed": res["seed"], "split": res["split"], "scope": scope, "part": part,
                         "frames": int(sel.sum()), "windows": len(set(keys[sel].tolist())),
                         "nominal": round(1 - cal["alpha"], 4) if cal else None,
                         "coverage": round(float(inside[sel].mean()), 4) if cal else None,
@@ -276,27 +293,13 @@ def _coverage_rows(res: dict) -> list[dict]:
     return out
 
 
-def _ablation_rows(res: dict) -> list[dict]:
-    q = np.array([r["q"] for r in res["test"]])
-    out = []
-    for (sampling, patches), p in res["preds"].items():
-        ok = ~np.isnan(p)
-        if ok.sum() < 3:
-            continue
-        from scipy import stats
-
-        out.append({"model": res["name"], "sampling": sampling, "patches": patches, "frames": int(ok.sum()),
-                    "srocc": round(float(stats.spearmanr(p[ok], q[ok]).statistic), 4),
-                    "lcc": round(float(stats.pearsonr(p[ok], q[ok]).statistic), 4),
-                    "frames_per_s": round(float(ok.sum() / res["secs"][(sampling, patches)]), 2)})
-    return out
-
-
 def _paired_rows(res: dict, other: dict, other_csv: Path, n_boot: int) -> list[dict]:
     """SROCC of ``res``'s predictions and of ``other``'s (rows of an earlier ``frames.csv`` by
     (model, video, variant, frame)) on the same frames, and their paired difference."""
     test = res["test"]
-    got = [other.get((res["name"], r["video"], r["variant"], r["frame"])) for r in test]
+    # an earlier evaluation with a seed column is matched seed by seed; one without (older) by model only
+    got = [other.get((res["name"], res["seed"], r["video"], r["variant"], r["frame"]))
+           or other.get((res["name"], None, r["video"], r["variant"], r["frame"])) for r in test]
     if not any(got):
         return []
     missing = sum(g is None for g in got)
@@ -312,7 +315,7 @@ def _paired_rows(res: dict, other: dict, other_csv: Path, n_boot: int) -> list[d
     counts = resample_counts(len(test), n_boot, clusters=clusters)
     this, that = frame_metrics(q, a, counts)["srocc"], frame_metrics(q, b, counts)["srocc"]
     d = paired_srocc_difference(q, a, b, counts)
-    row = {"model": res["name"], "frames": len(test), "windows": len(set(clusters)),
+    row = {"model": res["name"], "seed": res["seed"], "frames": len(test), "windows": len(set(clusters)),
            "train_frames": res["train_frames"]}
     for k, (e, lo, hi) in (("srocc", this), ("srocc_other", that), ("difference", d)):
         row.update({k: round(e, 4), f"{k}_lo": round(lo, 4), f"{k}_hi": round(hi, 4)})
@@ -329,7 +332,9 @@ def _read_frames_csv(path: Path) -> dict:
         where = f"{str(path)!r} row {i + 2}"
         for k in ("q", "dctqa_nr"):
             parse_number(r[k], float, where=f"{where}, column {k!r}")
-        out[(r["model"], r["video"], r["variant"], parse_number(r["frame"], int, where=f"{where}, column 'frame'"))] = r
+        seed = parse_number(r["seed"], int, where=f"{where}, column 'seed'") if "seed" in r else None
+        out[(r["model"], seed, r["video"], r["variant"],
+             parse_number(r["frame"], int, where=f"{where}, column 'frame'"))] = r
     return out
 
 
@@ -352,22 +357,24 @@ def cached_evaluation(path, rows, frame_step, ablation_step, n_boot, ablations, 
     from ..fileio import file_sha256
     from ..study.stages import StageCache
 
-    key = {"stage": "nr_eval", "format": 1, "model": file_sha256(path), "rows": len(rows),
+    key = {"stage": "nr_eval", "format": 2, "model": file_sha256(path), "rows": len(rows),
            "labels": hashlib.sha256(strict_json([[r["video"], r["variant"], r["frame"], r["q"]] for r in rows]
                                                ).encode()).hexdigest(),
-           "settings": [frame_step, ablation_step, ablations, variant_step]}
+           "settings": [frame_step, ablation_step, ablations, variant_step], "configs": [list(c) for c in ABLATIONS]}
 
     def compute() -> dict:
         res = evaluate_model(path, rows, frame_step, ablation_step, n_boot, ablations, progress, variant_step)
         out = dict(res, pred=res["pred"].tolist(), ridge=res["ridge"].tolist(),
                    preds=[[list(c), v.tolist()] for c, v in res["preds"].items()],
-                   secs=[[list(c), v] for c, v in res["secs"].items()])
+                   secs=[[list(c), v] for c, v in res["secs"].items()],
+                   frames_done=[[list(c), v] for c, v in res["frames_done"].items()])
         return json.loads(strict_json(out, default=str))
 
     value, _ = StageCache(cache_root).document("nr_eval", key, compute)
     conv = lambda v: np.array([np.nan if x is None else x for x in v], dtype=np.float64)  # noqa: E731
     return dict(value, pred=conv(value["pred"]), ridge=conv(value["ridge"]),
-                preds={tuple(c): conv(v) for c, v in value["preds"]}, secs={tuple(c): v for c, v in value["secs"]})
+                preds={tuple(c): conv(v) for c, v in value["preds"]}, secs={tuple(c): v for c, v in value["secs"]},
+                frames_done={tuple(c): v for c, v in value["frames_done"]})
 
 
 def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: str | os.PathLike, *,
@@ -375,32 +382,38 @@ def evaluate(models: Sequence[str | os.PathLike], data: str | os.PathLike, out: 
              n_boot: int = 500, ablations: bool = True, progress: bool = False, jobs: int = 1,
              variant_step: int = 1, paired_with: str | os.PathLike | None = None) -> dict[str, list[dict]]:
     """Evaluate every checkpoint (``jobs`` worker processes, one thread each, when > 1); write
-    the tables (module docstring) and ``nr_results.md``. paired_with: an earlier evaluation's
-    ``frames.csv`` to compare with (``paired.csv``)."""
+    the tables (module docstring), ``placement.json`` and ``nr_results.md``. Checkpoints of one
+    split and fold that differ only in the seed are grouped (:func:`dctqa.nr.seeds.group_checkpoints`).
+    paired_with: an earlier evaluation's ``frames.csv`` to compare with (``paired.csv``)."""
     from ..fileio import OutputSet
     from ..log import csv_text
     from .summary import summary_text
 
     if not all(is_int(v) and v >= 1 for v in (frame_step, ablation_step, jobs, variant_step)) or n_boot < 10:
         raise InputError("frame_step, ablation_step, jobs and variant_step must be integers >= 1 and n_boot >= 10")
+    if not models:
+        raise InputError("no checkpoints given; eval-nr needs at least one `dctqa train-nr` checkpoint")
     if windows_csv is not None and not Path(windows_csv).is_file():
         raise InputError(f"windows file {str(windows_csv)!r} does not exist")
     other = _read_frames_csv(Path(paired_with)) if paired_with is not None else None
     rows, meta = load_dataset(data)
+    group_checkpoints(models)  # two of one split, fold and seed, or a group with mixed settings: refused now
     targets = _checkpoint_targets(models, meta["target"])
     # read before any model runs, so that a bad file fails first
     wins = _read_windows(Path(windows_csv), list(targets.values())) if windows_csv is not None else None
     inputs = [*models, windows_csv, paired_with, Path(data) / "labels.csv", Path(data) / "dataset.json"]
     with OutputSet(inputs=inputs) as outputs:  # every table or none; never an input
         out = outputs.make_dir(out, keep_work=True)  # keeps finished evaluations in out/cache
-        for name in (*TABLES, SUMMARY):
+        for name in (*TABLES, SUMMARY, PLACEMENT):
             outputs.add(out / name)
         tables = _evaluate_tables(models, rows, out, frame_step, ablation_step, n_boot, ablations, progress,
                                   jobs, variant_step, wins, other, paired_with, targets)
         for name, t in tables.items():
             if t:
                 outputs.write_text(out / f"{name}.csv", csv_text(t))
-        outputs.write_text(out / SUMMARY, summary_text(tables))
+        choice = choose_placement(tables["placement"])
+        outputs.write_text(out / PLACEMENT, strict_json(choice, indent=2) + "\n")
+        outputs.write_text(out / SUMMARY, summary_text(tables, choice))
     return tables
 
 
@@ -421,7 +434,7 @@ def _checkpoint_targets(models: Sequence[str | os.PathLike], data_target: str) -
 def _evaluate_tables(models, rows, out: Path, frame_step, ablation_step, n_boot, ablations, progress, jobs,
                      variant_step, wins, other, paired_with, targets: dict[str, str]) -> dict[str, list[dict]]:
     tables: dict[str, list[dict]] = {"metrics": [], "windows": [], "ablations": [], "frames": [], "paired": [],
-                                     "coverage": []}
+                                     "coverage": [], "seeds": [], "placement": []}
     args = [(p, rows, frame_step, ablation_step, n_boot, ablations, progress and jobs == 1, variant_step,
              out / "cache") for p in models]
     if jobs > 1:
@@ -435,14 +448,17 @@ def _evaluate_tables(models, rows, out: Path, frame_step, ablation_step, n_boot,
         res["target"] = targets[str(path)]
         tables["metrics"] += _metric_rows(res, n_boot)
         tables["windows"] += _window_rows(res, wins, n_boot)
-        tables["ablations"] += _ablation_rows(res)
+        tables["ablations"] += ablation_rows(res, n_boot) if ablations else []
         tables["coverage"] += _coverage_rows(res)
         if other is not None:
             tables["paired"] += _paired_rows(res, other, Path(paired_with), n_boot)
-        tables["frames"] += [{"model": res["name"], "video": r["video"], "variant": r["variant"], "frame": r["frame"],
+        tables["frames"] += [{"model": res["name"], "seed": res["seed"], "video": r["video"], "variant": r["variant"],
+                              "frame": r["frame"],
                               "q": r["q"], "dctqa_nr": round(float(p), FRAME_DECIMALS),
                               "ridge": round(float(b), FRAME_DECIMALS)}
                              for r, p, b in zip(res["test"], res["pred"], res["ridge"])]
+    tables["seeds"] = seed_rows(results, tables["coverage"], n_boot)
+    tables["placement"] = placement_rows(results, n_boot) if ablations else []
     if other is not None and not tables["paired"]:
         raise InputError(f"none of the models evaluated here ({', '.join(r['name'] for r in results)}) is in "
                          f"{paired_with}")

@@ -30,7 +30,7 @@ from torch import nn
 from ..errors import DctqaError, InputError
 from . import MAX_PATCHES
 from .conformal import calibration_problem, interval
-from .predict import Prediction, as_frames, predict_video
+from .predict import DEFAULT_OPTIONS, Prediction, as_frames, predict_video, resolve_options
 
 CHECKPOINT_FORMAT = 1
 #: Crops go through the net at most this many at a time, so memory is bounded by it, not by
@@ -183,6 +183,12 @@ class NRModel:
         #: The stored split conformal calibration (:mod:`dctqa.nr.conformal`), ``None`` if none.
         self.calibration = calibration
         self.net = net if net is not None else NRNet(cfg)
+        #: ``patches``/``sampling`` of a prediction that gives none (a checkpoint records no
+        #: recommendation: :data:`dctqa.nr.predict.DEFAULT_OPTIONS`; the shipped default model's
+        #: come from its ``nr-default.json``, :func:`dctqa.nr.default.load_default`).
+        self.recommended: dict[str, Any] = dict(DEFAULT_OPTIONS)
+        #: Where it was loaded from (``model``: the path or ``"default"``, ``model_sha256``).
+        self.source: dict[str, Any] | None = None
         self.name = "dctqa_nr"
         self.kind = "NR"
         self.lower_better = True
@@ -242,6 +248,9 @@ class NRModel:
                                   f"was not written by `dctqa train-nr`") from None
         model.net.to(dev).eval()
         model.calibration = _checkpoint_calibration(path, ck.get("calibration"))  # absent in older checkpoints
+        from ..fileio import file_sha256
+
+        model.source = {"model": str(path), "model_sha256": file_sha256(path)}
         return model
 
     # ------------------------------------------------------------------ prediction
@@ -268,14 +277,16 @@ class NRModel:
         --nr-model``) predict a video without importing the wing."""
         return predict_video(self, video, **options)
 
-    def predict(self, frames: np.ndarray | Sequence[np.ndarray], *, patches: int = 2, sampling: str = "activation",
-                seed: int = 0, batch_size: int = 8) -> np.ndarray:
+    def predict(self, frames: np.ndarray | Sequence[np.ndarray], *, patches: int | None = None,
+                sampling: str | None = None, seed: int = 0, batch_size: int = 8) -> np.ndarray:
         """Predicted Q (``>= 0``, 1 = untouched, higher = worse for detection) of each frame.
 
         frames: one ``H x W x 3`` uint8 RGB frame, a list of them, ``[N, H, W, 3]`` or ``[N, 3, H, W]``;
         patches: crops per frame (their predicted log Q are averaged); sampling: one of
-        ``activation`` (the paper's), ``uniform``, ``grid``; seed: of the patch draws.
+        ``activation`` (the paper's), ``uniform``, ``grid``; seed: of the patch draws;
+        ``patches``/``sampling`` ``None``: :attr:`recommended`.
         """
+        patches, sampling = resolve_options(self, patches, sampling)
         arr = as_frames(frames)  # also [N, 3, H, W] tensors, as dctqa.serve.StreamScorer passes them
         out = [self.predict_log(arr[i:i + batch_size], patches=patches, sampling=sampling, seed=seed + i)
                for i in range(0, len(arr), batch_size)]

@@ -36,7 +36,7 @@ from ..errors import InputError
 from .model import (CROP_CHUNK, LCN, CheckpointError, NRConfig, NRModel, NRNet, Provenance, _checkpoint_calibration,
                     _checkpoint_config, _checkpoint_provenance)
 from .model import create as create_torch
-from .predict import Prediction, as_frames, predict_video
+from .predict import DEFAULT_OPTIONS, Prediction, as_frames, predict_video, resolve_options
 
 #: ``metadata_props`` value of key ``dctqa_kind`` that marks our export; its format number.
 META_KIND = "dctqa_nr_onnx"
@@ -128,6 +128,21 @@ def _read_calibration(path: Path, meta: dict[str, str]) -> dict | None:
     return _checkpoint_calibration(path, value)
 
 
+def _read_recommended(path: Path, meta: dict[str, str]) -> dict[str, Any]:
+    """The export's recommended ``patches`` and ``sampling`` (absent: :data:`DEFAULT_OPTIONS`)."""
+    from . import MAX_PATCHES
+    from .sampling import SAMPLINGS
+
+    patches, sampling = meta.get("patches"), meta.get("sampling")
+    if patches is None and sampling is None:
+        return dict(DEFAULT_OPTIONS)
+    if not (isinstance(patches, str) and patches.isdigit() and 1 <= int(patches) <= MAX_PATCHES) \
+            or sampling not in SAMPLINGS:
+        raise CheckpointError(f"{str(path)!r}: its recommended patches {patches!r} / sampling {sampling!r} are not "
+                              f"1..{MAX_PATCHES} / one of {SAMPLINGS}; export it again")
+    return {"patches": int(patches), "sampling": sampling}
+
+
 def _check_graph(path: Path, proto: Any, patch: int) -> None:
     """The graph has our inputs and outputs, and its crop input is ``patch`` pixels square."""
     ins = {i.name: i for i in proto.graph.input}
@@ -169,6 +184,11 @@ class OnnxNRModel:
                                   f"{str(exc).strip()[:200]})") from None
         self.name, self.kind, self.lower_better = "dctqa_nr", "NR", True
         self.device = "cpu"
+        #: The export's recorded ``patches``/``sampling`` (``dctqa export-nr --patches/--sampling``):
+        #: what a prediction that gives none uses.
+        self.recommended = _read_recommended(path, self.metadata)
+        #: Where it was loaded from (``model``: the path, ``model_sha256``: the file's).
+        self.source: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, backbone: str | None = None, metric_version: str | None = None,
@@ -188,8 +208,11 @@ class OnnxNRModel:
         except ImportError:
             raise InputError("the ONNX backend needs onnxruntime: pip install 'dctqa[nr]' (or use the torch "
                              "checkpoint)") from None
+        from ..fileio import file_sha256
+
         p = Path(path)
         model = cls(p, _read_model(p), threads)
+        model.source = {"model": str(p), "model_sha256": file_sha256(p)}
         want = metric_version or METRIC_VERSION
         if str(model.prov.metric_version) != str(want):
             raise CheckpointError(f"{str(p)!r} was exported for metric version {model.prov.metric_version}, this is "
@@ -220,10 +243,12 @@ class OnnxNRModel:
         """:func:`dctqa.nr.predict.predict_video` with this model."""
         return predict_video(self, video, **options)
 
-    def predict(self, frames: np.ndarray | Sequence[np.ndarray], *, patches: int = 2, sampling: str = "activation",
-                seed: int = 0, batch_size: int = 8) -> np.ndarray:
+    def predict(self, frames: np.ndarray | Sequence[np.ndarray], *, patches: int | None = None,
+                sampling: str | None = None, seed: int = 0, batch_size: int = 8) -> np.ndarray:
         """Predicted Q (``>= 0``) of each frame, as :meth:`dctqa.nr.model.NRModel.predict`;
-        ``frames`` may also be ``[N, 3, H, W]`` (a torch tensor from :class:`dctqa.serve.StreamScorer`)."""
+        ``frames`` may also be ``[N, 3, H, W]`` (a torch tensor from :class:`dctqa.serve.StreamScorer`);
+        ``patches``/``sampling`` ``None``: the export's :attr:`recommended`."""
+        patches, sampling = resolve_options(self, patches, sampling)
         arr = as_frames(frames)
         out = [self.predict_log(arr[i:i + batch_size], patches=patches, sampling=sampling, seed=seed + i)
                for i in range(0, len(arr), batch_size)]
@@ -271,11 +296,16 @@ def load_predictor(path: str | os.PathLike, **kwargs: Any) -> NRModel | OnnxNRMo
 
 
 def create(model: Any = None, **kwargs: Any) -> Any:
-    """Factory of the registry entry ``dctqa_nr``: an ONNX export (a path, :func:`is_onnx`) gets
+    """Factory of the registry entry ``dctqa_nr``: no ``model`` gets the shipped default model
+    (:func:`dctqa.nr.default.load_default`); an ONNX export (a path, :func:`is_onnx`) gets
     :class:`OnnxNRModel`; anything else goes to :func:`dctqa.nr.model.create` (a checkpoint
     path or a loaded model)."""
+    if model is None:
+        from .default import load_default
+
+        return load_default(**kwargs)
     if isinstance(model, OnnxNRModel):
         return model
     if isinstance(model, (str, os.PathLike)) and is_onnx(model):
         return OnnxNRModel.load(model, **kwargs)
-    return create_torch(model, **kwargs) if model is not None else create_torch(**kwargs)
+    return create_torch(model, **kwargs)

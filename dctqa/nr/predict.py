@@ -17,20 +17,37 @@ import numpy as np
 from ..errors import InputError
 
 
+#: Patch count and placement of a prediction when neither the caller nor the model says
+#: otherwise (a torch checkpoint records no recommendation; an ONNX export's metadata and the
+#: shipped default model's ``nr-default.json`` do: :func:`resolve_options`).
+DEFAULT_OPTIONS: dict[str, Any] = {"patches": 2, "sampling": "activation"}
+
+
 class FramePredictor(Protocol):
     """What :func:`predict_video` and :func:`prediction_log` use of a model: ``prov`` (its
     provenance: ``metric_version``, ``backbone``, ``backbone_sha256``, ``target_std``),
-    ``calibration`` (its stored conformal calibration or ``None``), :meth:`check_options` and
+    ``calibration`` (its stored conformal calibration or ``None``), ``recommended`` (its
+    ``patches`` and ``sampling`` when none are given), ``source`` (where it was loaded from:
+    ``model``, ``model_sha256``; ``None`` if not from a file), :meth:`check_options` and
     :meth:`predict` (as :class:`dctqa.nr.model.NRModel`'s)."""
 
     prov: Any
     calibration: dict | None
+    recommended: dict
+    source: dict | None
 
     def check_options(self, *, patches: int = 2, sampling: str = "activation", height: int | None = None,
                       width: int | None = None) -> None: ...
 
-    def predict(self, frames: np.ndarray, *, patches: int = 2, sampling: str = "activation", seed: int = 0,
+    def predict(self, frames: np.ndarray, *, patches: int | None = None, sampling: str | None = None, seed: int = 0,
                 batch_size: int = 8) -> np.ndarray: ...
+
+
+def resolve_options(model: Any, patches: int | None = None, sampling: str | None = None) -> tuple[int, str]:
+    """``(patches, sampling)``: the given ones, else the model's ``recommended`` (absent:
+    :data:`DEFAULT_OPTIONS`)."""
+    rec = getattr(model, "recommended", None) or DEFAULT_OPTIONS
+    return (rec["patches"] if patches is None else patches), (rec["sampling"] if sampling is None else sampling)
 
 
 def as_frames(frames: Any) -> np.ndarray:
@@ -61,13 +78,15 @@ class Prediction:
     seconds: float
 
 
-def predict_video(model: FramePredictor, video: str | os.PathLike, *, patches: int = 2, sampling: str = "activation",
-                  seed: int = 0, frame_stride: int = 1, max_frames: int | None = None, batch_size: int = 4,
-                  progress: bool = False) -> Prediction:
-    """Predict every ``frame_stride``-th frame of ``video`` (patch draws seeded per frame)."""
+def predict_video(model: FramePredictor, video: str | os.PathLike, *, patches: int | None = None,
+                  sampling: str | None = None, seed: int = 0, frame_stride: int = 1, max_frames: int | None = None,
+                  batch_size: int = 4, progress: bool = False) -> Prediction:
+    """Predict every ``frame_stride``-th frame of ``video`` (patch draws seeded per frame);
+    ``patches``/``sampling`` ``None``: the model's (:func:`resolve_options`)."""
     from ..io import iter_frames, probe
     from ..progress import progress as progress_bar
 
+    patches, sampling = resolve_options(model, patches, sampling)
     model.check_options(patches=patches, sampling=sampling)
     if frame_stride < 1 or batch_size < 1:
         raise InputError("frame_stride and batch_size must be >= 1")
@@ -98,13 +117,16 @@ def predict_video(model: FramePredictor, video: str | os.PathLike, *, patches: i
 def prediction_log(model: FramePredictor, pred: Prediction, video: str, patches: int, sampling: str, seed: int) -> dict:
     """The libvmaf-style log (``dctqa.log.build_log``) of a prediction: per frame ``dctqa_nr``
     (predicted Q) and its 90 % interval ``dctqa_nr_low`` / ``dctqa_nr_high`` (Q; ``null`` when
-    the model has no calibration, as then ``params.interval`` is)."""
+    the model has no calibration, as then ``params.interval`` is); ``params.model`` says which
+    model (its path, or ``"default"`` for the shipped one) and ``params.model_sha256`` its file's."""
     from ..log import build_log
     from .conformal import interval, interval_params
 
     calibration = getattr(model, "calibration", None)
     low, high = interval(pred.q, calibration, model.prov.target_std)
-    params = {"metric": "dctqa_nr", "model_metric_version": model.prov.metric_version,
+    source = getattr(model, "source", None) or {}
+    params = {"metric": "dctqa_nr", "model": source.get("model"), "model_sha256": source.get("model_sha256"),
+              "model_metric_version": model.prov.metric_version,
               "backbone": model.prov.backbone, "backbone_sha256": model.prov.backbone_sha256,
               "distorted": str(video), "patches": patches, "sampling": sampling, "seed": seed,
               "frames_per_second": len(pred.q) / pred.seconds if pred.seconds > 0 else None,

@@ -29,15 +29,25 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from ..errors import InputError
 from ..progress import progress as progress_bar
 from ..values import is_int, is_real
-from .data import load_dataset, split_rows, window_key
+from .data import SPLITS, load_dataset, split_rows, window_key
 from .model import NRConfig, NRModel, Provenance, normalise_frames, read_checkpoint
+
+
+#: The split that holds nothing out (the shipped model's): every labelled window of every
+#: video and the training-only extras train; its interval comes from fold models
+#: (:func:`dctqa.nr.calibrate.calibrate_from_folds`).
+SPLIT_ALL = "all"
+#: Every ``--split`` train-nr takes.
+TRAIN_SPLITS = (*SPLITS, SPLIT_ALL)
 
 
 @dataclass
 class TrainConfig:
     """Settings of one training run (all stored in the checkpoint).
 
-    split/fold/window/gap/every: see :func:`dctqa.nr.data.split_rows`; frame_step: use only
+    split/fold/window/gap/every: see :func:`dctqa.nr.data.split_rows`, plus :data:`SPLIT_ALL`
+    (``"all"``: every labelled frame trains, nothing is held out; :func:`train_rows`);
+    frame_step: use only
     labelled frames whose number is a multiple of it (subsampling); variants: names of the
     variants to train on (empty = all); variant_step: train on every n-th variant of each video
     (its variant names sorted; 1 = all); crops: random crops per decoded frame; open_files:
@@ -74,17 +84,23 @@ class TrainConfig:
                 raise InputError(f"{name} must be an integer >= 1, got {v!r}")
         if not (is_real(self.lr) and 0 < self.lr <= 10) or not (is_int(self.workers) and 0 <= self.workers <= 256):
             raise InputError(f"need 0 < lr <= 10 and workers in 0..256, got {self.lr!r}, {self.workers!r}")
+        if self.split == SPLIT_ALL and self.fold is not None:
+            raise InputError(f"--split {SPLIT_ALL} holds no video out; --fold {self.fold!r} applies to --split unseen")
 
 
 def train_rows(rows: list[dict], cfg: TrainConfig) -> tuple[list[dict], list[dict]]:
     """``(train, test)`` rows of ``cfg``'s split; the training rows subsampled by
-    ``frame_step`` and ``variants``."""
-    train, test = split_rows(rows, cfg.split, fold=cfg.fold, window=cfg.window, gap=cfg.gap, every=cfg.every,
-                             seed=cfg.seed)
+    ``frame_step`` and ``variants``. Split :data:`SPLIT_ALL`: every row (the training-only
+    extras included) trains and ``test`` is empty."""
+    if cfg.split == SPLIT_ALL:
+        train, test = list(rows), []
+    else:
+        train, test = split_rows(rows, cfg.split, fold=cfg.fold, window=cfg.window, gap=cfg.gap, every=cfg.every,
+                                 seed=cfg.seed)
     keep = every_nth_variant(rows, cfg.variant_step)
     train = [r for r in train if r["frame"] % cfg.frame_step == 0 and (r["video"], r["variant"]) in keep
              and (not cfg.variants or r["variant"] in cfg.variants)]
-    if not train or not test:
+    if not train or (not test and cfg.split != SPLIT_ALL):
         raise InputError(f"split {cfg.split!r} (fold {cfg.fold!r}) leaves {len(train)} training and "
                          f"{len(test)} test frames; both must be non-empty")
     return train, test
@@ -105,6 +121,10 @@ def held_out_split(path: str | os.PathLike, rows: list[dict], needs: str, verb: 
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{str(path)!r} holds no usable training settings ({type(exc).__name__}: {exc}); "
                               f"{needs} needs a checkpoint written by `dctqa train-nr`") from None
+    if tc.split == SPLIT_ALL:
+        raise InputError(f"{path} was trained with --split {SPLIT_ALL}: it holds no frames out, so there is nothing "
+                         f"to {verb} it on; calibrate it from fold models with `dctqa calibrate-nr {path} --data DATA "
+                         "--from-folds FOLD.pt ...` and evaluate the folds")
     train, test = train_rows(rows, tc)
     keys = sorted({f"{v}:{k}" for v, k in (window_key(r, tc.window) for r in test)})
     if keys != model.prov.split.get("test_windows"):
@@ -304,4 +324,4 @@ def _norm(v):
     return list(v) if isinstance(v, tuple) else ({k: _norm(x) for k, x in v.items()} if isinstance(v, dict) else v)
 
 
-__all__ = ["TrainConfig", "CropStream", "train", "train_rows", "normalise_frames"]
+__all__ = ["TrainConfig", "CropStream", "train", "train_rows", "normalise_frames", "SPLIT_ALL", "TRAIN_SPLITS"]

@@ -19,8 +19,10 @@ def cmd_score_many(args: argparse.Namespace) -> int:
 
     if (args.manifest is None) == (args.no_reference is None):
         raise InputError("give a MANIFEST (ref,dist pairs) or --no-reference GLOB, not both or neither")
-    if args.no_reference is not None and args.model is None:
-        raise InputError("--no-reference needs --model CHECKPOINT (a model from dctqa train-nr)")
+    if args.no_reference is not None:
+        _no_reference_defaults(args)
+    elif args.patches is not None or args.sampling is not None:
+        raise InputError("--patches and --sampling are options of --no-reference")
     res = score_many(args.manifest, args.out, engine=args.engine, address=args.address, backbone=args.backbone,
                      domain=args.domain, device=args.device, weights=args.weights, batch_size=args.batch_size,
                      frame_stride=args.frame_stride, max_frames=args.max_frames, per_filter=args.per_filter,
@@ -33,6 +35,27 @@ def cmd_score_many(args: argparse.Namespace) -> int:
     if res.failed:
         print(f"warning: {len(res.failed)} pair(s) could not be scored; see {args.out}/errors.csv", file=sys.stderr)
     return res.exit_status
+
+
+def _no_reference_defaults(args: argparse.Namespace) -> None:
+    """No ``--model``: the shipped default model (checked: :func:`dctqa.nr.default.check_default`)
+    and its recommended ``--patches``/``--sampling`` where not given; with ``--model``: 2 and
+    activation where not given (as ``dctqa predict`` on a torch checkpoint)."""
+    from ..nr.predict import DEFAULT_OPTIONS
+
+    rec = DEFAULT_OPTIONS
+    if args.model is None:
+        from ..nr.default import check_default, default_options
+        from ..nr.model import CheckpointError
+
+        try:
+            args.model = str(check_default()[0])
+        except CheckpointError as exc:
+            raise InputError(f"--no-reference needs --model CHECKPOINT while the default model is unusable ({exc})"
+                             ) from None
+        rec = default_options()
+    args.patches = rec["patches"] if args.patches is None else args.patches
+    args.sampling = rec["sampling"] if args.sampling is None else args.sampling
 
 
 def _study_with_engine(study_cmd):
@@ -78,11 +101,15 @@ def register(sub) -> None:
     p.add_argument("manifest", nargs="?", help="CSV with columns ref,dist (one pair per row; other columns are "
                    "carried into the outputs; relative paths are from the manifest's folder)")
     p.add_argument("--no-reference", metavar="GLOB", help="instead of a manifest: predict dctqa_nr of every video "
-                   "matching GLOB (quote it; ** recurses) with --model")
-    p.add_argument("--model", metavar="CHECKPOINT", help="with --no-reference: the model (dctqa train-nr)")
-    p.add_argument("--patches", type=bounded_int(1, 256), default=2, help="with --no-reference: patches per frame")
-    p.add_argument("--sampling", default="activation", choices=("activation", "uniform", "grid"),
-                   help="with --no-reference: patch sampling (default activation)")
+                   "matching GLOB (quote it; ** recurses) with --model or the shipped default model")
+    p.add_argument("--model", metavar="CHECKPOINT", help="with --no-reference: the model (dctqa train-nr; default: "
+                                                        "the shipped default model)")
+    p.add_argument("--patches", type=bounded_int(1, 256), default=None,
+                   help="with --no-reference: patches per frame (default: the default model's recommendation, "
+                        "2 with --model)")
+    p.add_argument("--sampling", default=None, choices=("activation", "uniform", "grid"),
+                   help="with --no-reference: patch sampling (default: the default model's recommendation, "
+                        "activation with --model)")
     p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="with --no-reference: patch seed")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (frames.parquet, summary.csv, "
                                                                "errors.csv, logs/)")

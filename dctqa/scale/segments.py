@@ -12,12 +12,12 @@ from __future__ import annotations
 import bisect
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from ..errors import InputError, VideoError
-from ..io import shown_path
+from ..io import set_decode_threads, shown_path
 
 #: Scored frames per segment by default (``--segment-frames``).
 DEFAULT_SEGMENT_FRAMES = 256
@@ -100,13 +100,42 @@ def index_video(path: str | os.PathLike) -> VideoIndex:
     return VideoIndex(shown, len(stamps), width, height, None, (0,))
 
 
-def plan_segments(frames: int, segment_frames: int, stride: int = 1) -> list[tuple[int, int]]:
+def plan_segments(frames: int, segment_frames: int, stride: int = 1,
+                  keyframes: Sequence[int] = ()) -> list[tuple[int, int]]:
     """``[(start, stop), ...]`` source-frame ranges covering frames ``0 .. frames - 1``, each
-    holding ``segment_frames`` scored frames (every ``stride``-th) but the last."""
+    holding about ``segment_frames`` scored frames (every ``stride``-th).
+
+    ``keyframes``: presentation indices where both files of the pair can start decoding
+    (see :func:`common_keyframes`). A cut moves back to the last of them at or before its
+    nominal place when that keeps the segment at least half as long, so that a segment
+    decodes no frame it then drops; otherwise it stays put (and its segment decodes from
+    the keyframe before it). The scores do not depend on where the cuts are.
+    """
     if segment_frames < 1 or stride < 1:
         raise InputError(f"segment_frames and stride must be >= 1, got {segment_frames} and {stride}")
     span = segment_frames * stride
-    return [(s, min(s + span, frames)) for s in range(0, frames, span)]
+    keys = sorted(set(keyframes))
+    cuts, start = [], 0
+    while start < frames:
+        stop = min(start + span, frames)
+        if stop < frames:
+            i = bisect.bisect_right(keys, stop) - 1
+            if i >= 0 and keys[i] >= start + max(1, span // 2):
+                stop = keys[i]
+        cuts.append((start, stop))
+        start = stop
+    return cuts
+
+
+def common_keyframes(*indexes: VideoIndex) -> tuple[int, ...]:
+    """Presentation indices that are keyframes of every one of ``indexes`` (empty when a
+    file's timestamps cannot place its frames: such a file decodes from frame 0 anyway)."""
+    if any(ix.pts is None for ix in indexes):
+        return ()
+    common = set(indexes[0].keyframes)
+    for ix in indexes[1:]:
+        common &= set(ix.keyframes)
+    return tuple(sorted(common))
 
 
 def _frame_array(frame, shown: str, shape: tuple[int, int]) -> np.ndarray:
@@ -118,9 +147,10 @@ def _frame_array(frame, shown: str, shape: tuple[int, int]) -> np.ndarray:
 
 
 def iter_segment(path: str | os.PathLike, index: VideoIndex, start: int, stop: int,
-                 stride: int = 1) -> Iterator[np.ndarray]:
+                 stride: int = 1, threads: int | None = None) -> Iterator[np.ndarray]:
     """Frames ``start <= i < stop`` with ``i % stride == 0`` of ``path``, ``H x W x 3`` uint8 RGB,
     in order: exactly the frames :func:`dctqa.io.iter_frames` yields for those numbers.
+    ``threads``: decoder threads (:func:`dctqa.io.set_decode_threads`; ``None``: the setting).
 
     Raises :class:`~dctqa.errors.VideoError` when a frame of the range does not decode.
     """
@@ -130,7 +160,7 @@ def iter_segment(path: str | os.PathLike, index: VideoIndex, start: int, stop: i
         raise InputError(f"segment {start}..{stop} is outside the {index.frames} frames of {index.path!r}")
     expected = start
     try:
-        frames = _decode_from(path, index, start)
+        frames = _decode_from(path, index, start, threads)
         for i, frame in frames:
             if i < start:
                 continue
@@ -147,12 +177,12 @@ def iter_segment(path: str | os.PathLike, index: VideoIndex, start: int, stop: i
     raise VideoError(f"{index.path!r}: only {expected} of {index.frames} frames decode (truncated?)")
 
 
-def _decode_from(path, index: VideoIndex, start: int) -> Iterator[tuple[int, object]]:
+def _decode_from(path, index: VideoIndex, start: int, threads: int | None) -> Iterator[tuple[int, object]]:
     """``(presentation index, frame)`` from the keyframe before ``start`` (or frame 0) on."""
     key = index.seek_point(start)
     with _open(path) as c:
         s = c.streams.video[0]
-        s.thread_type = "AUTO"
+        set_decode_threads(s, threads)
         if key is None:
             yield from enumerate(c.decode(s))
             return
@@ -171,4 +201,4 @@ def _decode_from(path, index: VideoIndex, start: int) -> Iterator[tuple[int, obj
     if not fallback:
         return
     yield from _decode_from(path, VideoIndex(index.path, index.frames, index.width, index.height, None, (0,)),
-                            start)
+                            start, threads)

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..constants import DEFAULT_BACKBONE, METRIC_VERSION
 from ..errors import DctqaError, InputError
-from .segments import DEFAULT_SEGMENT_FRAMES, VideoIndex, index_video, iter_segment, plan_segments
+from .segments import (DEFAULT_SEGMENT_FRAMES, VideoIndex, common_keyframes, index_video, iter_segment,
+                       plan_segments)
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,8 @@ class ScoreOptions:
 
     frame_stride: score every N-th frame (>= 1). max_frames: source frames read per pair
     (``None``: all). segment_frames: scored frames per work unit. threads: CPU threads of each
-    scorer (torch's intra-op threads), ``None`` leaves the default.
+    scorer: torch's intra-op threads and each of its two decoders' threads (so an actor that
+    reserves N CPUs uses N); ``None`` leaves torch's default and ``DCTQA_DECODE_THREADS``.
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -125,7 +127,7 @@ class SegmentScorer:
                              f"scored the first {n}")
             if self.options.max_frames is not None:
                 n = min(n, self.options.max_frames)
-            segs = plan_segments(n, self.options.segment_frames, self.options.frame_stride)
+            segs = plan_segments(n, self.options.segment_frames, self.options.frame_stride, common_keyframes(ri, di))
             return PairPlan(key, segs, ri, di, notes)
         except (DctqaError, OSError) as exc:
             return PairPlan(key, error=_message(exc))
@@ -136,8 +138,9 @@ class SegmentScorer:
         (memory: one batch of frames, whatever the segment's length)."""
         stride, bs = self.options.frame_stride, self.metric.batch_size
         try:
-            its = (iter_segment(ref, ref_index, start, stop, stride),
-                   iter_segment(dist, dist_index, start, stop, stride))
+            threads = self.options.threads
+            its = (iter_segment(ref, ref_index, start, stop, stride, threads),
+                   iter_segment(dist, dist_index, start, stop, stride, threads))
             out, batch = [], []
             for fr, fd in zip(*its):
                 batch.append((fr, fd))
