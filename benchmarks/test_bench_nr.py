@@ -86,3 +86,32 @@ def test_sampler(benchmark, impl: str) -> None:
     run_case(benchmark, lambda: ops.sample_patches(act, H, W, stride=4, offset=3, patch=224, num=2, seed=0,
                                                  sigma=8.0, impl=impl),
              family="sample_patches", h=H, w=W, k=16, batch=1, impl="cpp-op" if impl == "op" else "torch")
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory) -> dict:
+    """The shipped default model (dctqa/nr/models) through both backends, with its record's
+    recommended patches and placement."""
+    pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime (pip install 'dctqa[nr]')")
+    from dctqa.nr import default
+    from dctqa.nr.export import export_onnx
+    from dctqa.nr.onnx_model import OnnxNRModel
+
+    path, info = default.check_default()
+    d = tmp_path_factory.mktemp("bench_default")
+    export_onnx(path, d / "default.onnx", patches=info["patches"], sampling=info["sampling"])
+    return {"torch": default.load_default(), "onnx": OnnxNRModel.load(d / "default.onnx"),
+            "options": default.default_options()}
+
+
+@pytest.mark.parametrize("impl", ["torch", "onnx"])  # torch first: the onnx case divides by it
+def test_default_model(benchmark, shipped, impl: str) -> None:
+    """Frames/s at 768x576 of the shipped model as `dctqa predict` runs it (its recommended
+    patches and placement), torch and onnxruntime in the same run (issue 22's target: >= 25)."""
+    model, frames, opts = shipped[impl], _frames(4), shipped["options"]
+    fps = run_case(benchmark, lambda: model.predict(frames, **opts), family="nr_default", h=H, w=W,
+                   k=opts["patches"], batch=len(frames), impl=f"{impl}-{opts['sampling']}")
+    base = RESULTS.get(("nr_default", f"{W}x{H}", opts["patches"], len(frames), f"torch-{opts['sampling']}"))
+    benchmark.extra_info.update(frames_per_s=fps, **opts)
+    if impl == "onnx" and base:
+        benchmark.extra_info["onnx_over_torch"] = fps / base

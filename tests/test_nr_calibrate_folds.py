@@ -245,3 +245,48 @@ def test_the_onnx_export_carries_the_fold_calibration(models, skewed, tmp_path) 
     tq, tlow, thigh = NRModel.load(tmp_path / "c.pt").predict_interval(frames)
     assert np.max(np.abs(low - tlow)) < 1e-4 and np.max(np.abs(high - thigh)) < 1e-4
     np.testing.assert_allclose(np.log(high / q), cal["quantile_log_q"], rtol=1e-9)
+
+
+def test_leave_one_fold_out_coverage_and_the_placement(models, skewed, tmp_path) -> None:
+    """Each fold's coverage by the quantile of the *other* folds' residuals, by hand; the
+    residuals are predicted with the placement asked for, and both are recorded."""
+    from dctqa.nr.calibrate import calibrate_from_folds, fold_residuals, leave_one_fold_out
+    from dctqa.nr.conformal import conformal_quantile
+    from dctqa.nr.data import load_dataset
+
+    rows, _ = load_dataset(skewed)
+    cal = calibrate_from_folds(models["all"], skewed, [models["alpha"], models["beta"]], tmp_path / "g.pt",
+                               frame_step=4, patches=3, sampling="grid")
+    assert (cal["patches"], cal["sampling"]) == (3, "grid")
+    model = NRModel.load(models["all"])
+    pred = {"patches": 3, "sampling": "grid", "seed": 0}
+    parts = [fold_residuals(models[v], model, rows, 4, prediction=pred) for v in ("alpha", "beta")]
+    pooled = np.concatenate([r for r, _ in parts])
+    assert cal["quantile_log_q"] == pytest.approx(conformal_quantile(pooled, 0.1), rel=1e-12)
+    act = calibrate_from_folds(models["all"], skewed, [models["alpha"], models["beta"]], tmp_path / "a.pt",
+                               frame_step=4)
+    assert act["quantile_log_q"] != cal["quantile_log_q"]  # another placement, other residuals
+    lofo = cal["leave_one_fold_out"]
+    assert lofo == leave_one_fold_out(parts)
+    for i, f in enumerate(lofo):
+        mine, other = parts[i][0], parts[1 - i][0]
+        q = conformal_quantile(other, 0.1)
+        assert f["video"] == ("alpha", "beta")[i] and f["quantile_log_q"] == q
+        assert f["coverage"] == pytest.approx(float(np.mean(mine <= q)))
+    # one fold alone: nothing to calibrate the held-out video's interval from
+    assert leave_one_fold_out(parts[:1])[0]["coverage"] is None
+
+
+def test_install_refuses_a_recommendation_the_interval_was_not_calibrated_for(models, skewed, tmp_path,
+                                                                             monkeypatch) -> None:
+    from dctqa.nr import calibrate, default
+
+    monkeypatch.setattr(default, "MODELS_DIR", tmp_path / "models")
+    ck = tmp_path / "grid.pt"
+    calibrate.calibrate_from_folds(models["all"], skewed, [models["alpha"], models["beta"]], ck, frame_step=4,
+                                   patches=3, sampling="grid")
+    with pytest.raises(CheckpointError, match="calibrated on 3 grid.*recommend 2 activation"):
+        default.install(ck, patches=2, sampling="activation")
+    assert not (tmp_path / "models" / "nr-default.pt").exists()
+    assert default.install(ck, patches=3, sampling="grid").is_file()
+    assert default.read_default_info()["calibration"]["sampling"] == "grid"

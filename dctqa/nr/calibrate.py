@@ -148,10 +148,11 @@ def _fold_value(cfg: dict, prov, key: str):
 
 
 def fold_residuals(path: str | os.PathLike, model, rows: list[dict], frame_step: int | None,
-                   alpha: float = ALPHA) -> tuple[np.ndarray, dict]:
+                   alpha: float = ALPHA, prediction: dict | None = None) -> tuple[np.ndarray, dict]:
     """``(residuals, facts)`` of fold checkpoint ``path``: ``|log q_pred - log q_true|`` (log Q,
     ``(N,)``) of every ``frame_step``-th frame (default: the fold's training frame step) of its
-    own held-out video, predicted as ``eval-nr`` predicts (:data:`FOLD_PREDICTION`); ``facts``:
+    own held-out video, predicted with ``prediction`` (``patches``, ``sampling``, ``seed``;
+    default :data:`FOLD_PREDICTION`, as ``eval-nr``'s main config); ``facts``:
     its path, sha256, held-out video, frames and own conformal quantile (log Q; ``None`` below
     :func:`~dctqa.nr.conformal.min_frames`)."""
     from ..fileio import file_sha256
@@ -164,7 +165,7 @@ def fold_residuals(path: str | os.PathLike, model, rows: list[dict], frame_step:
     use = [r for r in test if r["frame"] % step == 0]
     if not use:
         raise InputError(f"{path}: no held-out frame of {tc.fold} is a multiple of --frame-step {step}")
-    res = np.abs(log_residuals(fold, use, **FOLD_PREDICTION))
+    res = np.abs(log_residuals(fold, use, **(prediction or FOLD_PREDICTION)))
     own = conformal_quantile(res, alpha) if len(res) >= min_frames(alpha) else None
     return res, {"path": str(path), "sha256": file_sha256(path), "video": tc.fold, "frames": int(len(res)),
                  "frame_step": int(step), "quantile_log_q": own}
@@ -172,6 +173,7 @@ def fold_residuals(path: str | os.PathLike, model, rows: list[dict], frame_step:
 
 def calibrate_from_folds(model_path: str | os.PathLike, data: str | os.PathLike, folds: Sequence[str | os.PathLike],
                          out: str | os.PathLike | None = None, *, alpha: float = ALPHA, frame_step: int | None = None,
+                         patches: int = 2, sampling: str = "activation",
                          log: Callable[[str], None] | None = None) -> dict:
     """Calibrate the 90 % interval of ``model_path`` (typically ``train-nr --split all``, which
     holds nothing out) from the leave-one-video-out residuals of fold models of its
@@ -184,7 +186,13 @@ def calibrate_from_folds(model_path: str | os.PathLike, data: str | os.PathLike,
     the stored ``quantile_z`` means what an own-windows calibration's means. Refuses
     (:class:`~dctqa.nr.model.CheckpointError` / :class:`InputError`) a fold of another
     configuration or split, two folds of one video, or fewer than
-    :func:`~dctqa.nr.conformal.min_frames` pooled frames. Returns the calibration."""
+    :func:`~dctqa.nr.conformal.min_frames` pooled frames. ``patches`` / ``sampling``: how the
+    residuals are predicted; give the placement the model will be used with (the interval of
+    4 grid patches is not that of 2 activation patches; both are stored, and
+    :func:`dctqa.nr.default.install` refuses a recommendation that differs). The calibration
+    also records ``leave_one_fold_out``: for each held-out video, the share of its residuals
+    within the quantile of the other folds' residuals alone (an unseen-video coverage check
+    of this very scheme). Returns the calibration."""
     import torch
 
     from ..fileio import atomic_path
@@ -199,8 +207,10 @@ def calibrate_from_folds(model_path: str | os.PathLike, data: str | os.PathLike,
         raise CheckpointError(f"{model_path} predicts {model.prov.target} of backbone sha256 "
                               f"{model.prov.backbone_sha256[:12]}; {data} holds {meta.get('target')} of "
                               f"{str(meta.get('backbone_sha256'))[:12]}: calibrate on the data it was trained on")
+    model.check_options(patches=patches, sampling=sampling)
     check_folds(model, folds)
-    parts = [fold_residuals(f, model, rows, frame_step, alpha) for f in folds]
+    prediction = {"patches": patches, "sampling": sampling, "seed": 0}
+    parts = [fold_residuals(f, model, rows, frame_step, alpha, prediction) for f in folds]
     videos = [facts["video"] for _, facts in parts]
     res_log = np.concatenate([r for r, _ in parts])
     if len(res_log) < min_frames(alpha):
@@ -212,7 +222,7 @@ def calibrate_from_folds(model_path: str | os.PathLike, data: str | os.PathLike,
         method="split conformal from leave-one-video-out folds: |log q_pred - log q_true| of each fold model on "
                "its own held-out video, pooled in log Q, quantile divided by this model's target_std",
         source="folds", quantile_log_q=conformal_quantile(res_log, alpha), target_std=std, videos=videos,
-        folds=[facts for _, facts in parts], **FOLD_PREDICTION)
+        folds=[facts for _, facts in parts], leave_one_fold_out=leave_one_fold_out(parts, alpha), **prediction)
     ck["calibration"] = calibration
     with atomic_path(model_path if out is None else out,
                      inputs=[Path(data) / "labels.csv", *[Path(f) for f in folds]]) as tmp:
@@ -223,5 +233,19 @@ def calibrate_from_folds(model_path: str | os.PathLike, data: str | os.PathLike,
     return calibration
 
 
+def leave_one_fold_out(parts: Sequence[tuple[np.ndarray, dict]], alpha: float = ALPHA) -> list[dict]:
+    """For each fold of ``parts`` (``(log-Q residuals, facts)`` of :func:`fold_residuals`): the
+    conformal quantile of the *other* folds' pooled residuals and the share of this fold's
+    residuals at or below it (``coverage``, 0..1; ``None`` when the others hold fewer than
+    :func:`~dctqa.nr.conformal.min_frames` frames). The interval a video never seen gets."""
+    out = []
+    for i, (res, facts) in enumerate(parts):
+        others = np.concatenate([r for j, (r, _) in enumerate(parts) if j != i]) if len(parts) > 1 else np.zeros(0)
+        q = conformal_quantile(others, alpha) if len(others) >= min_frames(alpha) else None
+        out.append({"video": facts["video"], "frames": int(len(res)), "others_frames": int(len(others)),
+                    "quantile_log_q": q, "coverage": None if q is None else float(np.mean(res <= q))})
+    return out
+
+
 __all__ = ["calibrate_checkpoint", "calibrate_from_folds", "calibration_residuals", "check_folds", "fold_residuals",
-           "log_residuals", "split_windows"]
+           "leave_one_fold_out", "log_residuals", "split_windows"]

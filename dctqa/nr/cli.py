@@ -93,10 +93,13 @@ def cmd_calibrate_nr(args: argparse.Namespace) -> int:
     from .calibrate import calibrate_from_folds
 
     cal = calibrate_from_folds(args.model, args.data, args.from_folds, args.out, frame_step=args.frame_step,
-                               log=lambda m: print(m, file=sys.stderr))
+                               patches=args.patches, sampling=args.sampling, log=lambda m: print(m, file=sys.stderr))
     print(f"{args.out or args.model}: {1 - cal['alpha']:.0%} interval from {len(cal['folds'])} folds "
           f"({cal['frames']} held-out frames): half-width {cal['quantile_log_q']:.4f} in log Q, "
-          f"quantile_z {cal['quantile_z']:.4f}")
+          f"quantile_z {cal['quantile_z']:.4f}, for {cal['patches']} {cal['sampling']} patch(es)")
+    for f in cal["leave_one_fold_out"]:
+        cov = "n/a" if f["coverage"] is None else f"{f['coverage']:.1%}"
+        print(f"  {f['video']}: coverage {cov} of {f['frames']} frames by the other folds' interval")
     return 0
 
 
@@ -132,6 +135,10 @@ def _register_calibrate_nr(sub) -> None:
                    help="--split unseen checkpoints of the same configuration, one per held-out video")
     p.add_argument("--frame-step", type=positive_int, default=None,
                    help="use held-out frames whose number is a multiple of N (default: each fold's training step)")
+    p.add_argument("--patches", type=bounded_int(1, MAX_PATCHES), default=2,
+                   help="patches per frame the residuals are predicted with: the model's intended use (default 2)")
+    p.add_argument("--sampling", default="activation", choices=("activation", "uniform", "grid"),
+                   help="patch placement the residuals are predicted with (default activation)")
     p.add_argument("--out", default=None, help="write the calibrated checkpoint here (default: replace MODEL)")
     p.set_defaults(func=cmd_calibrate_nr)
 

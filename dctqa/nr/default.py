@@ -179,13 +179,19 @@ def install(checkpoint: str | os.PathLike, *, patches: int | None = None, sampli
            "sampling": DEFAULT_OPTIONS["sampling"] if sampling is None else sampling}
     model.check_options(**rec)
     prov, cal = ck["provenance"], ck["calibration"]
+    made = {k: cal.get(k) for k in ("patches", "sampling")}
+    if any(v is not None for v in made.values()) and made != rec:
+        raise CheckpointError(f"{checkpoint}: its interval was calibrated on {made['patches']} {made['sampling']} "
+                              f"patch(es), but the record would recommend {rec['patches']} {rec['sampling']}; "
+                              f"calibrate it for that placement (calibrate-nr --patches/--sampling)")
     info = {"format": INFO_FORMAT, "file": default_model_path().name, "sha256": hashlib.sha256(data).hexdigest(),
             "bytes": len(data), "metric_version": prov["metric_version"], "backbone": prov["backbone"],
             "backbone_sha256": prov["backbone_sha256"], "target": prov["target"],
             "created": created or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "model_card": MODEL_CARD, **rec, "split": (ck.get("train_config") or {}).get("split"),
             "epochs": ck.get("epoch"), "dctqa_version": __version__, "source_sha256": file_sha256(checkpoint),
-            "calibration": {k: cal.get(k) for k in ("source", "quantile_z", "quantile_log_q", "frames", "videos")}}
+            "calibration": {k: cal.get(k) for k in ("source", "quantile_z", "quantile_log_q", "frames", "videos",
+                                                     "patches", "sampling", "leave_one_fold_out")}}
     with OutputSet(inputs=[checkpoint]) as out:
         MODELS_DIR.mkdir(parents=True, exist_ok=True)
         out.add(default_model_path())
