@@ -13,6 +13,8 @@ C++ op. Measured in the same run, on the same manifest:
   local instance started before the timing (the figures include creating the actors);
 * ``ray-data-2``: the same segments through Ray Data ``map_batches`` with a pool of 2
   actors (the alternative to Ray Core actors, docs/scaling.md);
+* ``two-processes``: two independent processes, each the ``loop`` over half of the pairs, no
+  engine: what 2 workers can give on this machine at all (its ceiling for ``ray-2``);
 * ``startup``: seconds to start and shut down the local Ray instance (not in the above).
 
 Figures go to ``extra_info`` (frames/s and the ratios: engine overhead = 1 - ray-1 / loop,
@@ -85,6 +87,27 @@ def _loop(manifest: Path, backbone: str) -> None:
         torch.set_num_threads(threads)
 
 
+def _two_processes(manifest: Path, backbone: str) -> None:
+    """The machine's own ceiling for 2 workers: two independent Python processes, each running
+    :func:`_loop` (1 torch thread, 1-thread decoders) over half of the pairs, no engine at all;
+    timed from their start (imports included, as an actor's) to the end of the slower."""
+    import subprocess
+    import sys
+
+    rows = manifest.read_text().splitlines()
+    halves = []
+    for i in (0, 1):  # pairs 0, 2 and 1, 3: one pair of each video per process
+        half = manifest.with_name(f"half{i}.csv")
+        half.write_text("\n".join([rows[0], *rows[1:][i::2]]) + "\n")
+        halves.append(half)
+    env = {**os.environ, DECODE_THREADS: "1", "OMP_NUM_THREADS": "1"}
+    code = "import sys; from pathlib import Path; from benchmarks.test_bench_scale import _loop; " \
+           "_loop(Path(sys.argv[1]), sys.argv[2])"
+    root = Path(__file__).resolve().parents[1]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(h), backbone], cwd=root, env=env) for h in halves]
+    assert [p.wait() for p in procs] == [0, 0]
+
+
 def _actor_start(backbone: str, actors: int) -> float:
     """Seconds until ``actors`` scorer actors answer (process start, imports, Metric made):
     the part of ``ray-N`` that does not depend on the manifest's length."""
@@ -138,7 +161,7 @@ def test_scale_engines(benchmark, manifest, tmp_path, monkeypatch) -> None:
     with monkeypatch.context() as m:
         m.setenv(DECODE_THREADS, "1")
         loop = _timed(lambda: _loop(path, backbone))
-    sec = {"loop": loop,
+    sec = {"loop": loop, "two-processes": _timed(lambda: _two_processes(path, backbone)),
            "local": _timed(lambda: score_many(path, tmp_path / "local", engine="local", **args))}
     t0 = time.perf_counter()
     with ray_session(num_cpus=2):
@@ -158,6 +181,8 @@ def test_scale_engines(benchmark, manifest, tmp_path, monkeypatch) -> None:
             **{f"{k}_frames_per_s": round(v, 2) for k, v in fps.items()},
             "ray_startup_shutdown_s": round(sec["startup"], 2),
             "overhead_ray1_vs_loop": round(1 - fps["ray-1"] / fps["loop"], 3),
+            "ceiling_two_processes_vs_loop": round(fps["two-processes"] / fps["loop"], 3),
+            "ray2_vs_two_processes": round(fps["ray-2"] / fps["two-processes"], 3),
             "scaling_ray2_vs_ray1": round(fps["ray-2"] / fps["ray-1"], 3),
             "efficiency_2_actors": round(fps["ray-2"] / fps["ray-1"] / 2, 3),
             "ray_data2_vs_ray2": round(fps["ray-data-2"] / fps["ray-2"], 3),
