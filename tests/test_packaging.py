@@ -60,56 +60,38 @@ def _version() -> str:
 MODEL_FILES = ["dctqa/nr/models/nr-default.pt", "dctqa/nr/models/nr-default.json"]
 
 
-def _stand_in_models(src: Path) -> None:
-    """Small stand-ins for the default model's files in the copied tree ``src`` where the
-    tree has none yet (until the trained model is installed): the packaging, not the model,
-    is under test."""
-    for f in MODEL_FILES:
-        if not (src / f).is_file():
-            (src / f).parent.mkdir(parents=True, exist_ok=True)
-            (src / f).write_bytes(b"stand-in")
+def _build(tmp_path_factory, kind: str) -> Path:
+    """The archive ``python -m build --<kind>`` makes (``sdist`` or ``wheel``; no extension:
+    DCTQA_NO_EXT=1, torch not importable) from a copy of the tree, in a fresh folder."""
+    pytest.importorskip("build", reason=f"the {kind} test needs `build` (in the [test] extra)")
+    tmp = tmp_path_factory.mktemp(kind)
+    src = tmp / "src"
+    shutil.copytree(ROOT, src, ignore=_ignore)
+    (tmp / "blocker" / "torch").mkdir(parents=True)
+    (tmp / "blocker" / "torch" / "__init__.py").write_text(
+        f"raise ImportError('torch imported while building the {kind}')\n")
+    env = dict(os.environ, DCTQA_NO_EXT="1", PYTHONPATH=str(tmp / "blocker"))
+    cmd = [sys.executable, "-m", "build", f"--{kind}", "--no-isolation", "--skip-dependency-check",
+           "--outdir", str(tmp / "dist"), str(src)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, f"{kind} build failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    (archive,) = (tmp / "dist").glob("*.whl" if kind == "wheel" else "*.tar.gz")
+    return archive
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> list[str]:
-    """Member paths of a wheel built (no extension: DCTQA_NO_EXT=1, torch not importable)
-    from a copy of the tree."""
+    """Member paths of a wheel built from a copy of the tree (:func:`_build`)."""
     import zipfile
 
-    pytest.importorskip("build", reason="the wheel test needs `build` (in the [test] extra)")
-    tmp = tmp_path_factory.mktemp("wheel")
-    src = tmp / "src"
-    shutil.copytree(ROOT, src, ignore=_ignore)
-    _stand_in_models(src)
-    (tmp / "blocker" / "torch").mkdir(parents=True)
-    (tmp / "blocker" / "torch" / "__init__.py").write_text("raise ImportError('torch imported while building')\n")
-    env = dict(os.environ, DCTQA_NO_EXT="1", PYTHONPATH=str(tmp / "blocker"))
-    cmd = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--skip-dependency-check",
-           "--outdir", str(tmp / "dist"), str(src)]
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, f"wheel build failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    (archive,) = (tmp / "dist").glob("*.whl")
-    with zipfile.ZipFile(archive) as z:
+    with zipfile.ZipFile(_build(tmp_path_factory, "wheel")) as z:
         return z.namelist()
 
 
 @pytest.fixture(scope="module")
 def sdist(tmp_path_factory) -> tuple[list[str], email.message.Message]:
     """(member paths relative to the sdist's top folder, its PKG-INFO)."""
-    pytest.importorskip("build", reason="the sdist test needs `build` (in the [test] extra)")
-    tmp = tmp_path_factory.mktemp("sdist")
-    src = tmp / "src"
-    shutil.copytree(ROOT, src, ignore=_ignore)
-    _stand_in_models(src)
-    (tmp / "blocker" / "torch").mkdir(parents=True)
-    (tmp / "blocker" / "torch" / "__init__.py").write_text(
-        "raise ImportError('torch imported while building the sdist')\n")
-    env = dict(os.environ, DCTQA_NO_EXT="1", PYTHONPATH=str(tmp / "blocker"))
-    cmd = [sys.executable, "-m", "build", "--sdist", "--no-isolation", "--skip-dependency-check",
-           "--outdir", str(tmp / "dist"), str(src)]
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, f"sdist build failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    (archive,) = (tmp / "dist").glob("*.tar.gz")
+    archive = _build(tmp_path_factory, "sdist")
     with tarfile.open(archive) as tar:
         top = f"dctqa-{_version()}/"
         names = [m.name[len(top):] for m in tar.getmembers() if m.isfile()]

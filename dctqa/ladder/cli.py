@@ -67,17 +67,10 @@ def cmd_ladder(args: argparse.Namespace) -> int:
 def _on_ray(cfg, address: str | None, run_ladder):
     """``run_ladder(cfg)`` with the study stages' jobs as Ray tasks (the study's executor hook),
     on ``address`` or an embedded local instance; as many score workers as the cluster's CPUs."""
-    from ..scale.engine_ray import RayExecutor, ray_session
-    from ..study.run import STAGE_EXECUTOR
+    from ..scale.engine_ray import stages_on_ray
 
-    with ray_session(address) as ray:
-        if cfg.jobs == 1:
-            cfg.jobs = max(2, min(256, int(ray.cluster_resources().get("CPU", 2))))
-        token = STAGE_EXECUTOR.set(RayExecutor)
-        try:
-            return run_ladder(cfg)
-        finally:
-            STAGE_EXECUTOR.reset(token)
+    with stages_on_ray(address, cfg.jobs) as cfg.jobs:
+        return run_ladder(cfg)
 
 
 def register(subparsers) -> None:

@@ -68,17 +68,10 @@ def _study_with_engine(study_cmd):
             if args.address:
                 raise InputError("--address is an option of --engine ray")
             return study_cmd(args)
-        from ..study.run import STAGE_EXECUTOR
-        from .engine_ray import RayExecutor, ray_session
+        from .engine_ray import stages_on_ray
 
-        with ray_session(args.address) as ray:
-            if args.jobs == 1:  # as many workers as the cluster has CPUs (their torch threads: cpu_count // jobs)
-                args.jobs = max(2, min(256, int(ray.cluster_resources().get("CPU", 2))))
-            token = STAGE_EXECUTOR.set(RayExecutor)
-            try:
-                return study_cmd(args)
-            finally:
-                STAGE_EXECUTOR.reset(token)
+        with stages_on_ray(args.address, args.jobs) as args.jobs:
+            return study_cmd(args)
 
     return cmd_study
 

@@ -257,3 +257,23 @@ class RayExecutor:
 
     def __exit__(self, *exc) -> None:
         return None
+
+
+@contextmanager
+def stages_on_ray(address: str | None, jobs: int) -> Iterator[int]:
+    """The study's stage jobs as Ray tasks for the duration of the block (``study --engine ray``,
+    ``ladder --engine ray``): connect to ``address`` (or start a local instance, as
+    :func:`ray_session`) and set :data:`dctqa.study.run.STAGE_EXECUTOR` to :class:`RayExecutor`.
+    Yields the worker count to use: ``jobs``, or for ``jobs == 1`` as many as the cluster has
+    CPUs (2..256; each job's torch threads are then ``cpu_count // jobs``)."""
+    from ..study.run import STAGE_EXECUTOR
+
+    with ray_session(address) as ray:
+        if jobs == 1:
+            jobs = max(2, min(256, int(ray.cluster_resources().get("CPU", 2))))
+        token = STAGE_EXECUTOR.set(RayExecutor)
+        try:
+            yield jobs
+        finally:
+            STAGE_EXECUTOR.reset(token)
+
