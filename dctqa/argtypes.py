@@ -34,8 +34,10 @@ def bounded_int(low: int, high: int | None = None):
     return parse
 
 
-def finite_float(low: float | None = None, high: float | None = None, *, low_open: bool = False):
-    """argparse type: a finite number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+def finite_float(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+                 high_open: bool = False):
+    """argparse type: a finite number in ``[low, high]`` (``(low, ...`` with ``low_open``,
+    ``..., high)`` with ``high_open``)."""
     import math
 
     def parse(text: str) -> float:
@@ -44,10 +46,10 @@ def finite_float(low: float | None = None, high: float | None = None, *, low_ope
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         bad = (not math.isfinite(value) or (low is not None and (value <= low if low_open else value < low))
-               or (high is not None and value > high))
+               or (high is not None and (value >= high if high_open else value > high)))
         if bad:
             lo = "" if low is None else (f"> {low:g}" if low_open else f">= {low:g}")
-            hi = "" if high is None else f"<= {high:g}"
+            hi = "" if high is None else (f"< {high:g}" if high_open else f"<= {high:g}")
             raise argparse.ArgumentTypeError(f"must be a finite number {' and '.join(x for x in (lo, hi) if x)}, "
                                              f"got {text!r}".replace("number  ", "number "))
         return value

@@ -264,6 +264,8 @@ BAD = {
                ["ladder", "v.mp4", "--out", "l", "--max-q", "2", "--max-ap-drop", "0.1"],
                ["ladder", "v.mp4", "--out", "l", "--max-q", "nan"],
                ["ladder", "v.mp4", "--out", "l", "--max-ap-drop", "-0.1"],
+               ["ladder", "v.mp4", "--out", "l", "--max-q", "2", "--confidence", "1"],
+               ["ladder", "v.mp4", "--out", "l", "--max-q", "2", "--replicates", "0"],
                ["ladder", "bad.bin", "--out", "l", "--max-q", "2", "--backbone", "pixel"],
                ["ladder", "fifo", "--out", "l", "--max-q", "2", "--backbone", "pixel"],
                ["ladder", "v.mp4", "--out", "file", "--max-q", "2", "--backbone", "pixel"],

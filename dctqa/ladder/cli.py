@@ -51,6 +51,8 @@ def cmd_ladder(args: argparse.Namespace) -> int:
                        segment_frames=args.segment_frames, window=args.window, detector=args.detector,
                        weights=args.weights, device=args.device, gt_score=args.gt_score, min_gt=args.min_gt,
                        preset=args.preset, batch_size=args.batch_size, jobs=args.jobs,
+                       confidence=args.confidence, block_frames=args.block_frames, replicates=args.replicates,
+                       seed=args.seed,
                        progress=progress_mode(args) != "none",
                        command="dctqa " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     if args.engine == "ray":
@@ -113,6 +115,15 @@ def register(subparsers) -> None:
     p.add_argument("--segment-frames", type=positive_int, default=None, metavar="N",
                    help="a recommendation per segment of N source frames (the AP window is the segment)")
     p.add_argument("--window", type=positive_int, default=100, help="AP window in source frames (default 100)")
+    p.add_argument("--confidence", type=finite_float(0.0, 1.0, high_open=True), default=0.9, metavar="C",
+                   help="a candidate qualifies only when the one-sided C upper confidence limit of its pooled "
+                        "statistic is within the bound too (cluster bootstrap over AP windows and time blocks; "
+                        "default 0.9; 0: the point estimate alone)")
+    p.add_argument("--block-frames", type=positive_int, default=20, metavar="N",
+                   help="the bootstrap's time blocks, in source frames (default 20)")
+    p.add_argument("--replicates", type=bounded_int(20, 100000), default=200,
+                   help="bootstrap replicates (default 200)")
+    p.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="the bootstrap's seed (default 0)")
     p.add_argument("--gt-score", type=finite_float(0.0, 1.0), default=0.5,
                    help="pseudo ground-truth score threshold (default 0.5)")
     p.add_argument("--min-gt", type=bounded_int(1, 2**31 - 1), default=10,

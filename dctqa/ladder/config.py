@@ -37,7 +37,11 @@ class LadderConfig:
     score and detect every n-th frame; max_frames: the first frames only (a lossless copy is
     the reference, as in the study). segment_frames: a recommendation per segment of that many
     source frames (its AP window is the segment). detector: a name or a Detector instance
-    (``None``: YOLOX-Nano). preset/threads: x264's. jobs: score workers.
+    (``None``: YOLOX-Nano). preset/threads: x264's. jobs: score workers. confidence: in
+    [0, 1); above 0 a candidate meets the bound only when the one-sided ``confidence`` upper
+    limit of its pooled statistic does too (:mod:`dctqa.ladder.confidence`: a paired cluster
+    bootstrap over AP windows and time blocks of ``block_frames`` source frames, ``replicates``
+    draws from ``seed``); 0: the point estimate alone.
     """
 
     video: Path
@@ -65,6 +69,10 @@ class LadderConfig:
     jobs: int = 1
     progress: bool = False
     command: str = ""
+    confidence: float = 0.9
+    block_frames: int = 20
+    replicates: int = 200
+    seed: int = 0
 
     def __post_init__(self) -> None:
         self.video, self.out = Path(self.video), Path(self.out)
@@ -100,6 +108,13 @@ class LadderConfig:
             raise InputError(f"min_gt must be an integer >= 1, got {self.min_gt!r}")
         if not (is_real(self.gt_score) and 0 <= self.gt_score <= 1):
             raise InputError(f"gt_score must be in [0, 1], got {self.gt_score!r}")
+        if not (is_real(self.confidence) and 0 <= self.confidence < 1):
+            raise InputError(f"confidence must be a number in [0, 1) (0: the point estimate alone; e.g. 0.9: the "
+                             f"one-sided 90 % upper limit must meet the bound), got {self.confidence!r}")
+        for name, low in (("block_frames", 1), ("replicates", 20), ("seed", 0)):
+            val = getattr(self, name)
+            if not (is_int(val) and val >= low):
+                raise InputError(f"{name} must be an integer >= {low}, got {val!r}")
 
     @property
     def pixel(self) -> bool:
@@ -121,6 +136,11 @@ class LadderConfig:
     def statistic(self) -> str:
         """The candidate field the bound applies to: ``q`` or ``ap_drop``."""
         return "q" if self.max_q is not None else "ap_drop"
+
+    @property
+    def bootstraps(self) -> bool:
+        """Whether the choice uses upper confidence limits (``confidence > 0``)."""
+        return self.confidence > 0
 
     @property
     def ap_window(self) -> int:

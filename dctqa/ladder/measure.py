@@ -35,7 +35,8 @@ class Candidate:
     frames); frame_indices/q: the scored source frames and their Q; windows: AP windows
     (``start``, ``end``, ``n_gt``, ``ap``, ``ap50``; empty without an AP bound); frame_bits:
     the encoded size of every frame in presentation order (bits); group: ``grid`` or
-    ``bisect``."""
+    ``bisect``; dets: the detector's output per sampled frame (aligned with the source's
+    detection frames; loaded only for upper confidence limits of the AP drop)."""
 
     variant: Variant
     frame_indices: np.ndarray
@@ -43,6 +44,7 @@ class Candidate:
     frame_bits: np.ndarray
     windows: list[dict[str, Any]] = field(default_factory=list)
     group: str = "grid"
+    dets: list | None = None
 
     @property
     def crf(self) -> int:
@@ -119,18 +121,29 @@ class Measurer:
             windows = [{k: r[k] for k in ("window_start", "window_end", "n_gt", "ap", "ap50")}
                        for r in run.windows if r["variant"] == v.name]
             out.append(Candidate(v, np.asarray(arrs["frame_indices"]), np.asarray(arrs[self.column], np.float64),
-                                 frame_bits(v.path), windows, group))
+                                 frame_bits(v.path), windows, group, self._detections(v.path)))
         return out
+
+    def _detections(self, path: Path) -> list | None:
+        """The detections of an encode from the detection cache (the detect stage stored them),
+        when upper limits of the AP drop need them; else ``None``."""
+        if not (self.cfg.measures_ap and self.cfg.bootstraps):
+            return None
+        from ..study.detect.cache import cached_detect
+
+        return cached_detect(self.detector, path, self.cfg.frame_stride, cache_dir=self.cache.root)[1]
 
     def _add_time(self, part: str, computed: float, this_run: float) -> None:
         t = self.timings.setdefault(part, {"computed_s": 0.0, "this_run_s": 0.0})
         t["computed_s"] += float(computed)
         t["this_run_s"] += float(this_run)
 
-    def reference_windows(self) -> list[dict[str, Any]]:
+    def reference_windows(self, limits: Any = None) -> list[dict[str, Any]]:
         """AP of the reference's own detections against its pseudo ground truth, per window
         (what a candidate's AP is compared with: the drop is this minus the candidate's). Its
-        detections come from the detection cache (the detect stage stored them)."""
+        detections come from the detection cache (the detect stage stored them). ``limits``
+        (an :class:`~dctqa.ladder.confidence.UpperLimits`): receives the pseudo ground truth,
+        the detections, their frames and the image size."""
         import time
 
         from ..io import probe
@@ -141,8 +154,11 @@ class Measurer:
         cfg, t0 = self.cfg, time.perf_counter()
         fi, dets = cached_detect(self.detector, self.reference, cfg.frame_stride, cache_dir=self.cache.root)
         info = probe(self.reference)
-        wins = window_ap(pseudo_ground_truth(dets, cfg.gt_score), dets, fi, window=cfg.ap_window,
-                         image_size=(info.height, info.width))
+        gt = pseudo_ground_truth(dets, cfg.gt_score)
+        wins = window_ap(gt, dets, fi, window=cfg.ap_window, image_size=(info.height, info.width))
+        if limits is not None:
+            limits.gt, limits.ref_dets, limits.det_frames = gt, dets, np.asarray(fi)
+            limits.image_size = (info.height, info.width)
         self._add_time("ap", time.perf_counter() - t0, time.perf_counter() - t0)
         return [{"window_start": w.start, "window_end": w.end, "n_gt": w.n_gt, "ap": w.ap, "ap50": w.ap50}
                 for w in wins]

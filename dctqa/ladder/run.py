@@ -19,6 +19,7 @@ from ..fileio import OutputSet, check_output_dir
 from .config import LadderConfig
 from .measure import Candidate, Measurer
 from .choice import uncapped_passes
+from .confidence import UpperLimits
 from .search import bisect_next
 
 #: The most bisection rounds (CRF 0..51 needs at most 6).
@@ -81,11 +82,12 @@ def run_ladder(cfg: LadderConfig) -> LadderResult:
         for p in (json_path, plot_path):
             outputs.add(p)
         m = Measurer(cfg)
+        limits = UpperLimits(cfg) if cfg.bootstraps else None
         cands = m.run_group(cfg.crfs, "grid", "ladder (grid)")
-        ref_windows = m.reference_windows() if cfg.measures_ap else []
+        ref_windows = m.reference_windows(limits) if cfg.measures_ap else []
         segs = segments(cands[0].variant.frames, cfg.segment_frames)
-        rounds = _bisect(cfg, m, cands, ref_windows, segs)
-        doc = ladder_doc(cfg, m, cands, ref_windows, segs, rounds, time.perf_counter() - t0)
+        rounds = _bisect(cfg, m, cands, ref_windows, segs, limits)
+        doc = ladder_doc(cfg, m, cands, ref_windows, segs, rounds, time.perf_counter() - t0, limits)
         from ..fileio import strict_json
 
         outputs.write_bytes(plot_path, plot_png(doc))
@@ -101,13 +103,13 @@ def segments(n_frames: int, segment_frames: int | None) -> list[tuple[int, int]]
 
 
 def _bisect(cfg: LadderConfig, m: Measurer, cands: list[Candidate], ref_windows: list[dict],
-            segs: list[tuple[int, int]]) -> list[list[int]]:
+            segs: list[tuple[int, int]], limits: UpperLimits | None = None) -> list[list[int]]:
     """The bisection rounds (each: the CRFs it measured), candidates appended to ``cands``."""
     rounds: list[list[int]] = []
     for _ in range(MAX_ROUNDS):
         want = set()
         for seg in segs:
-            nxt = bisect_next(uncapped_passes(cfg, cands, ref_windows, seg))
+            nxt = bisect_next(uncapped_passes(cfg, cands, ref_windows, seg, limits))
             if nxt is not None:
                 want.add(nxt)
         if not want:

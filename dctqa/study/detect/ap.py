@@ -149,3 +149,26 @@ def _coco_ap(coco_gt, coco_dt, frames: list[int], cats: np.ndarray, max_dets: in
     prec = ev.eval["precision"][:, :, :, ev.params.areaRngLbl.index("all"), -1]  # T x R x K
     valid = prec > -1
     return float(prec[0][valid[0]].mean()), float(prec[valid].mean())
+
+
+def frames_ap(gt: Sequence[Detections], pred: Sequence[Detections], image_size: tuple[int, int] | None = None,
+              categories: Iterable[int] | None = None, max_dets: int = 100) -> tuple[float | None, float | None]:
+    """(AP50, AP@[.5:.95]) of one COCO evaluation whose images are the aligned entries of ``gt``
+    and ``pred`` (``pred[i]`` detections on the frame whose ground truth is ``gt[i]``). The same
+    frame may appear more than once (a bootstrap replicate): each entry is its own image.
+    Categories as :func:`window_ap` (default: every label in ``gt`` or ``pred``; only those with
+    ground truth here count); ``(None, None)`` when no ground-truth box counts."""
+    if len(gt) != len(pred):
+        raise InputError(f"{len(gt)} ground-truth entries for {len(pred)} prediction entries; expected one each")
+    ids = list(range(len(gt)))
+    gt_map, pred_map = dict(zip(ids, gt)), dict(zip(ids, pred))
+    if categories is None:
+        labels = [d.labels for d in gt] + [d.labels for d in pred]
+        cats = np.unique(np.concatenate(labels)) if labels else np.zeros(0, np.int64)
+    else:
+        cats = np.unique(np.asarray(list(categories), dtype=np.int64))
+    if not sum(_counted_gt(g, cats) for g in gt):
+        return None, None
+    coco_gt = _coco(ids, gt_map, cats, image_size, with_scores=False)
+    coco_dt = _coco(ids, pred_map, cats, image_size, with_scores=True)
+    return _coco_ap(coco_gt, coco_dt, ids, cats, max_dets)
