@@ -43,7 +43,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Optional, Protocol
+from typing import Any, Callable, Hashable, NamedTuple, Optional, Protocol
 
 import numpy as np
 import torch
@@ -308,6 +308,33 @@ def _frame(name: str, x: Any, data_range: float = DATA_RANGE_8BIT) -> torch.Tens
     return t[0]
 
 
+class Scored(NamedTuple):
+    """A prediction with its interval (``StreamScorer(..., interval=True)``): ``q`` the predicted
+    Q, ``low <= q <= high`` its calibrated 90 % interval, all in Q (1 = untouched, higher =
+    worse). Act on a threshold T when ``low > T`` (surely above) or ``high < T`` (surely below)."""
+
+    q: float
+    low: float
+    high: float
+
+
+def _interval_fn(scorer: Any, wanted: bool) -> Callable[[np.ndarray], Any] | None:
+    """The scorer's ``interval(q)`` when ``wanted`` (checked: a no-reference scorer that has one)."""
+    if not isinstance(wanted, (bool, np.bool_)):
+        raise InputError(f"interval must be True or False, got {wanted!r}")
+    if not wanted:
+        return None
+    fn = getattr(scorer, "interval", None)
+    if not callable(fn):
+        raise InputError(f"interval=True needs a scorer with interval(q) -> (low, high), e.g. "
+                         f"create_metric('dctqa_nr'); a {type(scorer).__name__} has none")
+    low, high = fn(np.ones(1))
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise InputError("interval=True: this model has no calibrated interval (train-nr calibrates one; "
+                         "calibrate-nr --from-folds for a model trained on every video)")
+    return fn
+
+
 class StreamScorer:
     """Score frame pairs of many streams with one scorer, in micro-batches, from any thread.
 
@@ -326,16 +353,20 @@ class StreamScorer:
             and callables, no for ``predict``).
         latency_window: scored pairs per stream (and in total) that the percentiles of
             :meth:`stats` cover (between one and two windows: see :class:`StreamStats`).
+        interval: futures resolve to a :class:`Scored` (``q``, ``low``, ``high``: the
+            prediction and its calibrated 90 % interval) instead of a float; needs a scorer with
+            ``interval(q) -> (low, high)`` (the no-reference models of ``create_metric("dctqa_nr")``)
+            whose interval is calibrated (finite), checked on every batch.
 
     Futures resolve to a ``float`` (the pair's score, ``Q`` for a Metric), per stream in
-    submission order. Done-callbacks run on the worker thread (or the thread that dropped
+    submission order (with ``interval=True`` a :class:`Scored`). Done-callbacks run on the worker thread (or the thread that dropped
     or failed the pair): keep them short and do not block in them. Use as a context manager,
     or call :meth:`close`. :meth:`healthy` tells a liveness probe whether it can make progress.
     """
 
     def __init__(self, scorer: Any, *, max_batch: int = 8, max_wait_ms: float = 10.0, max_queue: int = 64,
                  when_full: str = "block", device: str | torch.device | None = None,
-                 reference: bool | None = None, latency_window: int = 4096) -> None:
+                 reference: bool | None = None, latency_window: int = 4096, interval: bool = False) -> None:
         if not isinstance(when_full, str) or when_full not in WHEN_FULL:
             raise InputError(f"when_full must be one of {WHEN_FULL}, got {when_full!r}")
         if not is_int(max_batch) or max_batch < 1:
@@ -353,6 +384,7 @@ class StreamScorer:
 
         device = check_device(device if device is not None else getattr(scorer, "device", "cpu"))
         self._fn, self.reference = as_batch_fn(scorer, reference)
+        self._interval = _interval_fn(scorer, interval)
         self.scorer = scorer
         self.device = device
         dr = getattr(scorer, "data_range", DATA_RANGE_8BIT)  # float frames are checked against the scorer's
@@ -429,7 +461,7 @@ class StreamScorer:
             self._record([(item, "failed", error)])
         return fut
 
-    async def asubmit(self, stream_id: Hashable, ref: Any, dist: Any, timeout: float | None = None) -> float:
+    async def asubmit(self, stream_id: Hashable, ref: Any, dist: Any, timeout: float | None = None) -> float | Scored:
         """``await`` form of :meth:`submit` for asyncio code: returns the score. ref = the
         *reference* (original) frame, dist = the *distorted* (compressed) frame, in that order.
 
@@ -599,7 +631,12 @@ class StreamScorer:
                                f"expected ({len(batch)},)")
         if not np.isfinite(q).all():
             raise ScoringError("the scorer returned a non-finite score")
-        return [float(v) for v in q]
+        if self._interval is None:
+            return [float(v) for v in q]
+        low, high = (np.asarray(a, dtype=np.float64).reshape(q.shape) for a in self._interval(q))
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise ScoringError("the scorer's interval is not finite (an uncalibrated model?)")
+        return [Scored(float(a), float(b), float(c)) for a, b, c in zip(q, low, high)]
 
     @staticmethod
     def _wrap(exc: Exception, it: _Item) -> DctqaError:

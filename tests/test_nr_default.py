@@ -298,3 +298,29 @@ def test_shipped_default_model() -> None:
                         np.ones((4, 4, 1), np.uint8))
     q, low, high = model.predict_interval(frame)
     assert np.all(np.isfinite(q)) and np.all(q > 0) and np.all(low <= q) and np.all(q <= high)
+
+
+def test_stream_scorer_serves_the_shipped_models_interval() -> None:
+    """``StreamScorer(..., interval=True)`` with the shipped (calibrated) model: every future is
+    a Scored whose q, low and high equal the model's own predict_interval; refused for a scorer
+    without an interval, an uncalibrated model, and a non-boolean."""
+    from dctqa.metric import Metric
+    from dctqa.serve import Scored, StreamScorer
+
+    model = default.load_default()
+    g = np.random.default_rng(3)
+    frames = [np.kron(g.integers(0, 256, (60, 64, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8))
+              for _ in range(3)]
+    with StreamScorer(model, max_batch=1, interval=True) as s:  # one frame a call: the same patch seeds
+        got = [s.submit("cam", None, f).result(timeout=60) for f in frames]
+    for f, r in zip(frames, got):
+        q, low, high = model.predict_interval(f)
+        assert isinstance(r, Scored) and r.low < r.q < r.high
+        assert (r.q, r.low, r.high) == pytest.approx((q[0], low[0], high[0]), rel=1e-12)
+    with pytest.raises(InputError, match=r"interval\(q\)"):
+        StreamScorer(Metric(backbone="pixel"), interval=True)
+    bare = NRModel(model.cfg, model.prov)  # the same network, never calibrated
+    with pytest.raises(InputError, match="no calibrated interval"):
+        StreamScorer(bare, interval=True)
+    with pytest.raises(InputError, match="interval must be True or False"):
+        StreamScorer(model, interval="yes")

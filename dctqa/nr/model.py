@@ -297,7 +297,13 @@ class NRModel:
         """``(q, low, high)``: :meth:`predict` (``options``: its keyword arguments) and the stored
         90 % interval of each frame in Q (``low <= q <= high``; NaN without a calibration)."""
         q = self.predict(frames, **options)
-        return (q, *interval(q, self.calibration, self.prov.target_std))
+        return (q, *self.interval(q))
+
+    def interval(self, q: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)``: the stored 90 % interval in Q around predictions ``q`` (Q > 0, any
+        shape; ``q exp(-+h)``, one half-width ``h`` per model); NaN without a calibration. What
+        :class:`dctqa.StreamScorer` calls with ``interval=True``."""
+        return interval(q, self.calibration, self.prov.target_std)
 
     @torch.no_grad()
     def predict_log(self, frames: np.ndarray, *, patches: int = 2, sampling: str = "activation",

@@ -260,6 +260,10 @@ class OnnxNRModel:
         from the calibration in the export's metadata)."""
         return NRModel.predict_interval(self, frames, **options)  # type: ignore[arg-type]
 
+    def interval(self, q: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` around predictions ``q``, as :meth:`dctqa.nr.model.NRModel.interval`."""
+        return NRModel.interval(self, q)  # type: ignore[arg-type]
+
     def predict_log(self, frames: np.ndarray, *, patches: int = 2, sampling: str = "activation",
                     seed: int = 0) -> np.ndarray:
         """Predicted log Q of ``[N, H, W, 3]`` uint8 frames (mean over ``patches`` crops)."""
