@@ -50,6 +50,7 @@ def cmd_ladder(args: argparse.Namespace) -> int:
                        domain=args.domain, pool=args.pool, frame_stride=args.frame_stride, max_frames=args.max_frames,
                        segment_frames=args.segment_frames, window=args.window, detector=args.detector,
                        weights=args.weights, device=args.device, gt_score=args.gt_score, min_gt=args.min_gt,
+                       classes=args.classes,
                        preset=args.preset, batch_size=args.batch_size, jobs=args.jobs,
                        confidence=args.confidence, block_frames=args.block_frames, replicates=args.replicates,
                        seed=args.seed,
@@ -126,6 +127,9 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="the bootstrap's seed (default 0)")
     p.add_argument("--gt-score", type=finite_float(0.0, 1.0), default=0.5,
                    help="pseudo ground-truth score threshold (default 0.5)")
+    p.add_argument("--classes", default=None, metavar="NAMES",
+                   help="with --max-ap-drop: count only these COCO classes in the pseudo ground truth and AP, "
+                        "comma-separated names or ids (e.g. car,truck; default every class)")
     p.add_argument("--min-gt", type=bounded_int(1, 2**31 - 1), default=10,
                    help="AP windows with fewer pseudo ground-truth boxes do not count (default 10, as the study)")
     from ..study.codec import PRESETS

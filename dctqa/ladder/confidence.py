@@ -139,7 +139,8 @@ class UpperLimits:
         key = pos.tobytes()
         if memo and key in self._ref_ap:
             return self._ref_ap[key]
-        ap50, ap = frames_ap([self.gt[i] for i in pos], [dets[i] for i in pos], self.image_size)
+        ap50, ap = frames_ap([self.gt[i] for i in pos], [dets[i] for i in pos], self.image_size,
+                             categories=self.cfg.classes)
         val = ap if self.cfg.ap_metric == "ap" else ap50
         if memo:
             self._ref_ap[key] = val

@@ -41,7 +41,8 @@ class LadderConfig:
     [0, 1); above 0 a candidate meets the bound only when the one-sided ``confidence`` upper
     limit of its pooled statistic does too (:mod:`dctqa.ladder.confidence`: a paired cluster
     bootstrap over AP windows and time blocks of ``block_frames`` source frames, ``replicates``
-    draws from ``seed``); 0: the point estimate alone.
+    draws from ``seed``); 0: the point estimate alone. classes: COCO category ids (or names)
+    the pseudo ground truth and AP count (``None``: every class; a camera's classes of interest).
     """
 
     video: Path
@@ -63,6 +64,7 @@ class LadderConfig:
     device: str = "cpu"
     gt_score: float = 0.5
     min_gt: int = 10
+    classes: tuple[int, ...] | None = None
     preset: str = "medium"
     threads: int = 0
     batch_size: int = 8
@@ -106,6 +108,13 @@ class LadderConfig:
                 raise InputError(f"{name} must be an integer >= 1, got {val!r}")
         if not (is_int(self.min_gt) and self.min_gt >= 1):
             raise InputError(f"min_gt must be an integer >= 1, got {self.min_gt!r}")
+        if self.classes is not None:
+            from ..study.detect.categories import class_ids
+
+            if self.max_ap_drop is None:
+                raise InputError("classes (--classes) restrict the AP of --max-ap-drop; a --max-q bound runs no "
+                                 "detector")
+            self.classes = class_ids(self.classes)
         if not (is_real(self.gt_score) and 0 <= self.gt_score <= 1):
             raise InputError(f"gt_score must be in [0, 1], got {self.gt_score!r}")
         if not (is_real(self.confidence) and 0 <= self.confidence < 1):

@@ -58,7 +58,7 @@ class Candidate:
 def study_config(cfg: LadderConfig, crfs: Sequence[int], out: Path) -> StudyConfig:
     """The :class:`StudyConfig` of one group: the CRFs ``crfs`` (each uncapped and under every
     cap of ``cfg``), the ladder's one Q configuration, no baselines, scores and detections on
-    every ``frame_stride``-th frame, AP windows of :attr:`LadderConfig.ap_window`."""
+    every ``frame_stride``-th frame, AP windows of :attr:`LadderConfig.ap_window` over its ``classes``."""
     encode = EncodeSettings(crfs=tuple(int(c) for c in crfs), cap_bpp=(), caps_kbps=cfg.caps_kbps or None,
                             preset=cfg.preset, threads=cfg.threads, max_frames=cfg.max_frames)
     backbone = cfg.backbone or default_model()
@@ -67,6 +67,7 @@ def study_config(cfg: LadderConfig, crfs: Sequence[int], out: Path) -> StudyConf
                        detector=cfg.detector if cfg.detector is not None else default_model(),
                        detector_weights=cfg.weights, device=cfg.device, frame_stride=cfg.frame_stride,
                        metric_stride=cfg.frame_stride, window=cfg.ap_window, gt_score_threshold=cfg.gt_score,
+                       classes=cfg.classes,
                        sensitivity_gt=(), sensitivity_pred=(), jobs=cfg.jobs, batch_size=cfg.batch_size,
                        progress=cfg.progress)
 
@@ -154,8 +155,9 @@ class Measurer:
         cfg, t0 = self.cfg, time.perf_counter()
         fi, dets = cached_detect(self.detector, self.reference, cfg.frame_stride, cache_dir=self.cache.root)
         info = probe(self.reference)
-        gt = pseudo_ground_truth(dets, cfg.gt_score)
-        wins = window_ap(gt, dets, fi, window=cfg.ap_window, image_size=(info.height, info.width))
+        gt = pseudo_ground_truth(dets, cfg.gt_score, categories=cfg.classes)
+        wins = window_ap(gt, dets, fi, window=cfg.ap_window, image_size=(info.height, info.width),
+                         categories=cfg.classes)
         if limits is not None:
             limits.gt, limits.ref_dets, limits.det_frames = gt, dets, np.asarray(fi)
             limits.image_size = (info.height, info.width)

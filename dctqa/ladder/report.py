@@ -23,11 +23,14 @@ def _bound_doc(cfg: LadderConfig) -> dict[str, Any]:
         return {"kind": "max_q", "value": cfg.max_q, "statistic": "q", "pool": cfg.pool, **conf,
                 "meaning": f"{cfg.pool} of the per-frame Q <= value (Q = 1 identical; higher = worse for "
                            f"detection){also}"}
+    from ..study.detect.categories import class_names
+
+    names = class_names(cfg.classes) if cfg.classes else None
     return {"kind": "max_ap_drop", "value": cfg.max_ap_drop, "statistic": "ap_drop", "pool": cfg.pool,
-            "ap_metric": cfg.ap_metric, **conf,
+            "ap_metric": cfg.ap_metric, "classes": names, **conf,
             "meaning": f"{cfg.pool} over AP windows of ({cfg.ap_metric.upper()} of the source - "
                        f"{cfg.ap_metric.upper()} of the candidate) <= value, both against pseudo ground truth from "
-                       f"the source{also}"}
+                       f"the source" + (f" (COCO classes {', '.join(names)} only)" if names else "") + also}
 
 
 def _candidate_doc(cfg: LadderConfig, c: Candidate, ref_windows: list, segs: list, limits) -> dict[str, Any]:

@@ -70,9 +70,11 @@ def run_one(video: Path, work: Path, args: argparse.Namespace) -> list[dict[str,
     folder = work / video.stem
     folder.mkdir(parents=True, exist_ok=True)
     first, second = split_halves(video, folder)
-    stride = dict(args.stride).get(video.stem, args.frame_stride)
+    stride = int(dict(args.stride).get(video.stem, args.frame_stride))
+    classes = dict(args.classes).get(video.stem)
     common = ["--frame-stride", str(stride), "--detector", f"onnx:{args.model}", "--backbone",
               f"onnx:{args.model}", "--preset", args.preset, "--progress", "log"]
+    common += ["--classes", classes] if classes else []
     chosen = {name: _ladder([str(first), "--out", str(folder / "choose"), "--max-ap-drop", str(args.max_ap_drop),
                              *extra, *common]) for name, extra in RULES}
     picks = [d[k] for d, _, _ in chosen.values() for k in ("recommended", "cheapest_grid")]
@@ -88,7 +90,8 @@ def run_one(video: Path, work: Path, args: argparse.Namespace) -> list[dict[str,
         for c in doc["candidates"]:
             if c["cap_kbps"] is None:
                 held[c["crf"]][key] = c.get("ap_drop_upper")
-    return [_row(video, stride, args, name, doc, wall1, cmd1, check, held, wall2, cmd2)
+    return [dict(_row(video, stride, args, name, doc, wall1, cmd1, check, held, wall2, cmd2),
+                 classes=classes or "every")
             for name, (doc, wall1, cmd1) in chosen.items()]
 
 
@@ -154,6 +157,15 @@ def _why(r: dict[str, Any]) -> str:
     return " ".join(out)
 
 
+def _classes_note(args: argparse.Namespace) -> list[str]:
+    """The README's line on ``--classes`` (empty when every class counts)."""
+    if not args.classes:
+        return []
+    named = ", ".join(f"{stem}: `{names}`" for stem, names in args.classes)
+    return [f"Only the named COCO classes count in the pseudo ground truth and the AP (`dctqa ladder --classes`): "
+            f"{named}; every class elsewhere.", ""]
+
+
 def readme(rows: list[dict[str, Any]], args: argparse.Namespace, total_s: float) -> str:
     """``README.md`` of the validation folder: the verdict per rule, the table and the commands."""
     rules = list(dict.fromkeys(r["rule"] for r in rows))
@@ -176,7 +188,7 @@ def readme(rows: list[dict[str, Any]], args: argparse.Namespace, total_s: float)
              "AP windows and 20-frame time blocks, 200 replicates, seed 0; docs/ladder.md), and the point "
              "estimate alone (`--confidence 0`). The held-out drop's 90 % interval is the 5 % and 95 % quantiles of the "
              "same bootstrap on the held-out half. The rule and its settings were fixed before any held-out half "
-             "was looked at with it; nothing was tuned on these checks.", "", *verdict, "",
+             "was looked at with it; nothing was tuned on these checks.", "", *_classes_note(args), *verdict, "",
              "| video | rule | stride | AP windows 1st half / held out (GT boxes) | chosen (1st half) | AP drop 1st "
              "half | upper limit 1st half | held-out AP drop | its 90 % interval | within | Q of the choice, 1st half → held out | "
              "kbit/s chosen | kbit/s CRF 23 | saved vs CRF 23 | grid choice (same rule) | kbit/s grid | saved vs "
@@ -220,9 +232,12 @@ def readme(rows: list[dict[str, Any]], args: argparse.Namespace, total_s: float)
     return "\n".join(lines) + "\n"
 
 
-def _stride(text: str) -> tuple[str, int]:
-    stem, _, n = text.partition("=")
-    return stem, int(n)
+def _per_video(text: str) -> tuple[str, str]:
+    """``STEM=VALUE`` -> ``(STEM, VALUE)``."""
+    stem, eq, value = text.partition("=")
+    if not (stem and eq and value):
+        raise argparse.ArgumentTypeError(f"expected STEM=VALUE, got {text!r}")
+    return stem, value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default="ladder_validation", help="the ladder runs' folders (resumable)")
     p.add_argument("--max-ap-drop", type=float, default=0.05)
     p.add_argument("--frame-stride", type=int, default=4)
-    p.add_argument("--stride", type=_stride, action="append", default=[], metavar="STEM=N",
+    p.add_argument("--stride", type=_per_video, action="append", default=[], metavar="STEM=N",
                    help="another frame stride for one video (e.g. car-detection=2: few boxes per frame)")
+    p.add_argument("--classes", type=_per_video, action="append", default=[], metavar="STEM=NAMES",
+                   help="count only these COCO classes for one video (dctqa ladder --classes; e.g. car-detection=car)")
     p.add_argument("--preset", default="medium")
     p.add_argument("--model", default=str(shared / "models" / "yolox_nano.onnx"))
     args = p.parse_args(argv)

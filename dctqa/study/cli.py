@@ -114,7 +114,8 @@ def cmd_study(args: argparse.Namespace) -> int:
                       pixel=not args.no_pixel, baselines=tuple(b for b in args.baselines.split(",") if b),
                       detector=args.detector or model, detector_weights=args.weights, device=args.device,
                       frame_stride=args.frame_stride, metric_stride=args.metric_stride, window=args.window,
-                      gt_score_threshold=args.gt_score, pred_score_threshold=args.pred_score, min_gt=args.min_gt,
+                      gt_score_threshold=args.gt_score, pred_score_threshold=args.pred_score,
+                      classes=args.classes, min_gt=args.min_gt,
                       keep_duplicates=args.keep_duplicates, dup_tolerance=args.dup_tolerance,
                       resampling=args.resampling, sensitivity_gt=parse_floats(args.sensitivity_gt) if
                       args.sensitivity_gt else (), sensitivity_pred=parse_floats(args.sensitivity_pred) if
@@ -203,6 +204,9 @@ def register(subparsers) -> None:
                    help="score every N-th frame, a multiple of --frame-stride (default: --frame-stride)")
     p.add_argument("--window", type=positive_int, default=100, help="AP window in source frames (default 100)")
     p.add_argument("--gt-score", type=finite_float(0.0, 1.0), default=0.5, help="pseudo ground-truth score threshold (default 0.5)")
+    p.add_argument("--classes", default=None, metavar="NAMES",
+                   help="count only these COCO classes in the pseudo ground truth and AP, comma-separated names "
+                        "or ids (e.g. car,truck; default every class)")
     p.add_argument("--pred-score", type=finite_float(0.0, 1.0), default=0.0,
                    help="drop predictions scoring below this before AP (default 0: keep all the detector "
                         "returned; applied to cached detections)")

@@ -39,7 +39,9 @@ class StudyConfig:
     dropped before AP (applied to cached detections, so changing it never reruns the
     detector). min_gt, keep_duplicates, dup_tolerance, resampling: see
     :class:`dctqa.study.analysis.AnalysisSettings`. sensitivity_gt x sensitivity_pred: the
-    threshold grid of the sensitivity table (empty: no table).
+    threshold grid of the sensitivity table (empty: no table). classes: COCO category ids the
+    pseudo ground truth and AP are restricted to (``None``: every class; a camera's classes of
+    interest, e.g. cars only, so that a rare class seen once in a window does not halve its AP).
     nr_model: a ``dctqa train-nr`` checkpoint: adds the no-reference column ``dctqa_nr``
     (:mod:`dctqa.study.noref`), predicted from ``nr_patches`` patches per frame placed by
     ``nr_sampling`` (``activation``, ``uniform`` or ``grid``); ``None``: no such column.
@@ -60,6 +62,7 @@ class StudyConfig:
     window: int = 100
     gt_score_threshold: float = 0.5
     pred_score_threshold: float = 0.0
+    classes: tuple[int, ...] | None = None
     min_gt: int = 10
     keep_duplicates: bool = False
     dup_tolerance: float = 0.05
@@ -105,6 +108,10 @@ class StudyConfig:
             for val in vals:
                 if not 0.0 <= val <= 1.0:
                     raise InputError(f"{name} must be in [0, 1], got {val}")
+        if self.classes is not None:
+            from .detect.categories import class_ids
+
+            self.classes = class_ids(self.classes)
         from .analysis import AnalysisSettings
 
         AnalysisSettings(metrics=[], resampling=self.resampling, min_gt=self.min_gt, n_boot=self.n_boot,

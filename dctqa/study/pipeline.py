@@ -424,7 +424,8 @@ def _ap_stage(run: StudyRun, stem: str, v: Variant, gt_thr: float, pred_thr: flo
     """Cached AP per window of one variant at the given ground-truth and prediction score
     thresholds -> ({"windows": [WindowAP as dict], "detect_s", "ap_s"}, meta). Detections
     come from the detection cache; the prediction threshold filters them afterwards (a
-    threshold of 0 keeps them all and leaves the stage key as before the option existed)."""
+    threshold of 0 keeps them all and leaves the stage key as before the option existed);
+    ``cfg.classes`` restricts ground truth and AP to those COCO classes."""
     from .detect.ap import window_ap
     from .detect.cache import cached_detect
     from .detect.groundtruth import pseudo_ground_truth
@@ -441,11 +442,12 @@ def _ap_stage(run: StudyRun, stem: str, v: Variant, gt_thr: float, pred_thr: flo
         t1 = time.perf_counter()
         if not np.array_equal(fi_r, fi_d):
             raise VideoError(f"{v.path.name}: {len(fi_d)} sampled frames, reference {len(fi_r)}")
-        gt = pseudo_ground_truth(ref_dets, gt_thr)
+        gt = pseudo_ground_truth(ref_dets, gt_thr, categories=cfg.classes)
         if pred_thr > 0:
             dets = [d.select(d.scores >= pred_thr) for d in dets]
         info = probe(ref)
-        wins = window_ap(gt, dets, fi_d, window=cfg.window, image_size=(info.height, info.width))
+        wins = window_ap(gt, dets, fi_d, window=cfg.window, image_size=(info.height, info.width),
+                         categories=cfg.classes)
         return {"windows": [asdict(w) for w in wins], "detect_s": t1 - t0, "ap_s": time.perf_counter() - t1}
 
     return run.cache.document("ap", key, do_ap)
@@ -463,6 +465,8 @@ def _ap_key(run: StudyRun, stem: str, v: Variant, gt_thr: float, pred_thr: float
            "gt_score_threshold": gt_thr}
     if pred_thr > 0:
         key["pred_score_threshold"] = pred_thr
+    if cfg.classes is not None:  # every class: the key as before the option existed
+        key["classes"] = list(cfg.classes)
     return key
 
 

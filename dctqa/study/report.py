@@ -12,6 +12,7 @@ import numpy as np
 from ..fileio import atomic_path, atomic_write_text
 from ..log import csv_text
 from .analysis import higher_is_better, is_cut_short
+from .detect.categories import class_names
 
 _STATS = ("lcc", "srcc", "krcc")
 
@@ -503,7 +504,9 @@ def write_report(result, cfg, cache, outputs=None, finish_timings=None) -> Path:
           f"{cfg.frame_stride} = 0; pseudo ground truth = its detections on the reference with score >= "
           f"{cfg.gt_score_threshold}; predictions on the variants: "
           + (f"those scoring >= {cfg.pred_score_threshold}" if cfg.pred_score_threshold else
-             "all the detector returned") + ". AP50 and AP@[.5:.95] "
+             "all the detector returned")
+          + (f"; only the COCO classes {', '.join(class_names(cfg.classes))} count" if cfg.classes else "")
+          + ". AP50 and AP@[.5:.95] "
           f"(faster-coco-eval) per non-overlapping window of {cfg.window} source frames.",
           f"- Metrics scored on frames f mod {cfg.metric_stride} = 0 and averaged per window: "
           + ", ".join(f"`{c}`" for c in cols) + ". dctqa columns are lower-is-better (Q = 1 for identical frames).",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Iterable
 
 import numpy as np
 
@@ -32,3 +33,33 @@ def coco80_to_coco91() -> np.ndarray:
     if len(ids) != 80:  # pragma: no cover - guards against a changed torchvision table
         raise RuntimeError(f"expected 80 COCO categories in torchvision's table, found {len(ids)}")
     return np.asarray(ids, dtype=np.int64)
+
+
+def class_ids(spec: str | Iterable[int | str]) -> tuple[int, ...]:
+    """COCO category ids (sorted, distinct) of ``spec``: a comma-separated string or a sequence
+    of COCO class names (case-insensitive, e.g. ``"car,traffic light"``) and/or ids 1..90 that
+    name a category (e.g. ``3``). An :class:`~dctqa.errors.InputError` names what is wrong and
+    lists the valid names."""
+    from ...errors import InputError
+
+    items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+    names = coco_names()
+    valid = {n.lower(): i for i, n in enumerate(names) if n not in ("__background__", "N/A")}
+    ids: list[int] = []
+    for item in items:
+        text = str(item).strip()
+        if text.isdigit() and int(text) in valid.values():
+            ids.append(int(text))
+        elif text.lower() in valid:
+            ids.append(valid[text.lower()])
+        else:
+            raise InputError(f"unknown COCO class {text!r}: expected names or ids (1..90) of the 80 COCO classes, "
+                             f"comma-separated, e.g. 'car,truck' or '3,8'; the names: {', '.join(sorted(valid))}")
+    if not ids:
+        raise InputError(f"no COCO class in {spec!r}: expected names or ids, e.g. 'car,truck'")
+    return tuple(sorted(set(ids)))
+
+
+def class_names(ids: Iterable[int]) -> list[str]:
+    """The COCO names of category ids (as :func:`class_ids` reads them)."""
+    return [coco_names()[int(i)] for i in ids]
